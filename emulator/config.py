@@ -1,0 +1,63 @@
+"""Settings of the emulator service (one object, built at the edge and passed down)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """How the emulator listens, authenticates, paces recordings, stores files and notifies.
+
+    Durations are in seconds. The defaults mirror the real service where it documents a value
+    (5-minute resource TTL, 10 requests/s, 15 s slices, 20 s synchronous stop); tests shrink
+    them.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8700  # 0: pick a free port (tests)
+    storage_dir: Path = Path("recordings")  # local back-end: <storage_dir>/<bucket>/<key>
+    customer_id: str = "demo"
+    customer_secret: str = "demo-secret"
+    app_ids: frozenset[str] = frozenset()  # empty: any non-empty app id is accepted
+    qps: int = 10  # REST requests per second per app id; 0 = unlimited (spec 1.4)
+    startup_seconds: float = 2.0  # status 0 -> 5 after start (spec 4.1, 14.4)
+    resource_ttl_seconds: float = 300.0  # a resourceId must be used within this (spec 2)
+    hour_seconds: float = 3600.0  # length of an "hour" of resourceExpiredHour (tests shrink it)
+    # Length of one second of maxIdleTime (spec 10.1). maxIdleTime cannot go under 5, so tests
+    # shrink the unit instead of the value.
+    idle_second: float = 1.0
+    slice_seconds: float = 15.0  # HLS slice length (spec 9.3)
+    mp4_max_seconds: float = 7200.0  # MP4 rollover: ~2 h of media (spec 9.4) ...
+    mp4_max_bytes: int = 2_000_000_000  # ... or ~2 GB, whichever comes first
+    exit_linger_seconds: float = 10.0  # after exit: stop answers 49, query status 8; then 404
+    # A synchronous stop answers within this; past it, 206 code 50 "upload timeout" (spec 7).
+    sync_stop_timeout_seconds: float = 20.0
+    tick_seconds: float = 0.2  # housekeeping and compositor clock period
+    resource_keep_seconds: float = 3600.0  # how long used/expired resourceIds stay known
+    staging_dir: Path | None = None  # default <storage_dir>/.staging
+    backup_dir: Path | None = None  # failed uploads; default <storage_dir>/.backup
+    # Vendor 1 (Amazon S3): None writes to the local back-end like every other vendor; a URL
+    # (e.g. a MinIO or moto on loopback) uploads there with boto3. Vendor 11 always uploads
+    # with boto3 to its own extensionParams.endpoint.
+    s3_endpoint_url: str | None = None
+    s3_timeout_seconds: float = 5.0  # connect and read timeout of one S3 request
+    # Files kept in the backup area are pushed to the customer's storage again every this
+    # many seconds (spec 9.2: "later transferred"); 0 = never.
+    backup_transfer_seconds: float = 0.0
+    # Notifications (spec 11): every event is kept in the event log (GET /dev/events); with
+    # ncs_url, each is also POSTed there, signed with ncs_secret.
+    ncs_url: str | None = None
+    ncs_secret: str = "ncs-secret"
+    ncs_timeout_seconds: float = 10.0  # the receiver must answer within this (spec 11.1)
+    ncs_retry_seconds: tuple[float, ...] = (0.0, 1.0, 3.0)  # the 3 resends (spec 11.1)
+    progress_seconds: float = 60.0  # event 33 uploading_progress period (spec 11.3)
+
+    @property
+    def staging_root(self) -> Path:
+        return self.staging_dir or self.storage_dir / ".staging"
+
+    @property
+    def backup_root(self) -> Path:
+        return self.backup_dir or self.storage_dir / ".backup"

@@ -1,0 +1,105 @@
+"""The real service's error bodies (spec 3.6, 4.3, 7, 8), as one exception type.
+
+Service-level errors carry ``{"code", "reason"}``; gateway-level errors carry ``{"message"}``
+and no ``code`` (8.1). The service raises :class:`ApiError`; the HTTP layer turns it into the
+response unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status`` and the JSON ``body`` the real service sends."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {body}")
+        self.status = status
+        self.body = body
+
+
+def service_error(status: int, code: int, reason: str, **extra: Any) -> ApiError:
+    return ApiError(status, {"code": code, "reason": reason, **extra})
+
+
+def gateway_error(status: int, message: str) -> ApiError:
+    return ApiError(status, {"message": message})
+
+
+# Gateway level (8.1)
+def unauthorized() -> ApiError:
+    return gateway_error(401, "Unauthorized")
+
+
+def invalid_credentials() -> ApiError:
+    return gateway_error(401, "Invalid authentication credentials")
+
+
+def no_route() -> ApiError:
+    return gateway_error(404, "no Route matched with those values")
+
+
+def rate_limited() -> ApiError:
+    return gateway_error(429, "API rate limit exceeded")
+
+
+# Service level
+def bad_request_header(reason: str) -> ApiError:
+    """Legacy code 8: wrong Content-Type, or a body that is not JSON (8.2)."""
+    return service_error(400, 8, reason)
+
+
+def invalid_parameter(reason: str) -> ApiError:
+    """Code 2: the reason names the field and the rule."""
+    return service_error(400, 2, reason)
+
+
+def invalid_appid() -> ApiError:
+    return service_error(400, 400, "invalid_appid")
+
+
+def invalid_channel_name() -> ApiError:
+    return service_error(400, 401, "invalid_channel_name")
+
+
+def resource_unparsable() -> ApiError:
+    return service_error(400, 1001, "resourceId could not be parsed")
+
+
+def parameter_mismatch() -> ApiError:
+    return service_error(400, 432, "parameter mismatch: appid, cname or uid does not match")
+
+
+def resource_expired() -> ApiError:
+    return service_error(400, 433, "resource expired")
+
+
+def already_started(resource_id: str) -> ApiError:
+    return service_error(201, 7, "already started", resourceId=resource_id)
+
+
+def task_conflict() -> ApiError:
+    return service_error(400, 53, "task conflict")
+
+
+def worker_not_found() -> ApiError:
+    return service_error(404, 404, "failed to find worker")
+
+
+def invalid_operation() -> ApiError:
+    return service_error(400, 49, "invalid operation")
+
+
+def no_recorded_data() -> ApiError:
+    return service_error(206, 435, "no recorded data")
+
+
+def internal_error() -> ApiError:
+    return service_error(500, 500, "internal_error")
+
+
+def upload_timeout(**echo: Any) -> ApiError:
+    """A synchronous stop whose uploads outlast the service's 20 s (spec 7, code 50). The
+    recording still finishes and uploads; a later query shows it."""
+    return service_error(206, 50, "upload timeout", **echo)

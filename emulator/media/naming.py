@@ -1,0 +1,34 @@
+"""Output file names exactly as the real service writes them (spec 9.1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# Characters the service replaces with "-" in the cname part of file names (spec 9.1).
+_SPECIAL = frozenset("!@#$%^&*()+_.=[]{}~|,;:?<>")
+
+
+def sanitize_cname(cname: str) -> str:
+    """Replace every special character of spec 9.1 with "-"."""
+    return "".join("-" if ch in _SPECIAL else ch for ch in cname)
+
+
+def utc_stamp(epoch_ms: int) -> str:
+    """`YYYYMMDDhhmmssSSS` in UTC for an epoch time in milliseconds."""
+    moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
+    return moment.strftime("%Y%m%d%H%M%S") + f"{epoch_ms % 1000:03d}"
+
+
+def playlist_name(sid: str, cname: str) -> str:
+    """`<sid>_<cname>.m3u8`."""
+    return f"{sid}_{sanitize_cname(cname)}.m3u8"
+
+
+def slice_name(sid: str, cname: str, start_epoch_ms: int) -> str:
+    """`<sid>_<cname>_<utc>.ts`, `<utc>` being the slice's start."""
+    return f"{sid}_{sanitize_cname(cname)}_{utc_stamp(start_epoch_ms)}.ts"
+
+
+def mp4_name(sid: str, cname: str, index: int) -> str:
+    """`<sid>_<cname>_<index>.mp4`, index from 0."""
+    return f"{sid}_{sanitize_cname(cname)}_{index}.mp4"

@@ -1,0 +1,71 @@
+"""Which of a user's streams a composite recording subscribes to (spec 3.2), as pure rules.
+
+One definition serves the live service (``emulator.subscription``) and the offline render:
+
+* By default everything is subscribed.
+* ``subscribe*Uids`` is a whitelist, ``unSubscribe*Uids`` (or ``unsubscribe*Uids``) a
+  blacklist; ``"#allstream#"`` in either means every uid.
+* A list (white or black) set for one kind only means nothing of the other kind.
+* streamTypes 0 records no video, 1 no audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ALL_STREAMS = "#allstream#"
+MAX_RECORDED_USERS = 17  # spec 3.2 / 10.4: only the first 17 users are recorded
+
+
+@dataclass
+class SubscriptionRules:
+    """A recording's lists; ``None`` means the list is not set."""
+
+    stream_types: int = 2
+    audio_sub: list[str] | None = None
+    audio_unsub: list[str] | None = None
+    video_sub: list[str] | None = None
+    video_unsub: list[str] | None = None
+
+    @classmethod
+    def from_wire(cls, recording_config: Mapping[str, Any]) -> SubscriptionRules:
+        """From a recordingConfig as JSON (either spelling of the blacklists)."""
+        return cls(
+            stream_types=int(recording_config.get("streamTypes", 2)),
+            audio_sub=_uids(recording_config, "subscribeAudioUids"),
+            audio_unsub=_uids(recording_config, "unSubscribeAudioUids", "unsubscribeAudioUids"),
+            video_sub=_uids(recording_config, "subscribeVideoUids"),
+            video_unsub=_uids(recording_config, "unSubscribeVideoUids", "unsubscribeVideoUids"),
+        )
+
+    def audio_for(self, uid: str) -> bool:
+        if self.stream_types == 1:
+            return False
+        video_lists = self.video_sub is not None or self.video_unsub is not None
+        return _subscribed(uid, self.audio_sub, self.audio_unsub, video_lists)
+
+    def video_for(self, uid: str) -> bool:
+        if self.stream_types == 0:
+            return False
+        audio_lists = self.audio_sub is not None or self.audio_unsub is not None
+        return _subscribed(uid, self.video_sub, self.video_unsub, audio_lists)
+
+
+def _subscribed(
+    uid: str, sub: Sequence[str] | None, unsub: Sequence[str] | None, other_kind_has_list: bool
+) -> bool:
+    if sub is not None:
+        return ALL_STREAMS in sub or uid in sub
+    if unsub is not None:
+        return not (ALL_STREAMS in unsub or uid in unsub)
+    # A list set for the other kind only means none of this kind.
+    return not other_kind_has_list
+
+
+def _uids(mapping: Mapping[str, Any], *keys: str) -> list[str] | None:
+    for key in keys:
+        if mapping.get(key) is not None:
+            return [str(uid) for uid in mapping[key]]
+    return None

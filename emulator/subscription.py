@@ -1,0 +1,88 @@
+"""Who a composite recording records, and which of their streams (spec 3.2, 5, 10.4).
+
+Rules (DS ``develop/subscription.md``):
+
+* By default everything is subscribed.
+* ``subscribe*Uids`` is a whitelist, ``unSubscribe*Uids`` a blacklist (either spelling on the
+  wire), ``["#allstream#"]`` means every uid.
+* A list (white or black) set for audio only means no video is subscribed at all, and the
+  reverse.
+* streamTypes 0 records no video, 1 no audio.
+* Only the first 17 users are recorded; when one of them leaves, the 18th moves up.
+* ``update`` replaces the list of each kind it names and keeps the other kind's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from emulator.channels import SimUser
+from emulator.media import UserSnapshot
+from emulator.media.subscription import MAX_RECORDED_USERS, SubscriptionRules
+from worker.api_models import RecordingConfig, StreamSubscribe
+
+
+class Subscription(SubscriptionRules):
+    """A live recording's lists, which ``update`` may replace (spec 5)."""
+
+    @classmethod
+    def from_recording(cls, recording: RecordingConfig) -> Subscription:
+        return cls(
+            stream_types=recording.streamTypes,
+            audio_sub=recording.subscribeAudioUids,
+            audio_unsub=recording.unSubscribeAudioUids,
+            video_sub=recording.subscribeVideoUids,
+            video_unsub=recording.unSubscribeVideoUids,
+        )
+
+    def problem_with(self, update: StreamSubscribe) -> str | None:
+        """Why ``update`` cannot apply to this recording (spec 5), or None."""
+        if update.audioUidList is not None and self.stream_types == 1:
+            return (
+                "audioUidList: only applies when streamTypes is 0 or 2 "
+                "(this recording has streamTypes 1)"
+            )
+        if update.videoUidList is not None and self.stream_types == 0:
+            return (
+                "videoUidList: only applies when streamTypes is 1 or 2 "
+                "(this recording has streamTypes 0)"
+            )
+        return None
+
+    def apply(self, update: StreamSubscribe) -> None:
+        """Replace the lists of each kind ``update`` names (check :meth:`problem_with` first)."""
+        if update.audioUidList is not None:
+            self.audio_sub = update.audioUidList.subscribeAudioUids
+            self.audio_unsub = update.audioUidList.unSubscribeAudioUids
+        if update.videoUidList is not None:
+            self.video_sub = update.videoUidList.subscribeVideoUids
+            self.video_unsub = update.videoUidList.unSubscribeVideoUids
+
+
+def recorded_users(
+    users: Iterable[SimUser], subscription: Subscription, seen: set[tuple[str, int]]
+) -> list[UserSnapshot]:
+    """The channel as the recording sees it: subscribed hosts in join order, at most 17, with
+    the streams they publish now that it subscribes to.
+
+    ``seen`` (updated here) remembers who has published a subscribed stream since joining:
+    such a user keeps a region when they stop publishing (last frame / background, spec 10.4);
+    one who never published is not seen by the recorder at all.
+    """
+    out: list[UserSnapshot] = []
+    for user in users:
+        if not user.is_host:
+            continue
+        want_audio, want_video = subscription.audio_for(user.uid), subscription.video_for(user.uid)
+        if not (want_audio or want_video):
+            continue
+        video = user.video if want_video and user.video_published else None
+        audio = user.audio if want_audio and user.audio_published else None
+        key = (user.uid, user.join_seq)
+        if video is not None or audio is not None:
+            seen.add(key)
+        if key in seen:
+            out.append(UserSnapshot(uid=user.uid, video=video, audio=audio))
+        if len(out) == MAX_RECORDED_USERS:
+            break
+    return out

@@ -1,0 +1,298 @@
+"""Celery tasks: thin adapters from messages to :mod:`worker.recording` steps.
+
+Every message carries a job id and nothing else (Flower and the broker show task arguments),
+except ``recording.submit``, whose argument is the caller's spec (a token in it must be sealed,
+see :mod:`worker.vault`). A task loads nothing itself: it runs one step, then turns the step's
+:class:`Next` and its errors into Celery actions (retry with backoff, the next task, a failed
+job). Task names are stable: other services and Flower rely on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import Task, chain
+from celery.exceptions import Retry
+
+from worker import callbacks, recording
+from worker.celery_app import PRIORITY, PRIORITY_STEPS, RECORDING_QUEUE, app, runtime
+from worker.errors import (
+    Action,
+    ApiError,
+    JobSpecError,
+    RateLimitedByService,
+    RateLimitWait,
+    TransportError,
+)
+from worker.reconcile import reconcile as reconcile_round
+from worker.recording import Next
+from worker.runtime import Runtime
+from worker.store import DueEntry, JobRecord
+
+log = logging.getLogger("cloudrec.tasks")
+
+StepFunc = Callable[[Runtime, str], Next]
+
+# How many failed API attempts a step gets before the job fails (a stop never gives up).
+MAX_API_ATTEMPTS = {"acquire": 8, "start": 8, "watch": 20, "stop": 10_000}
+MAX_BACKOFF = 60.0  # countdowns stay short: see worker.celery_app
+DISPATCH_BATCH = 500  # due entries claimed per round trip
+DISPATCH_TIME_BUDGET = 0.8  # seconds one dispatch may keep claiming (the next one is 1 s away)
+# A claimed start or callback may wait behind a backlog of new jobs in the recording queue; its
+# entry comes back only after this long (a lost one is also re-driven by the reconciler). A stop
+# goes to the control queue, where nothing waits: it comes back after CLOUDREC_STOP_LEASE.
+DUE_LEASES = {"start": 300.0, "callback": 120.0}
+
+
+def backoff(attempt: int, base: float = 1.0) -> float:
+    """Exponential backoff with jitter: about base * 2^attempt, capped, never all at once."""
+    ceiling = min(MAX_BACKOFF, base * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def start_chain(job_id: str) -> Any:
+    """acquire -> start, back to back: a resourceId is only good for minutes (spec 2)."""
+    return chain(acquire.si(job_id), start.si(job_id))
+
+
+def follow(job_id: str, nxt: Next) -> None:
+    """Send whatever the finished step asked for."""
+    if nxt.step == "acquire":
+        start_chain(job_id).apply_async()
+    elif nxt.step == "watch":
+        watch.apply_async((job_id,), countdown=nxt.delay)
+    elif nxt.step == "stop":
+        stop.apply_async((job_id,), countdown=nxt.delay)
+    # "start" follows acquire inside the chain; None means nothing to do.
+
+
+def run_step(task: Task, step: str, job_id: str, func: StepFunc) -> None:
+    """Run one step with the redelivery cap and the retry policy of the error tree."""
+    rt = runtime()
+    delivery = f"{step}:{task.request.id}"
+    if _redelivered_too_often(rt, task, delivery, job_id):
+        follow(job_id, recording.fail_job(rt, job_id, _redelivery_error(step)))
+        return
+    try:
+        nxt = func(rt, job_id)
+    except (redis.ConnectionError, redis.TimeoutError):
+        # Redis (the job store and the broker) went away mid-step. The record is durable (AOF)
+        # and every step resumes from it: try again shortly. If even the retry cannot be
+        # published, the reconciler re-drives the job once Redis is back.
+        log.warning("job %s: %s: Redis unreachable, retrying", job_id, step)
+        raise task.retry(countdown=backoff(task.request.retries or 0), max_retries=None) from None
+    except RateLimitWait as exc:
+        # Not a failure: the shared budget is spent. Come back later without holding the slot.
+        rt.metrics.limiter_wait(exc.priority or step)
+        raise _retry(rt, task, step, job_id, exc.retry_after + random.uniform(0, 0.25)) from None
+    except ApiError as exc:
+        if exc.action not in (Action.RETRY, Action.AMBIGUOUS):
+            raise  # every other class is decided inside the step; reaching here is a bug
+        failures = rt.store.count_delivery(job_id, f"{step}:failures")
+        if failures >= MAX_API_ATTEMPTS[step]:
+            log.warning(
+                "job %s: %s gave up after %d attempts: %s",
+                job_id,
+                step,
+                failures,
+                exc,
+                extra={"job_id": job_id},
+            )
+            rt.store.forget_delivery(job_id, delivery)
+            follow(job_id, recording.fail_job(rt, job_id, exc))
+            return
+        rt.metrics.retry(step, type(exc).__name__)
+        raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc))) from None
+    rt.store.forget_delivery(job_id, delivery)
+    follow(job_id, nxt)
+
+
+def _backoff_base(exc: ApiError) -> float:
+    """Where a class's exponential backoff starts. No answer at all is most often a pooled
+    connection the server had just closed: the first retry comes within 0.2 s (a deadline stop
+    must not lose seconds to it), then 0.4, 0.8, ... A 429 means we were too fast: start at 2-4 s.
+    Everything else: 1-2 s, doubling."""
+    if isinstance(exc, TransportError):
+        return 0.1
+    if isinstance(exc, RateLimitedByService):
+        return 2.0
+    return 1.0
+
+
+def _retry(rt: Runtime, task: Task, step: str, job_id: str, countdown: float) -> Retry:
+    if step == "stop":
+        # The retry is the next attempt: the deadline's lease must not fire a second one first.
+        rt.store.extend_due("stop", job_id, time.time() + countdown + rt.settings.stop_lease)
+    return task.retry(countdown=countdown, max_retries=None)
+
+
+def _redelivered_too_often(rt: Runtime, task: Task, delivery: str, job_id: str) -> bool:
+    # Retries keep the task id and count in request.retries; anything beyond is a redelivery
+    # (the worker died holding the message). Cap them so a poison job cannot loop forever.
+    runs = rt.store.count_delivery(job_id, delivery)
+    redeliveries = runs - 1 - (task.request.retries or 0)
+    return redeliveries > rt.settings.max_deliveries
+
+
+def _redelivery_error(step: str) -> dict[str, Any]:
+    return {"operation": step, "reason": f"{step} redelivered too often (worker lost)"}
+
+
+# -- the tasks -----------------------------------------------------------------------------
+def submit_and_start(rt: Runtime, spec: Any, *, via_broker: bool = False) -> tuple[JobRecord, bool]:
+    """Store a job and send its acquire -> start chain (unless it has a later ``start_at``).
+
+    If the chain cannot be sent, the job is removed again: nothing is left half-done. This is
+    also the way to submit a spec with a plain RTC token: it goes into the vault encrypted
+    before anything is queued.
+    """
+    job, created = recording.submit(rt, spec, via_broker=via_broker)
+    if created and job.start_at is None:
+        try:
+            start_chain(job.job_id).apply_async()
+        except Exception:
+            rt.store.delete(job.job_id)
+            rt.vault.delete(job.job_id)
+            raise
+    return job, created
+
+
+def request_stop(rt: Runtime, job_id: str, reason: str) -> JobRecord:
+    """Stop (reason "stop") or cancel (reason "cancel") a job now, before its deadline."""
+    job = recording.request_stop(rt, job_id, reason)
+    if not job.terminal:
+        stop.apply_async((job_id,))
+    return job
+
+
+@app.task(
+    name="recording.submit",
+    bind=True,
+    priority=PRIORITY["submit"],
+    ignore_result=False,
+    throws=(JobSpecError,),
+)
+def submit(self: Task, spec: dict[str, Any]) -> str:
+    """Validate and store a job, start it (or schedule its start). Returns the job id.
+
+    A token in ``spec`` must be sealed (:func:`worker.vault.seal_token`): this message sat in
+    the broker.
+    """
+    job, _ = submit_and_start(runtime(), spec, via_broker=True)
+    return job.job_id
+
+
+@app.task(name="recording.acquire", bind=True, priority=PRIORITY["acquire"], max_retries=None)
+def acquire(self: Task, job_id: str) -> None:
+    run_step(self, "acquire", job_id, recording.acquire_step)
+
+
+@app.task(name="recording.start", bind=True, priority=PRIORITY["start"], max_retries=None)
+def start(self: Task, job_id: str) -> None:
+    run_step(self, "start", job_id, recording.start_step)
+
+
+@app.task(name="recording.watch", bind=True, priority=PRIORITY["watch"], max_retries=None)
+def watch(self: Task, job_id: str) -> None:
+    run_step(self, "watch", job_id, recording.watch_step)
+
+
+@app.task(name="recording.stop", bind=True, priority=PRIORITY["stop"], max_retries=None)
+def stop(self: Task, job_id: str) -> None:
+    run_step(self, "stop", job_id, recording.stop_step)
+
+
+@app.task(name="recording.callback", bind=True, priority=PRIORITY["callback"], max_retries=None)
+def callback(self: Task, job_id: str) -> None:
+    """Deliver a finished job's completion callbacks (:mod:`worker.callbacks`)."""
+    rt = runtime()
+    retry_in = callbacks.run_callbacks(rt, job_id, _send_callback_task)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in, max_retries=None)
+
+
+def _send_callback_task(name: str, args: list[Any]) -> None:
+    app.send_task(name, args=args, queue=runtime().settings.callback_queue)
+
+
+@app.task(name="recording.dispatch", ignore_result=True, priority=PRIORITY["dispatch"])
+def dispatch() -> int:
+    """Beat, every second: fire the scheduled starts, stop deadlines and callbacks that are due
+    (or due within the lookahead: those are sent to run at their second)."""
+    rt = runtime()
+    fired = 0
+    started = time.monotonic()
+    while time.monotonic() - started < DISPATCH_TIME_BUDGET:
+        entries = rt.store.claim_due_entries(
+            time.time(),
+            lease=rt.settings.stop_lease,
+            limit=DISPATCH_BATCH,
+            lookahead=rt.settings.dispatch_lookahead,
+            leases=DUE_LEASES,
+        )
+        send_due(entries)
+        fired += len(entries)
+        if len(entries) < DISPATCH_BATCH:
+            break
+    return fired
+
+
+def send_due(entries: list[DueEntry]) -> None:
+    """Send the task of each claimed due entry, timed to its due second, over one connection."""
+    if not entries:
+        return
+    now = time.time()
+    with app.producer_or_acquire() as producer:
+        for entry in entries:
+            # Early entries (the lookahead) wait in the worker until their second; others go now.
+            countdown = entry.due - now if entry.due - now > 0.01 else None
+            if entry.action == "stop":
+                stop.apply_async((entry.job_id,), countdown=countdown, producer=producer)
+            elif entry.action == "start":
+                start_chain(entry.job_id).apply_async(countdown=countdown, producer=producer)
+            elif entry.action == "callback":
+                callback.apply_async((entry.job_id,), producer=producer)
+
+
+@app.task(name="recording.reconcile", ignore_result=True, priority=PRIORITY["reconcile"])
+def reconcile() -> dict[str, int | bool]:
+    """Beat, every 30 s: one reconciler round (:mod:`worker.reconcile`); sends what it asks."""
+    rt = runtime()
+    report = reconcile_round(rt, backlog=queue_backlog(rt))
+    for job_id, nxt in report.redrive:
+        follow(job_id, nxt)
+    summary = report.summary()
+    if any(v for k, v in summary.items() if k != "budget_exhausted"):
+        log.info("reconcile: %s", summary)
+    return summary
+
+
+def queue_backlog(rt: Runtime) -> int:
+    """Messages waiting in the recording queue, every priority (kombu keeps one list each)."""
+    sep = "\x06\x16"
+    keys = [RECORDING_QUEUE] + [f"{RECORDING_QUEUE}{sep}{p}" for p in PRIORITY_STEPS if p]
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())
+
+
+__all__ = [
+    "Retry",
+    "acquire",
+    "callback",
+    "dispatch",
+    "follow",
+    "reconcile",
+    "send_due",
+    "start",
+    "start_chain",
+    "stop",
+    "submit",
+    "watch",
+]

@@ -1,0 +1,242 @@
+"""compose.yaml, checked statically (no Docker engine here): it parses, every command and
+healthcheck resolves to a real entry point with valid options, every variable it sets or reads is
+a real setting, nothing secret is written in it, and it has what a real deployment needs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from config import Settings
+from config.settings import StorageProfile
+from worker.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "compose.yaml"
+DOCKERFILE = REPO / "Dockerfile"
+ENV_EXAMPLE = REPO / ".env.example"
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+SECRETISH = re.compile(r"secret|password|passwd|token|access_key|_key\b", re.IGNORECASE)
+# Variables compose interpolates that are not cloudrec settings, and who reads them.
+OTHER_VARIABLES = {"FLOWER_USER": "flower --basic-auth", "FLOWER_PASSWORD": "flower --basic-auth"}
+CLOUDREC_SERVICES = ("emulator", "worker", "beat", "metrics", "flower")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def image_entrypoint() -> list[str]:
+    match = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert match, "the Dockerfile has an exec-form ENTRYPOINT"
+    return list(yaml.safe_load(match.group(1)))
+
+
+def argv_of(service: dict[str, Any]) -> list[str]:
+    """What the container runs: entrypoint + command, as compose combines them."""
+    entrypoint = service.get("entrypoint")
+    if entrypoint is None:
+        entrypoint = image_entrypoint() if "build" in service else []
+    command = service.get("command") or []
+    return [*entrypoint, *command]
+
+
+def interpolated(value: str) -> str:
+    """The value with ``${VAR:-default}`` resolved to its default (or a placeholder)."""
+    value = INTERPOLATION.sub(lambda m: m["arg"] if m["op"] in (":-", "-") else "x", value)
+    return value.replace("$$", "$")
+
+
+def resolve_cloudrec(argv: list[str]) -> click.Command:
+    """Parse ``cloudrec ARGV`` as the CLI would (options, types, choices), without running it.
+
+    cloudrec's groups take no options of their own, so only the leaf command parses."""
+    ctx = click.Context(cli, info_name="cloudrec")
+    command: click.Command = cli
+    args = list(argv)
+    while isinstance(command, click.Group):
+        name, sub, args = command.resolve_command(ctx, args)
+        assert sub is not None and name is not None, f"no cloudrec command in {argv!r}"
+        ctx = click.Context(sub, info_name=name, parent=ctx)
+        command = sub
+    leaf = command.make_context(ctx.info_name, args, parent=ctx.parent)
+    assert not leaf.args, f"cloudrec {argv!r}: left over {leaf.args!r}"
+    return command
+
+
+def resolve_celery(argv: list[str]) -> None:
+    """``celery -A worker.celery_app SUB ...``: the app imports and SUB is a celery command."""
+    from celery.bin.celery import celery as celery_cli
+
+    assert argv[1] == "-A", argv
+    module = importlib.import_module(argv[2])
+    assert hasattr(module, "app")
+    sub = argv[3]
+    plugins = {e.name for e in importlib.metadata.entry_points(group="celery.commands")}
+    assert sub in celery_cli.commands or sub in plugins, f"celery has no command {sub!r}"
+
+
+def resolve(argv: list[str]) -> None:
+    program = argv[0]
+    if program == "cloudrec":
+        resolve_cloudrec([interpolated(a) for a in argv[1:]])
+    elif program == "celery":
+        resolve_celery([interpolated(a) for a in argv])
+    elif program == "python":
+        assert argv[1] == "-c"
+        compile(argv[2], "<healthcheck>", "exec")
+    elif program in ("redis-server", "redis-cli"):
+        pass  # the redis image's own programs
+    else:
+        raise AssertionError(f"unknown program {program!r} in {argv!r}")
+
+
+def healthcheck_argv(test: list[str]) -> list[str]:
+    kind, *rest = test
+    if kind == "CMD":
+        return rest
+    assert kind == "CMD-SHELL", test
+    return shlex.split(rest[0].replace("$$HOSTNAME", "worker-1"))
+
+
+def setting_exists(name: str) -> bool:
+    """``CLOUDREC_X`` or ``CLOUDREC_STORAGE__<PROFILE>__<FIELD>`` names a field of Settings."""
+    assert name.startswith("CLOUDREC_"), name
+    parts = name.removeprefix("CLOUDREC_").lower().split("__")
+    if parts[0] not in Settings.model_fields:
+        return False
+    if parts[0] == "storage":
+        return len(parts) == 3 and parts[2] in StorageProfile.model_fields
+    return len(parts) == 1 or _nested(Settings.model_fields[parts[0]].annotation, parts[1:])
+
+
+def _nested(annotation: Any, parts: list[str]) -> bool:
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+        and (parts[0] in annotation.model_fields)
+    )
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+# -- the tests ------------------------------------------------------------------------------
+def test_every_service_runs_a_real_entry_point(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {"redis", *CLOUDREC_SERVICES}
+    assert image_entrypoint() == ["cloudrec"]
+    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts.get("cloudrec") == "worker.cli:main"
+    commands = {name: argv_of(service) for name, service in services.items()}
+    for argv in commands.values():
+        resolve(argv)
+    assert commands["worker"][:2] == ["cloudrec", "worker"]
+    assert commands["beat"][:2] == ["cloudrec", "beat"]
+    assert commands["metrics"][:2] == ["cloudrec", "metrics"]
+    assert commands["emulator"][:2] == ["cloudrec", "emulator"]
+    assert commands["flower"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
+
+
+def test_a_bad_command_would_be_caught() -> None:
+    # The resolver is strict: unknown commands, options and choices fail.
+    for argv in (["cloudrec", "wrker"], ["cloudrec", "worker", "--pool", "gevent"]):
+        with pytest.raises((click.UsageError, AssertionError)):
+            resolve(argv)
+    with pytest.raises(AssertionError):
+        resolve(["celery", "-A", "worker.celery_app", "flowr"])
+
+
+def test_every_service_has_a_healthcheck_that_resolves_and_a_restart_policy(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        assert service.get("restart") in ("unless-stopped", "always"), name
+        check = service.get("healthcheck")
+        assert check and check.get("test"), f"{name} has no healthcheck"
+        resolve(healthcheck_argv(check["test"]))
+    assert healthcheck_argv(services["beat"]["healthcheck"]["test"]) == [
+        "cloudrec",
+        "health",
+        "--beat",
+    ]
+
+
+def test_redis_persists_every_write_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
+    command = " ".join(argv_of(services["redis"]))
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+
+
+def test_settings_come_from_an_env_file_and_wait_for_redis(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in CLOUDREC_SERVICES:
+        service = services[name]
+        files = service.get("env_file")
+        assert files and any(f.get("path") == ".env" for f in files), name
+        if name != "emulator":  # the emulator does not use Redis
+            assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["beat"]["deploy"]["replicas"] == 2  # one active, one standby
+
+
+def test_every_variable_set_or_read_is_a_real_setting(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = COMPOSE.read_text()
+    for match in INTERPOLATION.finditer(text):
+        name = match["name"]
+        assert name in OTHER_VARIABLES or setting_exists(name), name
+    for name, service in services.items():
+        for key, raw in environment_of(service).items():
+            assert setting_exists(key), f"{name}: {key} is not a setting"
+            monkeypatch.setenv(key, interpolated(raw))
+    Settings()  # and their values parse
+    documented = re.findall(r"^#?\s*(CLOUDREC_[A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert documented, ".env.example names the settings"
+    for key in documented:
+        assert setting_exists(key), f".env.example: {key} is not a setting"
+    assert not setting_exists("CLOUDREC_NO_SUCH_THING")
+    assert not setting_exists("CLOUDREC_STORAGE__DEFAULT__PASSWORD")
+
+
+def test_no_secret_is_written_in_the_deployment(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for key, raw in environment_of(service).items():
+            if SECRETISH.search(key):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+(:\?[^}]*)?\}", raw), f"{name}: {key}={raw}"
+        for arg in argv_of(service):
+            if SECRETISH.search(arg) or "basic-auth" in arg:
+                for match in INTERPOLATION.finditer(arg):
+                    if SECRETISH.search(match["name"]):
+                        assert match["op"] in (":?", "?", None), f"{name}: default for {arg}"
+                assert "=" not in INTERPOLATION.sub("", arg).split("=", 1)[-1], arg
+    dockerfile = DOCKERFILE.read_text()
+    assert not re.search(r"^(ENV|ARG)\b.*(SECRET|PASSWORD|TOKEN|KEY)", dockerfile, re.M | re.I)
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if not line.startswith("#") and SECRETISH.search(key):
+            assert value == "", f".env.example ships a value for {key}"

@@ -1,0 +1,117 @@
+"""Flower against the test broker: a real ``celery flower`` process with basic auth, a worker
+process sending task events, and a recording job; checked through Flower's HTTP API."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from tasks.recording import submit_and_start
+from tests.conftest import wait_for
+from tests.ops.harness import (
+    free_port,
+    processes,
+    small_spec,
+    spawn,
+    start_beat_process,
+    start_worker_process,
+    wait_http,
+)
+from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, runtime
+from worker.devapi import DevApiClient
+from worker.store import JobStore
+
+pytestmark = pytest.mark.e2e
+
+AUTH = ("ops", "flower-pass-1234")
+JOB_TASKS = {
+    "recording.acquire": RECORDING_QUEUE,
+    "recording.start": RECORDING_QUEUE,
+    "recording.watch": RECORDING_QUEUE,
+    "recording.stop": CONTROL_QUEUE,
+}
+
+
+def _tasks_of(base: str, job_id: str) -> dict[str, dict[str, Any]] | None:
+    """Flower's view of the job's tasks by name, once every step has succeeded."""
+    tasks = requests.get(f"{base}/api/tasks", auth=AUTH, timeout=5).json()
+    mine = {
+        t["name"]: t
+        for t in tasks.values()
+        if t.get("args") and _args(t["args"]) == [job_id] and t.get("state") == "SUCCESS"
+    }
+    return mine if set(JOB_TASKS) <= mine.keys() else None
+
+
+def _args(text: str) -> Any:
+    try:
+        return list(ast.literal_eval(text))
+    except (ValueError, SyntaxError, TypeError):
+        return None
+
+
+def test_flower_shows_the_recording_tasks_and_workers(
+    env: dict[str, str], log_dir: Path, redis_client: redis.Redis, emulator
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    flower_argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
+        f"--basic-auth={AUTH[0]}:{AUTH[1]}",
+    ]
+    DevApiClient(emulator.base_url).join("flower", "1", video={"color": "#FFFF00"}, audio=None)
+    store = JobStore(redis_client)
+    with processes() as procs:
+        procs.append(spawn("flower", flower_argv, env, log_dir, module=False))
+        wait_http(f"{base}/healthcheck")
+        worker = start_worker_process(env, log_dir)
+        procs.append(worker)
+        procs.append(start_beat_process(env, log_dir))
+        workers = wait_for(
+            lambda: (
+                requests.get(
+                    f"{base}/api/workers", params={"refresh": "1"}, auth=AUTH, timeout=10
+                ).json()
+                or None
+            ),
+            30,
+            0.5,
+            "Flower to list the worker",
+        )
+        job, _ = submit_and_start(runtime(), small_spec("flower", duration=3))
+        wait_for(lambda: store.get(job.job_id).terminal, 60, 0.3, "the job to end")
+        tasks = wait_for(lambda: _tasks_of(base, job.job_id), 30, 0.5, "Flower to see the tasks")
+        everything = requests.get(f"{base}/api/tasks", auth=AUTH, timeout=5).json()
+        unauthenticated = requests.get(f"{base}/api/workers", timeout=5)
+
+    assert unauthenticated.status_code == 401
+    (name, info), *_ = workers.items()
+    assert name.startswith("celery@")
+    queues = {q["name"] for q in info.get("active_queues", [])}
+    assert {CONTROL_QUEUE, RECORDING_QUEUE} <= queues
+    registered = set(info.get("registered", []))
+    assert {*JOB_TASKS, "recording.submit", "recording.dispatch", "recording.fire_schedule"} <= (
+        registered
+    )
+    assert store.get(job.job_id).state == "completed"
+    for task_name, queue in JOB_TASKS.items():
+        task = tasks[task_name]
+        assert task["kwargs"] in ("{}", None)
+        assert task["routing_key"] == queue, (task_name, task)
+        assert task["worker"] == name
+    # The beat's dispatcher shows up too, with no arguments at all.
+    dispatches = [t for t in everything.values() if t["name"] == "recording.dispatch"]
+    assert dispatches and all(_args(t["args"]) == [] for t in dispatches)

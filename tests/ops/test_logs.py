@@ -1,0 +1,149 @@
+"""Structured logs of a real worker and beat: JSON lines, one per transition and API call, with
+job id, cname, sid and API code, and no secret anywhere in the output."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from emulator import EmulatorConfig, serve_in_thread
+from tasks.recording import submit_and_start
+from tests.conftest import wait_for
+from tests.ops.harness import (
+    FAST_EMULATOR,
+    cloudrec_env,
+    processes,
+    small_spec,
+    start_beat_process,
+    start_worker_process,
+)
+from worker.celery_app import configure, runtime
+from worker.devapi import DevApiClient
+from worker.logs import JsonFormatter, PlainFormatter, Redactor, log_context
+from worker.store import JobStore
+
+pytestmark = pytest.mark.e2e
+
+SECRETS = {
+    "CLOUDREC_CUSTOMER_SECRET": "cust-secret-5f1e2d3c",
+    "CLOUDREC_STORAGE__DEFAULT__ACCESS_KEY": "AKIAOPSTEST12345678",
+    "CLOUDREC_STORAGE__DEFAULT__SECRET_KEY": "storage-secret-9a8b7c6d5e",
+    "CLOUDREC_VAULT_KEY": "tcvIMXv2ciNbEJe5vc4CmBbzl_ngqFPdTA10R5p9xuY=",
+}
+TOKEN = "rtc-token-007-abcdef123456"
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))  # every line: one JSON object
+    return out
+
+
+def test_a_run_logs_json_lines_with_its_ids_and_no_secret(
+    redis_url: str, redis_client: redis.Redis, log_dir: Path, tmp_path: Path
+) -> None:
+    server = serve_in_thread(
+        EmulatorConfig(
+            storage_dir=tmp_path / "storage",
+            customer_secret=SECRETS["CLOUDREC_CUSTOMER_SECRET"],
+            **FAST_EMULATOR,  # type: ignore[arg-type]
+        )
+    )
+    env = cloudrec_env(redis_url, server.base_url, CLOUDREC_LOG_JSON="true", **SECRETS)
+    dev = DevApiClient(server.base_url)
+    dev.join("logs-json", "1", video={"color": "#0000FF"}, audio={"tone": 880})
+    dev.set_faults({"errors": [{"operations": ["query"], "status": 504, "code": 62, "count": 1}]})
+    store = JobStore(redis_client)
+    try:
+        from config import Settings
+
+        configure(Settings(_env_file=None, redis_url=redis_url, **_settings_kwargs()))
+        with processes() as procs:
+            worker = start_worker_process(env, log_dir, split=True)
+            procs.append(worker)
+            beat = start_beat_process(env, log_dir, split=True)
+            procs.append(beat)
+            spec = small_spec("logs-json", duration=6, uid="4242", token=TOKEN)
+            job, _ = submit_and_start(runtime(), spec)
+            done = wait_for(
+                lambda: (j := store.get(job.job_id)).terminal and j, 60, 0.3, "the job to end"
+            )
+    finally:
+        server.stop()
+
+    assert done.state == "completed", done.error
+    lines = _lines(worker.log_path)
+    mine = [entry for entry in lines if entry.get("job_id") == job.job_id]
+
+    transitions = [e for e in mine if "to_state" in e]
+    assert [e["to_state"] for e in transitions] == [
+        "acquiring",
+        "starting",
+        "recording",
+        "stopping",
+        "completed",
+    ]
+    for entry in transitions:
+        assert entry["cname"] == "logs-json"
+    for entry in transitions[2:]:
+        assert entry["sid"] == done.sid
+
+    calls = [e for e in mine if "operation" in e and e["logger"] == "cloudrec.api"]
+    operations = [e["operation"] for e in calls]
+    assert operations[:2] == ["acquire", "start"]
+    assert operations[-1] == "stop"
+    assert "query" in operations
+    assert all(e["cname"] == "logs-json" for e in calls if e["operation"] != "query")
+    assert all(e["sid"] == done.sid for e in calls if e["operation"] != "acquire")
+    assert all("status" in e for e in calls)
+    failed = [e for e in calls if e.get("api_code") == "62"]
+    assert len(failed) == 1 and failed[0]["status"] == "504" and failed[0]["level"] == "WARNING"
+
+    everything = "".join(
+        p.read_text() for proc in (worker, beat) for p in (proc.log_path, proc.out_path) if p
+    )
+    for secret in [*SECRETS.values(), TOKEN]:
+        assert secret not in everything
+    for entry in _lines(beat.log_path):
+        assert {"ts", "level", "logger", "message"} <= entry.keys()
+
+
+def _settings_kwargs() -> dict[str, Any]:
+    from pydantic import SecretStr
+
+    return {
+        "customer_secret": SecretStr(SECRETS["CLOUDREC_CUSTOMER_SECRET"]),
+        "vault_key": SecretStr(SECRETS["CLOUDREC_VAULT_KEY"]),
+    }
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("cloudrec.test", logging.INFO, __file__, 1, message, (), None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_the_formatters_add_the_bound_context_and_redact_secrets() -> None:
+    from worker.logs import ContextFilter
+
+    redact = Redactor(["hunter2-secret"])
+    with log_context(job_id="j1", cname="c1"):
+        record = _record("token hunter2-secret leaked", sid="s1")
+        ContextFilter().filter(record)
+    line = json.loads(JsonFormatter(redact).format(record))
+    assert line["job_id"] == "j1" and line["cname"] == "c1" and line["sid"] == "s1"
+    assert line["message"] == "token *** leaked"
+    plain = PlainFormatter(redact).format(record)
+    assert plain.endswith("job_id=j1 cname=c1 sid=s1")
+    assert "hunter2" not in plain
+    outside = _record("no context")
+    ContextFilter().filter(outside)
+    assert "job_id" not in json.loads(JsonFormatter().format(outside))

@@ -1,0 +1,162 @@
+"""The Prometheus exporter, scraped over HTTP while real jobs run through a worker process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tasks.recording import submit_and_start
+from tests.conftest import wait_for
+from tests.ops.harness import (
+    free_port,
+    processes,
+    small_spec,
+    spawn,
+    start_beat_process,
+    start_worker_process,
+    wait_http,
+)
+from worker.celery_app import runtime
+from worker.devapi import DevApiClient
+from worker.exporter import OVERDUE_GRACE, build_registry
+from worker.metrics import Metrics
+from worker.store import JobRecord, JobStore
+
+pytestmark = pytest.mark.e2e
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    text = requests.get(url, timeout=5).text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _if(samples: Samples, condition: Callable[[Samples], float]) -> Samples | None:
+    return samples if condition(samples) else None
+
+
+CALLBACKS = "cloudrec_callbacks_total"
+
+
+def _wait_state(store: JobStore, job_id: str, done: Callable[[JobRecord], bool], what: str) -> None:
+    wait_for(lambda: done(store.get(job_id)), 60, 0.3, what)
+
+
+def test_the_figures_move_as_jobs_run(
+    env: dict[str, str], log_dir: Path, redis_client: redis.Redis, emulator
+) -> None:
+    dev = DevApiClient(emulator.base_url)
+    dev.join("metrics-live", "1", video={"color": "#FF0000"}, audio={"tone": 440})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    store = JobStore(redis_client)
+    # A tight API budget makes the limiter defer calls; one injected 503 makes acquire retry.
+    worker_env = dict(env, CLOUDREC_API_RATE_LIMIT="2")
+    dev.set_faults({"errors": [{"operations": ["acquire"], "status": 503, "code": 62, "count": 1}]})
+    with processes() as procs:
+        procs.append(
+            spawn("metrics", ["metrics", "--host", "127.0.0.1", "--port", str(port)], env, log_dir)
+        )
+        wait_http(url)
+        before = scrape(url)
+        procs.append(start_worker_process(worker_env, log_dir))
+        rt = runtime()
+        callback = {"task": "ops.on_recording"}
+        live, _ = submit_and_start(rt, small_spec("metrics-live", duration=3, callback=callback))
+        empty, _ = submit_and_start(rt, small_spec("metrics-empty", duration=3))
+        _wait_state(store, live.job_id, lambda j: j.state == "recording", "recording")
+        during = scrape(url)
+        # No beat yet: nothing fires the deadlines, so both stops become overdue.
+        wait_for(
+            lambda: time.time() > max(live.stop_at, empty.stop_at) + OVERDUE_GRACE + 1,
+            20,
+            0.2,
+            "the deadlines to pass",
+        )
+        overdue = scrape(url)
+        procs.append(start_beat_process(env, log_dir))
+        for job in (live, empty):
+            _wait_state(store, job.job_id, lambda j: j.terminal, "the job to end")
+        # The completion callback is sent after the job ends (by the dispatcher).
+        after = wait_for(
+            lambda: _if(scrape(url), lambda s: value(s, CALLBACKS, kind="task", outcome="sent")),
+            20,
+            0.5,
+            "the completion callback to be sent",
+        )
+
+    assert value(before, "cloudrec_up") == 1
+    assert value(during, "cloudrec_recordings_live") >= 1
+    assert value(during, "cloudrec_jobs", state="recording") >= 1
+    assert value(during, "cloudrec_due", action="stop") == 2
+
+    assert value(overdue, "cloudrec_stops_overdue") == 2
+    assert value(overdue, "cloudrec_stop_overdue_max_seconds") >= OVERDUE_GRACE
+
+    assert store.get(live.job_id).state == "completed"
+    assert store.get(empty.job_id).state == "empty"
+    assert value(after, "cloudrec_stops_overdue") == 0
+    assert value(after, "cloudrec_recordings_live") == 0
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("cloudrec_jobs", state="completed") == 1
+    assert delta("cloudrec_jobs", state="empty") == 1
+    calls = "cloudrec_api_calls_total"
+    assert delta(calls, operation="acquire", status="503", code="62") == 1
+    assert delta(calls, operation="acquire", status="200", code="") == 2
+    assert delta(calls, operation="start", status="200", code="") == 2
+    assert delta(calls, operation="query", status="200", code="") >= 2
+    assert delta(calls, operation="stop", status="200", code="") == 1
+    assert delta(calls, operation="stop", status="206", code="435") == 1
+    assert delta("cloudrec_retries_total", step="acquire", kind="RetryableApiError") == 1
+    limiter_waits = sum(v for (n, _), v in after.items() if n == "cloudrec_limiter_waits_total")
+    assert limiter_waits > 0
+    assert delta(CALLBACKS, kind="task", outcome="sent") == 1
+    # Both stops were fired more than the grace period late.
+    assert delta("cloudrec_stop_lateness_seconds_count") == 2
+    assert delta("cloudrec_stop_lateness_seconds_sum") >= 2 * OVERDUE_GRACE
+    assert delta("cloudrec_stop_lateness_seconds_bucket", le="1.0") == 0
+    assert delta("cloudrec_stop_lateness_seconds_bucket", le="+Inf") == 2
+
+
+def test_a_scrape_without_redis_says_so_instead_of_failing() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    registry = build_registry(dead)
+    samples = {s.name: s.value for m in registry.collect() for s in m.samples}
+    assert samples == {"cloudrec_up": 0.0}
+
+
+def test_the_lateness_histogram_is_cumulative(redis_client: redis.Redis) -> None:
+    metrics = Metrics(redis_client)
+    for seconds in (0.1, 0.7, 3.0, 400.0):
+        metrics.stop_lateness(seconds)
+    registry = build_registry(redis_client)
+    buckets = {
+        s.labels["le"]: s.value
+        for m in registry.collect()
+        if m.name == "cloudrec_stop_lateness_seconds"
+        for s in m.samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets["0.25"] == 1
+    assert buckets["1.0"] == 2
+    assert buckets["5.0"] == 3
+    assert buckets["300.0"] == 3
+    assert buckets["+Inf"] == 4

@@ -1,0 +1,258 @@
+"""Tier 1 on a real Redis and the emulator in a thread: the recording steps keep their promises
+(one recording per job, a started recording is always stopped, a 404 is only believed after the
+failover window) when answers are lost, duplicated or late. The steps run directly, no Celery."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.worker.conftest import live_recordings, make_settings, recordings_of, small_spec
+from worker import recording
+from worker.api_models import AcquireClientRequest
+from worker.errors import TransportError
+from worker.metrics import STOP_LATENESS
+from worker.recording import DONE, Next
+from worker.runtime import Runtime
+from worker.states import JobState
+
+S = JobState
+
+
+def _acquired(rt: Runtime, cname: str, **spec) -> str:
+    job, _ = recording.submit(rt, small_spec(cname, **spec))
+    assert recording.acquire_step(rt, job.job_id) == Next("start")
+    return job.job_id
+
+
+def _recording(rt: Runtime, cname: str, **spec) -> str:
+    job_id = _acquired(rt, cname, **spec)
+    assert recording.start_step(rt, job_id).step == "watch"
+
+    def running():
+        nxt = recording.watch_step(rt, job_id)
+        return rt.store.get(job_id).state == S.RECORDING or (nxt == DONE and None)
+
+    wait_for(running, 10, 0.2, "the recording to run")
+    return job_id
+
+
+def test_a_duplicate_start_while_one_is_in_flight_sends_nothing(rt, dev):
+    job_id = _acquired(rt, "dup")
+    assert rt.store.take_start_claim(job_id, 30)  # another delivery is sending the start
+    assert recording.start_step(rt, job_id) == DONE
+    assert recordings_of(dev, "dup") == []
+    rt.store.release_start_claim(job_id)  # its request ended without an answer
+    assert recording.start_step(rt, job_id).step == "watch"
+    assert len(recordings_of(dev, "dup")) == 1
+
+
+def test_a_start_whose_answer_was_lost_recovers_its_sid_and_records_once(rt, dev):
+    job_id = _acquired(rt, "lostsid")
+    # The service starts the recording, but the answer comes after the client gave up.
+    dev.set_faults(
+        {"latency": [{"operations": ["start"], "seconds": 3, "when": "after", "count": 1}]}
+    )
+    with pytest.raises(TransportError):
+        recording.start_step(rt, job_id)
+    assert not rt.store.start_claimed(job_id)  # released: the retry may send it again
+    assert recording.start_step(rt, job_id).step == "watch"  # 201/7, then the dev API
+    started = recordings_of(dev, "lostsid")
+    assert len(started) == 1
+    assert rt.store.get(job_id).sid == started[0]["sid"]
+
+
+def test_a_lost_sid_that_cannot_be_found_fails_the_job_saying_so(redis_url, emulator, dev):
+    rt = Runtime.build(make_settings(redis_url, emulator.base_url, dev_api=False))
+    try:
+        job_id = _acquired(rt, "nosid")
+        dev.set_faults(
+            {"latency": [{"operations": ["start"], "seconds": 3, "when": "after", "count": 1}]}
+        )
+        with pytest.raises(TransportError):
+            recording.start_step(rt, job_id)
+        assert recording.start_step(rt, job_id) == DONE
+        job = rt.store.get(job_id)
+        assert job.state == S.FAILED
+        assert job.error["code"] == 7 and "sid was never received" in job.error["reason"]
+        assert len(recordings_of(dev, "nosid")) == 1  # still one recording, never a second
+    finally:
+        rt.close()
+
+
+def test_a_stop_inside_a_failover_window_is_retried_not_given_up(rt, dev):
+    job_id = _recording(rt, "failover")
+    dev.set_faults({"notFoundSeconds": 60})  # every task answers 404, as in an HA move
+    nxt = recording.stop_step(rt, job_id)
+    assert nxt.step == "stop" and nxt.delay > 0
+    job = rt.store.get(job_id)
+    assert job.state == S.STOPPING and job.missing_since is not None
+    assert live_recordings(dev, "failover")  # it is still running: giving up would orphan it
+    # Past the window in time, but on the second 404 only: not proof enough yet.
+    nxt = recording.stop_step(rt, job_id, now=job.missing_since + 6)
+    assert nxt.step == "stop"
+    dev.set_faults({})  # the failover is over
+    assert recording.stop_step(rt, job_id) == DONE
+    job = rt.store.get(job_id)
+    assert job.state == S.EMPTY  # nobody published in this channel
+    assert live_recordings(dev, "failover") == []
+
+
+def test_a_recorder_that_left_by_itself_ends_idle_exit_once_the_window_has_passed(rt, dev):
+    job_id = _recording(rt, "leftalone", recordingConfig={"maxIdleTime": 5})
+    wait_for(lambda: not live_recordings(dev, "leftalone"), 15, 0.2, "the idle exit")
+    now = time.time() + 2  # past the emulator's linger: the task answers 404 from now on
+    for _ in range(10):  # 49 while the task lingers, then 404s until the window has passed
+        nxt = recording.stop_step(rt, job_id, now=now)
+        if nxt == DONE:
+            break
+        assert rt.store.get(job_id).state == S.STOPPING
+        now += 2
+        time.sleep(0.2)
+    job = rt.store.get(job_id)
+    assert job.state == S.IDLE_EXIT
+    assert job.missing_count >= 3 and now - job.missing_since >= 5
+    assert job.error["code"] == 404
+    assert job.files[0].fileName == f"{job.sid}_leftalone.m3u8"
+
+
+def test_a_stop_whose_answer_was_lost_ends_stopped_not_idle_exit(rt, dev):
+    job_id = _recording(rt, "lostanswer")
+    dev.set_faults(
+        {"latency": [{"operations": ["stop"], "seconds": 6, "when": "after", "count": 1}]}
+    )
+    with pytest.raises(TransportError):
+        recording.stop_step(rt, job_id)
+    assert rt.store.get(job_id).stop_uncertain
+    assert live_recordings(dev, "lostanswer") == []  # it did stop
+    now = time.time()
+    for _ in range(20):  # 49 while the task lingers, then 404 confirmed past the window
+        nxt = recording.stop_step(rt, job_id, now=now)
+        if nxt == DONE:
+            break
+        now += max(nxt.delay, 1.0)
+        time.sleep(0.2)
+    job = rt.store.get(job_id)
+    assert job.state == S.COMPLETED, job
+    assert job.uploading_status == "unknown"
+    assert len(recordings_of(dev, "lostanswer")) == 1
+
+
+def test_a_start_never_confirmed_is_stopped_not_just_failed(rt, dev):
+    job_id = _acquired(rt, "unconfirmed")
+    dev.set_faults({"startNotFoundSeconds": 3600})  # the task never shows up in a query
+    assert recording.start_step(rt, job_id).step == "watch"
+    job = rt.store.get(job_id)
+    assert recording.watch_step(rt, job_id).step == "watch"  # early 404: keep asking
+    nxt = recording.watch_step(rt, job_id, now=job.started_at + 21)
+    assert nxt == Next("stop")
+    job = rt.store.get(job_id)
+    assert job.state == S.STOPPING and job.stop_reason == "start_timeout"
+    dev.set_faults({})
+    assert recording.stop_step(rt, job_id) == DONE
+    assert rt.store.get(job_id).state == S.FAILED
+    assert live_recordings(dev, "unconfirmed") == []
+
+
+def test_a_cancel_that_races_a_start_still_stops_the_recording(rt, dev):
+    job_id = _acquired(rt, "race")
+    dev.set_faults(
+        {"latency": [{"operations": ["start"], "seconds": 1.0, "when": "after", "count": 1}]}
+    )
+    result: list[Next] = []
+    starter = threading.Thread(target=lambda: result.append(recording.start_step(rt, job_id)))
+    starter.start()
+    wait_for(lambda: live_recordings(dev, "race"), 5, 0.05, "the start to reach the service")
+    recording.request_stop(rt, job_id, "cancel")
+    assert recording.stop_step(rt, job_id) == DONE  # no sid yet: cancelled without a call
+    assert rt.store.get(job_id).state == S.CANCELLED
+    starter.join(10)
+    assert result == [Next("stop")]  # the answer arrived after the cancel
+    job = rt.store.get(job_id)
+    assert job.sid and job.state == S.CANCELLED
+    # The stop is due in the store, not only in a message: a crash here cannot lose it.
+    assert rt.store.due_at("stop", job_id) is not None
+    assert recording.stop_step(rt, job_id) == DONE
+    assert live_recordings(dev, "race") == []
+    assert rt.store.due_at("stop", job_id) is None
+    assert rt.store.get(job_id).stop_sent_at is not None
+
+
+def test_a_deadline_stop_counts_its_lateness(rt, redis_client):
+    job_id = _recording(rt, "late")
+    rt.store.transition(job_id, {S.RECORDING}, None, stop_at=time.time() - 0.5)
+    assert recording.stop_step(rt, job_id) == DONE
+    fields = {k.decode(): float(v) for k, v in redis_client.hgetall(STOP_LATENESS).items()}
+    assert fields["count"] == 1
+    assert 0.5 <= fields["sum"] < 5
+    assert "le=0.25" not in fields and fields["le=5.0"] == 1
+
+
+def test_a_stop_renews_the_deadline_lease_while_it_works(rt, dev):
+    job_id = _recording(rt, "lease")
+    now = time.time()
+    rt.store.transition(job_id, {S.RECORDING}, None, stop_at=now)
+    dev.set_faults({"errors": [{"operations": ["stop"], "status": 504, "code": 62, "count": 1}]})
+    with pytest.raises(Exception, match="HTTP 504"):
+        recording.stop_step(rt, job_id, now=now)
+    # The deadline is still in the due-queue, leased beyond this attempt: never lost.
+    due = rt.store.due_at("stop", job_id)
+    assert due is not None and due >= now + rt.settings.stop_lease - 1
+
+
+def test_a_task_conflict_acquires_again_with_another_recorder_uid(rt, dev):
+    job_id = _acquired(rt, "conflict")
+    job = rt.store.get(job_id)
+    first_uid = job.uid
+    # Someone else's recorder already records this channel with the same uid.
+    other = rt.client.acquire("conflict", job.uid, AcquireClientRequest()).resourceId
+    rt.client.start(other, "conflict", job.uid, recording.build_start_request(rt, job))
+    assert recording.start_step(rt, job_id) == Next("acquire")
+    job = rt.store.get(job_id)
+    assert job.state == S.ACQUIRING and job.resource_id is None
+    assert job.uid != first_uid and job.uid_attempt == 1
+    assert recording.acquire_step(rt, job_id) == Next("start")
+    assert recording.start_step(rt, job_id).step == "watch"
+    uids = sorted(r["uid"] for r in recordings_of(dev, "conflict"))
+    assert uids == sorted([first_uid, job.uid])  # the other one, and ours under its new uid
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, 433), (400, 432), (400, 1001), (500, 502)])
+def test_an_unusable_resource_is_acquired_again(rt, dev, status, code):
+    job_id = _acquired(rt, f"reacq{code}")
+    first = rt.store.get(job_id).resource_id
+    dev.set_faults(
+        {"errors": [{"operations": ["start"], "status": status, "code": code, "count": 1}]}
+    )
+    assert recording.start_step(rt, job_id) == Next("acquire")
+    assert rt.store.get(job_id).state == S.ACQUIRING
+    assert recording.acquire_step(rt, job_id) == Next("start")
+    assert rt.store.get(job_id).resource_id not in (None, first)
+    assert recording.start_step(rt, job_id).step == "watch"
+    assert len(recordings_of(dev, f"reacq{code}")) == 1
+
+
+def test_a_permanent_error_fails_the_job_at_once_with_code_and_reason(rt, dev):
+    job_id = _acquired(rt, "permanent")
+    dev.set_faults(
+        {
+            "errors": [
+                {
+                    "operations": ["start"],
+                    "status": 400,
+                    "code": 2,
+                    "reason": "clientRequest.token: invalid",
+                    "count": 1,
+                }
+            ]
+        }
+    )
+    assert recording.start_step(rt, job_id) == DONE
+    job = rt.store.get(job_id)
+    assert job.state == S.FAILED
+    assert (job.error["status"], job.error["code"]) == (400, 2)
+    assert job.error["reason"] == "clientRequest.token: invalid"
+    assert recordings_of(dev, "permanent") == []

@@ -1,0 +1,131 @@
+"""Tier 1 on a real Redis: the job store's compare-and-set transitions and the due-queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from worker.errors import JobNotFound
+from worker.states import IllegalTransition, JobState
+from worker.store import JobRecord, JobStore, job_key
+
+S = JobState
+
+
+def _record(job_id: str = "j1", state: JobState = S.QUEUED) -> JobRecord:
+    return JobRecord(
+        job_id=job_id,
+        state=state,
+        cname="c",
+        uid="1",
+        spec={"cname": "c"},
+        created_at=time.time(),
+        stop_at=time.time() + 60,
+    )
+
+
+@pytest.fixture
+def store(redis_client):
+    return JobStore(redis_client)
+
+
+def test_create_is_idempotent_on_job_id(store):
+    first, created = store.create(_record())
+    again, created_again = store.create(_record().model_copy(update={"cname": "other"}))
+    assert created and not created_again
+    assert again.cname == "c" == first.cname
+    assert store.ids() == ["j1"]
+    assert store.ids(S.QUEUED) == ["j1"]
+
+
+def test_transition_moves_state_history_and_index(store):
+    store.create(_record())
+    done, state = store.transition("j1", {S.QUEUED}, S.ACQUIRING, resource_id="r1")
+    assert (done, state) == (True, S.ACQUIRING)
+    job = store.get("j1")
+    assert job.state == S.ACQUIRING and job.resource_id == "r1"
+    assert [h.state for h in job.history] == [S.ACQUIRING]
+    assert store.ids(S.QUEUED) == [] and store.ids(S.ACQUIRING) == ["j1"]
+
+
+def test_losing_the_race_is_not_an_error_and_changes_nothing(store):
+    store.create(_record())
+    store.transition("j1", {S.QUEUED}, S.ACQUIRING)
+    done, state = store.transition("j1", {S.QUEUED}, S.CANCELLED, stop_reason="cancel")
+    assert (done, state) == (False, S.ACQUIRING)
+    assert store.get("j1").stop_reason is None
+
+
+def test_only_one_of_many_concurrent_transitions_wins(store):
+    store.create(_record())
+    results = []
+
+    def attempt():
+        results.append(store.transition("j1", {S.QUEUED}, S.ACQUIRING)[0])
+
+    threads = [threading.Thread(target=attempt) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    assert len(store.get("j1").history) == 1
+
+
+def test_illegal_transition_raises(store):
+    store.create(_record())
+    with pytest.raises(IllegalTransition):
+        store.transition("j1", {S.QUEUED}, S.COMPLETED)
+
+
+def test_terminal_state_leaves_the_active_index_and_the_due_queue(store, redis_client):
+    store.create(_record(state=S.STOPPING))
+    store.schedule("stop", "j1", time.time())
+    store.transition("j1", {S.STOPPING}, S.COMPLETED)
+    assert store.count_in(S.STOPPING) == 0
+    assert store.due_at("stop", "j1") is None
+    assert redis_client.ttl(job_key("j1")) > 0  # kept for a while, not forever
+    assert store.ids(S.COMPLETED) == ["j1"]
+
+
+def test_unknown_job(store):
+    with pytest.raises(JobNotFound):
+        store.get("nope")
+    with pytest.raises(JobNotFound):
+        store.transition("nope", {S.QUEUED}, S.ACQUIRING)
+
+
+def test_claim_due_leases_entries_instead_of_dropping_them(store):
+    now = time.time()
+    store.schedule("stop", "a", now - 1)
+    store.schedule("stop", "b", now + 100)
+    assert store.claim_due(now, lease=30) == [("stop", "a")]
+    assert store.claim_due(now, lease=30) == []  # leased
+    assert store.claim_due(now + 31, lease=30) == [("stop", "a")]  # came back: never lost
+    store.unschedule("stop", "a")
+    assert store.claim_due(now + 200, lease=30) == [("stop", "b")]
+
+
+def test_status_json_has_the_fixed_fields(store):
+    store.create(_record())
+    store.transition("j1", {S.QUEUED}, S.ACQUIRING)
+    out = store.get("j1").status_json()
+    for key in (
+        "job_id",
+        "state",
+        "cname",
+        "uid",
+        "resource_id",
+        "sid",
+        "stop_at",
+        "files",
+        "uploading_status",
+        "error",
+        "history",
+    ):
+        assert key in out
+    assert out["state"] == "acquiring"
+    assert out["history"][0]["state"] == "acquiring"
+    assert out["history"][0]["at"].endswith("Z")

@@ -1,0 +1,920 @@
+"""The Cloud Recording REST contract, written once.
+
+Everything that crosses the wire between the worker's client and the recording service (the real
+one or the emulator) is modelled here, and nowhere else: the worker's client builds its request
+bodies from these models, the job spec embeds them, and the emulator validates incoming bodies
+with them. Field names are the JSON keys exactly as the API spells them (camelCase at the top,
+snake_case inside ``layoutConfig`` / ``backgroundConfig``), so ``model_dump()`` is the wire form.
+
+Section numbers in comments refer to ``spec/cloud-recording-api.md``.
+
+Rules of the module:
+
+* Request models forbid unknown fields, like the real service, which answers ``400 code 2`` on a
+  misspelled or wrong-case field (8.2). The one exception is the unsubscribe lists, which accept
+  both ``unsubscribe*Uids`` and ``unSubscribe*Uids`` and serialize as ``unSubscribe*Uids``
+  (3.2 DISCREPANCY; the Go and Java clients use that spelling).
+* Numbers in requests are strict (a JSON ``"30"`` is a wrong type, not 30), ranges are checked,
+  and cross-field rules raise with a message that states the rule.
+* Response models are tolerant: unknown keys are ignored, and the old shapes (``filename``,
+  string-typed booleans and numbers, ``"status": "5"``) parse (4.2 DISCREPANCIES).
+* Secrets (storage keys, STS token, RTC token, decryption secret) are ``SecretStr``: hidden in
+  ``repr``/``str``/``model_dump``/``model_dump_json``. Only :func:`to_wire` reveals them.
+* :func:`describe_validation_error` turns a ``ValidationError`` into the one-line reason used
+  both by the emulator's ``400 code 2`` bodies and by the worker's job-submit errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+__all__ = [
+    "ALL_STREAMS",
+    "MAX_PREFIX_CHARS",
+    "UID_MAX",
+    "AcquireClientRequest",
+    "AcquireResponse",
+    "ApiRequest",
+    "AudioUidList",
+    "Between",
+    "ChannelName",
+    "ErrorBody",
+    "FileEntry",
+    "LayoutRegion",
+    "LayoutUpdate",
+    "PrefixPart",
+    "QueryResponse",
+    "QueryServerResponse",
+    "RecordingConfig",
+    "RecordingFileConfig",
+    "RecordingStatus",
+    "StartClientRequest",
+    "StartResponse",
+    "StopClientRequest",
+    "StopResponse",
+    "StopServerResponse",
+    "StorageConfig",
+    "StorageExtension",
+    "StreamSubscribe",
+    "TranscodingConfig",
+    "UidStr",
+    "UpdateClientRequest",
+    "UpdateResponse",
+    "UserBackground",
+    "VideoUidList",
+    "channel_name_problem",
+    "describe_validation_error",
+    "file_names",
+    "to_wire",
+    "uid_problem",
+]
+
+UID_MAX = 2**32 - 1
+ALL_STREAMS = "#allstream#"  # 3.2: ["#allstream#"] subscribes to every uid
+MAX_SUBSCRIBE_UIDS = 32  # 3.2 / 5
+MAX_LAYOUT_REGIONS = 17  # 3.3
+MAX_PIXELS = 1920 * 1080  # 3.3
+SUPPORTED_FPS = frozenset({1, 7, 10, 15, 24, 30, 60})  # 3.3
+DEFAULT_FPS = 15
+VENDORS = (1, 2, 3, 5, 6, 7, 8, 11)  # 3.5 (current docs only: no Qiniu 0 / Kingsoft 4)
+VENDOR_S3_COMPATIBLE = 11
+STS_VENDORS = frozenset({1, 2, 3})  # 3.5: stsToken only for S3, Alibaba, Tencent
+# 3.5 region tables, per vendor. S3 has no 17 (23 is in the 2021 release notes; kept).
+VENDOR_REGIONS: dict[int, frozenset[int]] = {
+    1: frozenset(set(range(0, 26)) - {17}),
+    2: frozenset(range(0, 28)),
+    3: frozenset(range(0, 20)),
+    5: frozenset({0}),
+    6: frozenset({0}),
+    7: frozenset(range(0, 16)),
+    8: frozenset(range(1, 8)),
+    11: frozenset({0}),
+}
+MAX_PREFIX_CHARS = 128  # 3.5
+# 2 / 8.2 legacy 1013: under 64 bytes, from this character set.
+_CNAME_RE = re.compile(r"[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]+")
+CNAME_MAX_BYTES = 63
+_PREFIX_RE = re.compile(r"[A-Za-z0-9]+")
+_COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
+_SECRET_MASK = "**********"
+_REVEAL = "reveal_secrets"
+# Field names whose input must never be echoed in an error message.
+_SENSITIVE = frozenset({"token", "secret", "salt", "accessKey", "secretKey", "stsToken"})
+
+
+class RecordingStatus(IntEnum):
+    """``serverResponse.status`` values (4.1)."""
+
+    NOT_STARTED = 0
+    INITIALIZED = 1
+    STARTING = 2
+    PARTIALLY_READY = 3
+    READY = 4
+    IN_PROGRESS = 5
+    STOP_REQUESTED = 6
+    STOPPED = 7
+    EXITED = 8
+    EXITED_ABNORMALLY = 20
+
+
+# --------------------------------------------------------------------------------------------
+# Rule helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _rule_error(message: str, field: str | None = None) -> PydanticCustomError:
+    """A validation error whose message states the rule.
+
+    ``field`` names the offending key when the check runs at model level (where pydantic's
+    location stops at the model); :func:`describe_validation_error` appends it to the path.
+    """
+    ctx: dict[str, Any] = {"rule": message}
+    if field is not None:
+        ctx["field"] = field
+    return PydanticCustomError("cloudrec_rule", "{rule}", ctx)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = json.dumps(value)
+    else:
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Between:
+    """Inclusive numeric range, reported as ``must be between LO and HI (got X)``."""
+
+    lo: int | float
+    hi: int | float
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        value = handler(schema)
+        value.update(minimum=self.lo, maximum=self.hi)
+        return value
+
+    def _check(self, value: Any) -> Any:
+        if not self.lo <= value <= self.hi:
+            raise PydanticCustomError(
+                "cloudrec_range",
+                "must be between {lo} and {hi} (got {got})",
+                {"lo": self.lo, "hi": self.hi, "got": value},
+            )
+        return value
+
+
+def uid_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid uid string (2: decimal integer in 1..2^32-1), or None."""
+    if not re.fullmatch(r"[0-9]{1,10}", value) or not 1 <= int(value) <= UID_MAX:
+        return f"must be a decimal integer string in 1..{UID_MAX} (got {_fmt(value)})"
+    return None
+
+
+def channel_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid channel name (2, legacy 1013), or None."""
+    if not value:
+        return "must not be empty"
+    if len(value.encode()) > CNAME_MAX_BYTES:
+        return f"must be under 64 bytes (got {len(value.encode())})"
+    if not _CNAME_RE.fullmatch(value):
+        return (
+            "may contain only a-z A-Z 0-9 space and ! # $ % & ( ) + - : ; < = . > ? @ [ ] ^ _ "
+            f"{{ }} | ~ , (got {_fmt(value)})"
+        )
+    return None
+
+
+def _check_uid(value: str) -> str:
+    problem = uid_problem(value)
+    if problem:
+        raise _rule_error(problem)
+    return value
+
+
+def _check_cname(value: str) -> str:
+    problem = channel_name_problem(value)
+    if problem:
+        raise _rule_error(problem)
+    return value
+
+
+def _check_subscribe_entry(value: str) -> str:
+    if value == ALL_STREAMS:
+        return value
+    problem = uid_problem(value)
+    if problem:
+        raise _rule_error(f"must be {ALL_STREAMS!r} or a uid: {problem}")
+    return value
+
+
+def _check_non_empty(value: str) -> str:
+    if not value:
+        raise _rule_error("must not be empty")
+    return value
+
+
+def _check_non_empty_secret(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        raise _rule_error("must not be empty")
+    return value
+
+
+def _check_color(value: str) -> str:
+    if not _COLOR_RE.fullmatch(value):
+        raise _rule_error(
+            f"must be '#' followed by 6 hex digits, e.g. '#FF0000' (got {_fmt(value)})"
+        )
+    return value
+
+
+def _check_prefix_part(value: str) -> str:
+    if not _PREFIX_RE.fullmatch(value):
+        raise _rule_error(
+            f"may contain only a-z, A-Z and 0-9, and not be empty (got {_fmt(value)})"
+        )
+    return value
+
+
+def _serialize_secret(value: SecretStr, info: SerializationInfo) -> str:
+    # Only to_wire() passes the reveal flag; every other dump keeps the mask.
+    if isinstance(info.context, dict) and info.context.get(_REVEAL):
+        return value.get_secret_value()
+    return _SECRET_MASK
+
+
+class _Check:
+    """``Annotated`` metadata running a plain ``str -> str`` check after the type validation.
+
+    ``schema`` documents the rule in the JSON schema (the emulator's OpenAPI description);
+    the check itself stays the authority.
+    """
+
+    def __init__(self, func: Any, **schema: Any) -> None:
+        self.func = func
+        self.schema = schema
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.func, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        value = handler(schema)
+        value.update(self.schema)
+        return value
+
+
+_UID_SCHEMA = {"pattern": "^[0-9]{1,10}$", "description": f"a decimal integer in 1..{UID_MAX}"}
+UidStr = Annotated[str, _Check(_check_uid, **_UID_SCHEMA)]
+ChannelName = Annotated[
+    str,
+    _Check(
+        _check_cname,
+        pattern=f"^{_CNAME_RE.pattern}$",
+        maxLength=CNAME_MAX_BYTES,
+        description="under 64 bytes",
+    ),
+]
+SubscribeUid = Annotated[
+    str, _Check(_check_subscribe_entry, pattern=f"^([0-9]{{1,10}}|{ALL_STREAMS})$")
+]
+UidList = Annotated[list[SubscribeUid], Field(max_length=MAX_SUBSCRIBE_UIDS)]
+NonEmptyStr = Annotated[str, _Check(_check_non_empty, minLength=1)]
+Color = Annotated[str, _Check(_check_color, pattern=f"^{_COLOR_RE.pattern}$")]
+PrefixPart = Annotated[str, _Check(_check_prefix_part, pattern=f"^{_PREFIX_RE.pattern}$")]
+Secret = Annotated[
+    SecretStr,
+    _Check(_check_non_empty_secret, minLength=1),
+    PlainSerializer(_serialize_secret, return_type=str),
+]
+Fraction = Annotated[StrictFloat, Between(0, 1)]  # 3.3: floats in [0,1]; 0 and 1 as ints too
+RenderMode = Annotated[StrictInt, Between(0, 1)]  # 0 crop, 1 fit
+
+
+class _Request(BaseModel):
+    """Base of request models: unknown keys are errors, as in the real service (8.2 code 2)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+
+class _Response(BaseModel):
+    """Base of response models: tolerant of extra keys and old value types (4.2)."""
+
+    model_config = ConfigDict(
+        extra="ignore", coerce_numbers_to_str=True, validate_by_name=True, validate_by_alias=True
+    )
+
+
+def _reject_both_spellings(data: Any, kinds: Sequence[str]) -> Any:
+    """3.2: accept ``unsubscribe*`` or ``unSubscribe*``, but not both in one object."""
+    if isinstance(data, dict):
+        for kind in kinds:
+            if f"unsubscribe{kind}Uids" in data and f"unSubscribe{kind}Uids" in data:
+                raise _rule_error(
+                    f"send only one of unSubscribe{kind}Uids / unsubscribe{kind}Uids "
+                    "(two spellings of the same field)",
+                    f"unSubscribe{kind}Uids",
+                )
+    return data
+
+
+def _unsubscribe_field(kind: str) -> Any:
+    return Field(
+        default=None,
+        validation_alias=AliasChoices(f"unSubscribe{kind}Uids", f"unsubscribe{kind}Uids"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 3.3 transcodingConfig and 6 updateLayout
+# --------------------------------------------------------------------------------------------
+
+
+class LayoutRegion(_Request):
+    """One ``layoutConfig`` entry (3.3): a region of the canvas, as fractions of its size."""
+
+    uid: UidStr | None = None  # omitted: regions are filled in join order
+    x_axis: Fraction
+    y_axis: Fraction
+    width: Fraction
+    height: Fraction
+    alpha: Fraction = 1.0
+    render_mode: RenderMode = 0
+
+
+class UserBackground(_Request):
+    """One ``backgroundConfig`` entry (3.3): the image shown in a user's region."""
+
+    uid: UidStr
+    image_url: NonEmptyStr
+    render_mode: RenderMode = 0
+
+
+class _LayoutFields(_Request):
+    """The layout subset shared by transcodingConfig (3.3) and updateLayout (6)."""
+
+    # 0 floating, 1 best fit, 2 vertical, 3 custom (layoutConfig)
+    mixedVideoLayout: Annotated[StrictInt, Between(0, 3)] = 0
+    maxResolutionUid: UidStr | None = None  # layout 2: the large region
+    backgroundColor: Color = "#000000"
+    backgroundImage: NonEmptyStr | None = None
+    defaultUserBackgroundImage: NonEmptyStr | None = None
+    layoutConfig: Annotated[list[LayoutRegion], Field(max_length=MAX_LAYOUT_REGIONS)] | None = None
+    backgroundConfig: list[UserBackground] | None = None
+
+    @model_validator(mode="after")
+    def _custom_layout_rule(self) -> _LayoutFields:
+        # 3.3: layoutConfig is for layout 3 only, and layout 3 needs it.
+        if self.layoutConfig is not None and self.mixedVideoLayout != 3:
+            raise _rule_error(
+                "is only allowed with mixedVideoLayout 3 "
+                f"(got mixedVideoLayout {self.mixedVideoLayout})",
+                "layoutConfig",
+            )
+        if self.mixedVideoLayout == 3 and not self.layoutConfig:
+            raise _rule_error(
+                "must have at least one region when mixedVideoLayout is 3", "layoutConfig"
+            )
+        return self
+
+
+class TranscodingConfig(_LayoutFields):
+    """``recordingConfig.transcodingConfig`` (3.3): the composite canvas and its layout."""
+
+    width: Annotated[StrictInt, Between(1, 1920)] = 360
+    height: Annotated[StrictInt, Between(1, 1920)] = 640
+    fps: StrictInt = DEFAULT_FPS
+    bitrate: Annotated[StrictInt, Between(1, 6500)] = 500  # kbps; > 6500 is an error
+
+    @field_validator("fps")
+    @classmethod
+    def _supported_fps(cls, value: int) -> int:
+        # 3.3: unsupported values are accepted and silently replaced by 15.
+        return value if value in SUPPORTED_FPS else DEFAULT_FPS
+
+    @model_validator(mode="after")
+    def _pixel_budget(self) -> TranscodingConfig:
+        pixels = self.width * self.height
+        if pixels > MAX_PIXELS:
+            raise _rule_error(
+                f"width x height must be at most 1920x1080 = {MAX_PIXELS} pixels "
+                f"(got {self.width}x{self.height} = {pixels})",
+                "width",
+            )
+        return self
+
+
+class LayoutUpdate(_LayoutFields):
+    """The updateLayout ``clientRequest`` (6). Each call replaces the whole layout: omitted
+    fields take their defaults, so always send the complete desired layout."""
+
+
+# --------------------------------------------------------------------------------------------
+# 3.2 recordingConfig, 3.4 recordingFileConfig, 3.5 storageConfig
+# --------------------------------------------------------------------------------------------
+
+
+class RecordingConfig(_Request):
+    """``clientRequest.recordingConfig`` for composite mode (3.2)."""
+
+    channelType: Annotated[StrictInt, Between(0, 1)] = 0  # 0 communication, 1 live broadcast
+    streamTypes: Annotated[StrictInt, Between(0, 2)] = 2  # 0 audio, 1 video, 2 both
+    decryptionMode: Annotated[StrictInt, Between(0, 8)] = 0
+    secret: Secret | None = None  # required when decryptionMode != 0
+    salt: Secret | None = None  # base64 of 32 bytes; required with decryptionMode 7 or 8
+    maxIdleTime: Annotated[StrictInt, Between(5, 2_592_000)] = 30  # seconds (10.1)
+    videoStreamType: Annotated[StrictInt, Between(0, 1)] = 0  # 0 high, 1 low stream
+    subscribeAudioUids: UidList | None = None
+    unSubscribeAudioUids: UidList | None = _unsubscribe_field("Audio")
+    subscribeVideoUids: UidList | None = None
+    unSubscribeVideoUids: UidList | None = _unsubscribe_field("Video")
+    subscribeUidGroup: Annotated[StrictInt, Between(0, 5)] | None = None  # individual mode only
+    streamMode: Literal["default", "standard", "original"] | None = None  # individual mode only
+    audioProfile: Annotated[StrictInt, Between(0, 2)] = 0  # composite only
+    transcodingConfig: TranscodingConfig | None = None  # composite only
+    privateParams: str | None = None  # a JSON string, e.g. "{\"correctEXTINF\":true}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        return _reject_both_spellings(data, ("Audio", "Video"))
+
+    @field_validator("salt")
+    @classmethod
+    def _salt_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise _rule_error("must be the Base64 encoding of 32 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> RecordingConfig:
+        if self.decryptionMode != 0 and self.secret is None:
+            raise _rule_error("is required when decryptionMode is not 0", "secret")
+        if self.decryptionMode in (7, 8) and self.salt is None:
+            raise _rule_error("is required when decryptionMode is 7 or 8", "salt")
+        for kind, sub, unsub in (
+            ("Audio", self.subscribeAudioUids, self.unSubscribeAudioUids),
+            ("Video", self.subscribeVideoUids, self.unSubscribeVideoUids),
+        ):
+            if sub is not None and unsub is not None:
+                raise _rule_error(
+                    f"subscribe{kind}Uids and unSubscribe{kind}Uids are mutually exclusive",
+                    f"unSubscribe{kind}Uids",
+                )
+        # 3.2: no audio lists when recording video only, no video lists when audio only.
+        if self.streamTypes == 1:
+            for name in ("subscribeAudioUids", "unSubscribeAudioUids"):
+                if getattr(self, name) is not None:
+                    raise _rule_error("is not allowed with streamTypes 1 (video only)", name)
+        if self.streamTypes == 0:
+            for name in ("subscribeVideoUids", "unSubscribeVideoUids"):
+                if getattr(self, name) is not None:
+                    raise _rule_error("is not allowed with streamTypes 0 (audio only)", name)
+        return self
+
+
+FileType = Literal["hls", "mp4"]
+
+
+def _default_file_types() -> list[FileType]:
+    return ["hls"]
+
+
+class RecordingFileConfig(_Request):
+    """``clientRequest.recordingFileConfig`` (3.4). ``["hls"]``: M3U8 + TS; ``["hls","mp4"]``:
+    also MP4. ``["mp4"]`` alone is an error in mix mode."""
+
+    avFileType: list[FileType] = Field(default_factory=_default_file_types)
+
+    @field_validator("avFileType")
+    @classmethod
+    def _hls_required(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise _rule_error(f"must not repeat a file type (got {value})")
+        if "hls" not in value:
+            raise _rule_error(f'must include "hls": ["hls"] or ["hls", "mp4"] (got {value})')
+        return value
+
+
+class StorageExtension(_Request):
+    """``storageConfig.extensionParams`` (3.5)."""
+
+    sse: Literal["kms", "aes256"] | None = None  # S3 server-side encryption
+    tag: str | None = None  # Alibaba and S3 object tag
+    endpoint: NonEmptyStr | None = None  # host name; required with vendor 11
+
+
+class StorageConfig(_Request):
+    """``clientRequest.storageConfig`` (3.5): where the service uploads the files."""
+
+    vendor: StrictInt
+    region: Annotated[StrictInt, Between(0, 1_000)]
+    bucket: NonEmptyStr
+    accessKey: NonEmptyStr
+    secretKey: Secret
+    stsToken: Secret | None = None
+    stsExpiration: Annotated[StrictInt, Between(0, 2**64 - 1)] | None = None  # Unix seconds
+    fileNamePrefix: list[PrefixPart] | None = None
+    extensionParams: StorageExtension | None = None
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, value: int) -> int:
+        if value not in VENDORS:
+            raise _rule_error(f"must be one of {', '.join(map(str, VENDORS))} (got {value})")
+        return value
+
+    @field_validator("fileNamePrefix")
+    @classmethod
+    def _prefix_length(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len("/".join(value)) > MAX_PREFIX_CHARS:
+            raise _rule_error(
+                f"must be at most {MAX_PREFIX_CHARS} characters joined with '/' "
+                f"(got {len('/'.join(value))})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _vendor_rules(self) -> StorageConfig:
+        regions = VENDOR_REGIONS[self.vendor]
+        if self.region not in regions:
+            raise _rule_error(
+                f"is not a region of vendor {self.vendor} "
+                f"(valid: {_ranges(sorted(regions))}; got {self.region})",
+                "region",
+            )
+        if self.vendor == VENDOR_S3_COMPATIBLE and (
+            self.extensionParams is None or self.extensionParams.endpoint is None
+        ):
+            raise _rule_error(
+                "extensionParams.endpoint is required with vendor 11", "extensionParams"
+            )
+        if self.stsToken is not None and self.vendor not in STS_VENDORS:
+            raise _rule_error(
+                f"is only supported with vendors 1, 2 and 3 (got vendor {self.vendor})", "stsToken"
+            )
+        return self
+
+    def object_key(self, file_name: str) -> str:
+        """The object key of ``file_name`` in the bucket: the prefix joined with ``/``."""
+        return "/".join([*(self.fileNamePrefix or []), file_name])
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[0,1,2,5]`` -> ``"0-2, 5"``."""
+    parts: list[str] = []
+    start = prev = values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# clientRequest of each operation (2, 3, 5, 6, 7)
+# --------------------------------------------------------------------------------------------
+
+
+class AcquireClientRequest(_Request):
+    """acquire ``clientRequest`` (2). It may be ``{}``."""
+
+    scene: Annotated[StrictInt, Between(0, 2)] = 0  # 0 = real-time recording (mix)
+    resourceExpiredHour: Annotated[StrictInt, Between(1, 720)] = 72
+    excludeResourceIds: list[str] | None = None
+    region: Literal["CN", "AP", "EU", "NA"] | None = None
+    regionAffinity: Annotated[StrictInt, Between(0, 4)] | None = None
+    # The start clientRequest as a hint. Deliberately not validated here: an invalid value
+    # does not fail acquire, only the later start (2).
+    startParameter: dict[str, Any] | None = None
+
+
+class StartClientRequest(_Request):
+    """start ``clientRequest`` in mix mode (3.1)."""
+
+    token: Secret | None = None  # the recorder's RTC token; cannot be renewed
+    recordingConfig: RecordingConfig
+    recordingFileConfig: RecordingFileConfig
+    storageConfig: StorageConfig
+
+
+class AudioUidList(_Request):
+    """``streamSubscribe.audioUidList`` (5): one of the two lists."""
+
+    subscribeAudioUids: UidList | None = None
+    unSubscribeAudioUids: UidList | None = _unsubscribe_field("Audio")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        return _reject_both_spellings(data, ("Audio",))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AudioUidList:
+        _exactly_one_list(self.subscribeAudioUids, self.unSubscribeAudioUids, "Audio")
+        return self
+
+
+class VideoUidList(_Request):
+    """``streamSubscribe.videoUidList`` (5): one of the two lists."""
+
+    subscribeVideoUids: UidList | None = None
+    unSubscribeVideoUids: UidList | None = _unsubscribe_field("Video")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        return _reject_both_spellings(data, ("Video",))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VideoUidList:
+        _exactly_one_list(self.subscribeVideoUids, self.unSubscribeVideoUids, "Video")
+        return self
+
+
+def _exactly_one_list(sub: list[str] | None, unsub: list[str] | None, kind: str) -> None:
+    if sub is not None and unsub is not None:
+        raise _rule_error(
+            f"subscribe{kind}Uids and unSubscribe{kind}Uids are mutually exclusive",
+            f"unSubscribe{kind}Uids",
+        )
+    if sub is None and unsub is None:
+        raise _rule_error(f"needs subscribe{kind}Uids or unSubscribe{kind}Uids")
+
+
+class StreamSubscribe(_Request):
+    """update ``clientRequest.streamSubscribe`` (5)."""
+
+    audioUidList: AudioUidList | None = None  # only with streamTypes 0 or 2
+    videoUidList: VideoUidList | None = None  # only with streamTypes 1 or 2
+
+
+class UpdateClientRequest(_Request):
+    """update ``clientRequest`` (5): new subscription lists and/or a refreshed storageConfig."""
+
+    streamSubscribe: StreamSubscribe | None = None
+    storageConfig: StorageConfig | None = None
+
+
+class StopClientRequest(_Request):
+    """stop ``clientRequest`` (7). May be ``{}``."""
+
+    async_stop: StrictBool = False
+
+
+ClientRequestT = TypeVar("ClientRequestT")
+
+
+class ApiRequest(_Request, Generic[ClientRequestT]):
+    """The POST envelope of every operation (1.1).
+
+    ``ApiRequest[StartClientRequest].model_validate(body)`` validates a whole start body, and
+    error locations come out as the API's JSON path (``clientRequest.recordingConfig...``).
+    Unparameterized, ``clientRequest`` is whatever it is given (a dict or a model).
+    """
+
+    cname: ChannelName
+    uid: UidStr
+    clientRequest: ClientRequestT
+
+
+# --------------------------------------------------------------------------------------------
+# Responses (2, 3.6, 4.2, 5, 6, 7, 8.1): tolerant
+# --------------------------------------------------------------------------------------------
+
+
+class AcquireResponse(_Response):
+    """acquire 200 (2). Older docs showed only ``resourceId``."""
+
+    cname: str | None = None
+    uid: str | None = None
+    resourceId: str
+
+
+class StartResponse(_Response):
+    """start 200 (3.6)."""
+
+    cname: str
+    uid: str
+    resourceId: str
+    sid: str
+
+
+class UpdateResponse(_Response):
+    """update / updateLayout 200 (5, 6). The Go client reads only resourceId and sid."""
+
+    cname: str | None = None
+    uid: str | None = None
+    resourceId: str | None = None
+    sid: str | None = None
+
+
+class FileEntry(_Response):
+    """One element of a ``fileList`` array (4.2). Accepts ``filename`` and string-typed values."""
+
+    fileName: str = Field(validation_alias=AliasChoices("fileName", "filename"))
+    trackType: str | None = None  # "audio" | "video" | "audio_and_video"
+    uid: str | None = None  # "0" in composite mode
+    mixedAllUser: bool | None = None
+    isPlayable: bool | None = None
+    sliceStartTime: int | None = None  # documented as seconds; every example is Unix ms
+
+
+FileList = str | list[FileEntry] | None
+
+
+class QueryServerResponse(_Response):
+    """query ``serverResponse`` (4.1, 4.2)."""
+
+    status: int
+    fileListMode: str | None = None  # "string" with ["hls"], "json" with ["hls","mp4"]
+    fileList: FileList = None
+    sliceStartTime: int | None = None  # recording start, Unix ms
+
+
+class QueryResponse(_Response):
+    cname: str | None = None
+    uid: str | None = None
+    resourceId: str | None = None
+    sid: str | None = None
+    serverResponse: QueryServerResponse
+
+
+class StopServerResponse(_Response):
+    """stop ``serverResponse`` (7)."""
+
+    fileListMode: str | None = None
+    fileList: FileList = None
+    uploadingStatus: str | None = None  # "uploaded" | "backuped" | "unknown"
+
+
+class StopResponse(_Response):
+    """stop 200 (7). ``serverResponse`` is sometimes missing in the wild (13)."""
+
+    cname: str | None = None
+    uid: str | None = None
+    resourceId: str | None = None
+    sid: str | None = None
+    serverResponse: StopServerResponse | None = None
+
+
+class ErrorBody(_Response):
+    """An error body (8.1): service-level ``{code, reason}`` or gateway-level ``{message}``."""
+
+    code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def is_gateway(self) -> bool:
+        """True for gateway errors (no ``code``: 401, 404 no route, 429)."""
+        return self.code is None
+
+
+def file_names(file_list: str | Sequence[FileEntry] | None) -> list[str]:
+    """The file names of either ``fileList`` form (4.2): a single M3U8 name or an array."""
+    if file_list is None:
+        return []
+    if isinstance(file_list, str):
+        return [file_list] if file_list else []
+    return [entry.fileName for entry in file_list]
+
+
+# --------------------------------------------------------------------------------------------
+# Wire form and error messages
+# --------------------------------------------------------------------------------------------
+
+
+def to_wire(model: BaseModel) -> dict[str, Any]:
+    """The JSON body for ``model``: by alias, without ``None`` fields, secrets revealed.
+
+    This is the only place secrets are revealed; use it only for the HTTP request body.
+    """
+    result: dict[str, Any] = model.model_dump(
+        mode="json", by_alias=True, exclude_none=True, context={_REVEAL: True}
+    )
+    return result
+
+
+_TYPE_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field (field names are case-sensitive)",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be a boolean",
+    "bool_parsing": "must be a boolean",
+    "list_type": "must be an array",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "json_invalid": "is not valid JSON",
+}
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|dict|list)$|[\[(]")
+
+
+def _path(loc: Sequence[int | str], prefix: str) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _UNION_TAG.search(part):  # pydantic's union-member tags are not JSON keys
+            continue
+        else:
+            out = f"{out}.{part}" if out else part
+    return out
+
+
+def _describe_one(err: Any, prefix: str) -> str:
+    loc: list[int | str] = list(err.get("loc", ()))
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    kind: str = err["type"]
+    if kind.startswith("cloudrec_"):
+        if "field" in ctx:
+            loc.append(ctx["field"])
+        message = str(err["msg"])
+        with_input = False
+    elif kind == "too_long":
+        message = (
+            f"must have at most {ctx.get('max_length')} entries (got {ctx.get('actual_length')})"
+        )
+        with_input = False
+    elif kind == "too_short":
+        message = f"must have at least {ctx.get('min_length')} entries"
+        with_input = False
+    elif kind == "literal_error":
+        message = f"must be {ctx.get('expected')}"
+        with_input = True
+    elif kind in _TYPE_MESSAGES:
+        message = _TYPE_MESSAGES[kind]
+        with_input = kind not in ("missing", "json_invalid")
+    else:
+        message = (
+            str(err["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
+        )
+        message = message[:1].lower() + message[1:]
+        with_input = False
+    sensitive = any(isinstance(part, str) and part in _SENSITIVE for part in loc)
+    if with_input and not sensitive:
+        message += f" (got {_fmt(err.get('input'))})"
+    return f"{_path(loc, prefix) or 'body'}: {message}"
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One human message for every error in ``exc``, joined with ``"; "``.
+
+    Each part names the field by the API's dotted JSON path (``prefix`` is prepended, e.g.
+    ``"clientRequest"`` when validating a bare clientRequest) and states the rule, e.g.
+    ``clientRequest.recordingConfig.maxIdleTime: must be between 5 and 2592000 (got 3)``.
+    Secret inputs are never echoed.
+    """
+    parts = [_describe_one(err, prefix) for err in exc.errors(include_url=False)]
+    return "; ".join(dict.fromkeys(parts))  # keep order, drop exact repeats

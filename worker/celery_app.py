@@ -1,0 +1,175 @@
+"""The Celery application: broker, queues, reliability settings, the beat schedule.
+
+A worker or beat process builds its :class:`Settings` here, at import (its edge), and every task
+gets its dependencies from :func:`runtime`. Tests and the CLI call :func:`configure` with their
+own settings before starting a worker.
+
+Reliability choices (design.md section 3):
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is delivered again.
+  Safe only because every step is idempotent against the job record.
+- ``worker_prefetch_multiplier = 1``: a busy process does not sit on messages others could run.
+- No long countdowns or ETAs (a Redis broker redelivers unacked messages after
+  ``visibility_timeout``, and ETA tasks sit unacked in worker memory): stop deadlines live in
+  Redis and the 1-second ``recording.dispatch`` beat task fires them (each stop is sent up to
+  ``dispatch_lookahead`` seconds early with a countdown to its second, so it is not up to a beat
+  late). Countdowns are only used for that, retry backoff and short watch intervals, always
+  under a minute. That is what lets ``visibility_timeout`` be 5 minutes instead of Celery's hour:
+  a message whose worker was killed comes back within minutes even without the reconciler, and
+  no healthy message is ever held that long.
+- Message priorities (``PRIORITY``): a job's next step is served before new jobs.
+- Two queues, so a backlog of starts never delays a stop: ``cloudrec.control`` (stop, dispatch)
+  and ``cloudrec.recording`` (submit, acquire, start, watch, callback, reconcile). Completion
+  callback *tasks* named by a job go to ``CLOUDREC_CALLBACK_QUEUE`` (the caller's workers).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from config import Settings
+from worker.runtime import Runtime
+
+CONTROL_QUEUE = "cloudrec.control"
+RECORDING_QUEUE = "cloudrec.recording"
+DISPATCH_INTERVAL = 1.0
+RECONCILE_INTERVAL = 30.0
+VISIBILITY_TIMEOUT = 300  # longer than any countdown (< 60 s) or task run (a stop: < 60 s)
+
+# Message priorities (Redis transport: 0 is served first). Work on a job already under way
+# jumps ahead of new jobs: a backlog of 10,000 submitted jobs must not stand between an acquire
+# and its start (the resource is good for minutes, the service wants start within seconds), nor
+# between a start and its watch. Stops and the dispatcher come first of all.
+PRIORITY_STEPS = [0, 3, 6, 9]
+PRIORITY = {
+    "stop": 0,
+    "dispatch": 0,
+    "start": 3,
+    "watch": 3,
+    "acquire": 6,
+    "submit": 6,
+    "callback": 6,
+    "reconcile": 9,
+}
+
+app = Celery("cloudrec", include=["tasks.recording", "tasks.schedules"])
+
+_settings: Settings | None = None
+_runtime: Runtime | None = None
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from cloudrec's settings."""
+    return {
+        "broker_url": settings.redis_url,
+        # The result backend only serves callers of send_task("recording.submit") who wait for
+        # the job id; job state lives in the job store, never in Celery results.
+        "result_backend": settings.redis_url,
+        "result_expires": 86_400,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "priority_steps": PRIORITY_STEPS,
+            # A worker on both queues serves by priority first, then queue order (control
+            # first), instead of round robin.
+            "queue_order_strategy": "priority",
+        },
+        "task_default_priority": PRIORITY["acquire"],
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": RECORDING_QUEUE,
+        # Each queue its own exchange and key: a bare Queue(name) would be bound to the default
+        # exchange under the default queue's key, so both queues would share one binding.
+        "task_queues": [_queue(CONTROL_QUEUE), _queue(RECORDING_QUEUE)],
+        "task_routes": {
+            "recording.stop": {"queue": CONTROL_QUEUE},
+            "recording.dispatch": {"queue": CONTROL_QUEUE},
+            # Not on the control queue: a round over 10,000 jobs takes a second of CPU, and
+            # that second belongs to the stops.
+            "recording.reconcile": {"queue": RECORDING_QUEUE},
+            "recording.*": {"queue": RECORDING_QUEUE},
+        },
+        "worker_hijack_root_logger": False,
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_key_prefix": "cloudrec:redbeat:",
+        # A killed beat's lock lives this long, and a standby checks about once a second, so a
+        # standby takes over within lock_timeout + ~2 s: 25 keeps that under 30 s.
+        "redbeat_lock_timeout": 25,
+        # Without this redbeat warns that it will stop reading broker_transport_options.
+        "redbeat_redis_options": {},
+        "beat_max_loop_interval": 1,
+        "beat_schedule": {
+            "cloudrec-dispatch": {
+                "task": "recording.dispatch",
+                "schedule": DISPATCH_INTERVAL,
+                # A dispatch that waited this long is stale: the next one is already coming.
+                "options": {"expires": 10, "priority": PRIORITY["dispatch"]},
+            },
+            "cloudrec-reconcile": {
+                "task": "recording.reconcile",
+                "schedule": RECONCILE_INTERVAL,
+                "options": {"expires": RECONCILE_INTERVAL, "priority": PRIORITY["reconcile"]},
+            },
+        },
+    }
+
+
+def configure(settings: Settings) -> Celery:
+    """Point the app (and every task's runtime) at ``settings``."""
+    global _settings, _runtime
+    if _runtime is not None:
+        _runtime.close()
+    moved = _settings is not None and _settings.redis_url != settings.redis_url
+    _settings, _runtime = settings, None
+    app.conf.update(celery_config(settings))
+    if moved:
+        _forget_connections(app)
+    return app
+
+
+def _forget_connections(celery: Celery) -> None:
+    # Celery caches its producer pool and result backend on first use and does not rebuild them
+    # when broker_url changes; without this, a process re-pointed at another Redis (tests, the
+    # benchmarks' private Redis) would keep publishing to the old one. Same as Celery's own
+    # after-fork reset. (The old pool stays open in kombu's registry, to be found again if the
+    # process is pointed back at that Redis.)
+    celery._pool = None
+    amqp = celery.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    celery._backend_cache = None
+    celery._local = threading.local()
+
+
+def settings() -> Settings:
+    if _settings is None:
+        configure(Settings())
+    assert _settings is not None
+    return _settings
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use (after a prefork worker has forked)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.build(settings())
+    return _runtime
+
+
+configure(Settings())

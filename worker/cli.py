@@ -1,0 +1,875 @@
+"""The ``cloudrec`` command line (design.md section 8 fixes its commands and flags)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from config import Settings
+from worker.devapi import DevApiClient, DevApiError
+from worker.errors import CloudrecError, JobNotFound, JobSpecError
+from worker.logs import install_task_log_context, settings_secrets, setup_logging
+from worker.states import JobState
+from worker.store import JobRecord, JobStore, iso
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.progress import Progress, TaskID
+
+    from worker.schedules import ScheduleBook
+
+LAYOUTS = {"floating": 0, "best-fit": 1, "vertical": 2, "custom": 3}
+STREAMS = {"audio": 0, "video": 1, "both": 2}
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """cloudrec: composite cloud recordings run by Celery workers."""
+    ctx.obj = Settings()
+    _logging(ctx.obj, logging.WARNING)
+
+
+def _logging(settings: Settings, level: int | str) -> None:
+    setup_logging(level, json_lines=settings.log_json, secrets=settings_secrets(settings))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except CloudrecError as exc:  # pragma: no cover - click handles most; this is the backstop
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+
+
+# -- services ----------------------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8700, show_default=True, type=int)
+@click.option("--storage-dir", default="recordings", show_default=True, type=click.Path())
+@click.option("--customer-id", default=None, help="[default: CLOUDREC_CUSTOMER_ID]")
+@click.option("--customer-secret", default=None, help="[default: CLOUDREC_CUSTOMER_SECRET]")
+@click.option("--qps", default=10, show_default=True, type=int, help="0 = unlimited")
+@click.option("--slice-seconds", default=15.0, show_default=True, type=float)
+@click.option("--s3-endpoint", default=None, help="upload vendor-1 (S3) storage to this URL")
+@click.option("--ncs-url", default=None, help="POST notification events here, signed")
+@click.option("--ncs-secret", default=None, help="HMAC key of the notification signatures")
+@click.option(
+    "--backup-transfer",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="seconds between retries of backed-up uploads (0 = never)",
+)
+@click.option(
+    "--sync-stop-timeout",
+    default=20.0,
+    show_default=True,
+    type=float,
+    help="a synchronous stop longer than this answers 206 code 50",
+)
+@click.pass_context
+def emulator(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    storage_dir: str,
+    customer_id: str | None,
+    customer_secret: str | None,
+    qps: int,
+    slice_seconds: float,
+    s3_endpoint: str | None,
+    ncs_url: str | None,
+    ncs_secret: str | None,
+    backup_transfer: float,
+    sync_stop_timeout: float,
+) -> None:
+    """Run the recording-service emulator (REST API + dev API)."""
+    from emulator.config import EmulatorConfig
+    from emulator.server import serve
+
+    settings = _settings(ctx)
+    _logging(settings, logging.INFO)
+    serve(
+        EmulatorConfig(
+            host=host,
+            port=port,
+            storage_dir=Path(storage_dir),
+            customer_id=customer_id or settings.customer_id,
+            customer_secret=customer_secret or settings.customer_secret.get_secret_value(),
+            qps=qps,
+            slice_seconds=slice_seconds,
+            s3_endpoint_url=s3_endpoint,
+            ncs_url=ncs_url,
+            ncs_secret=ncs_secret or EmulatorConfig.ncs_secret,
+            backup_transfer_seconds=backup_transfer,
+            sync_stop_timeout_seconds=sync_stop_timeout,
+        )
+    )
+
+
+@cli.command()
+@click.option("-c", "--concurrency", default=4, show_default=True, type=int)
+@click.option(
+    "--pool",
+    default="threads",
+    show_default=True,
+    type=click.Choice(["prefork", "threads", "solo"]),
+)
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
+    """Run a Celery worker for the recording queues."""
+    from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure
+
+    _logging(_settings(ctx), loglevel.upper())
+    configure(_settings(ctx))
+    install_task_log_context()  # every line a task logs carries its job id, cname and sid
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            f"{CONTROL_QUEUE},{RECORDING_QUEUE}",
+            "-c",
+            str(concurrency),
+            "--pool",
+            pool,
+            "-E",
+            "-l",
+            loglevel,
+        ]
+    )
+
+
+@cli.command()
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def beat(ctx: click.Context, loglevel: str) -> None:
+    """Run celery beat: the deadline dispatcher, the reconciler, scheduled recordings."""
+    from worker.celery_app import app, configure
+
+    _logging(_settings(ctx), loglevel.upper())
+    configure(_settings(ctx))
+    app.start(["beat", "-l", loglevel])
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=9808, show_default=True, type=int)
+@click.pass_context
+def metrics(ctx: click.Context, host: str, port: int) -> None:
+    """Serve recording-level metrics for Prometheus at http://HOST:PORT/metrics."""
+    from worker.exporter import serve_metrics
+
+    settings = _settings(ctx)
+    _logging(settings, logging.INFO)
+    _, thread = serve_metrics(settings.redis_url, host, port)
+    click.echo(f"serving metrics on http://{host}:{port}/metrics", err=True)
+    thread.join()
+
+
+@cli.command()
+@click.option("--beat", "check_beat", is_flag=True, help="also require an active celery beat")
+@click.option("--max-age", default=30.0, show_default=True, help="seconds since beat's last tick")
+@click.pass_context
+def health(ctx: click.Context, check_beat: bool, max_age: float) -> None:
+    """Exit 0 if Redis answers (and, with --beat, a beat holds the lock and ticks)."""
+    from worker.celery_app import app, configure
+    from worker.schedules import beat_problem
+
+    settings = _settings(ctx)
+    configure(settings)
+    problem = _redis_problem(settings.redis_url)
+    if problem is None and check_beat:
+        problem = beat_problem(app, time.time(), max_age)
+    if problem is not None:
+        raise click.ClickException(problem)
+    click.echo("ok")
+
+
+def _redis_problem(url: str) -> str | None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"Redis does not answer: {type(exc).__name__}"
+    finally:
+        client.close()
+    return None
+
+
+# -- channels (emulator dev API) ---------------------------------------------------------------
+@cli.group()
+def channel() -> None:
+    """Simulated channels and users in the emulator."""
+
+
+def _dev(ctx: click.Context) -> DevApiClient:
+    return DevApiClient(_settings(ctx).api_base_url)
+
+
+def _dev_call(func: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except DevApiError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@channel.command("join")
+@click.argument("cname")
+@click.argument("uid")
+@click.option("--role", default="host", type=click.Choice(["host", "audience"]), show_default=True)
+@click.option("--color", default=None, help="video: a synthetic pattern of this colour (#RRGGBB)")
+@click.option("--tone", default=None, type=float, help="audio: a sine tone of this frequency (Hz)")
+@click.option("--video", "video_file", default=None, type=click.Path(exists=True))
+@click.option("--audio", "audio_file", default=None, type=click.Path(exists=True))
+@click.option("--no-video", is_flag=True)
+@click.option("--no-audio", is_flag=True)
+@click.pass_context
+def channel_join(
+    ctx: click.Context,
+    cname: str,
+    uid: str,
+    role: str,
+    color: str | None,
+    tone: float | None,
+    video_file: str | None,
+    audio_file: str | None,
+    no_video: bool,
+    no_audio: bool,
+) -> None:
+    """A simulated user joins CNAME and publishes video and audio."""
+    video: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    if not no_video:
+        video = (
+            {"file": str(Path(video_file).resolve())}
+            if video_file
+            else {"color": color or "#3366FF"}
+        )
+    if not no_audio:
+        audio = {"file": str(Path(audio_file).resolve())} if audio_file else {"tone": tone or 440.0}
+    result = _dev_call(_dev(ctx).join, cname, uid, role=role, video=video, audio=audio)
+    click.echo(json.dumps(result))
+
+
+@channel.command("leave")
+@click.argument("cname")
+@click.argument("uid")
+@click.pass_context
+def channel_leave(ctx: click.Context, cname: str, uid: str) -> None:
+    """A simulated user leaves CNAME."""
+    _dev_call(_dev(ctx).leave, cname, uid)
+
+
+def _publish(ctx: click.Context, cname: str, uid: str, video: bool, audio: bool, on: bool) -> None:
+    if not video and not audio:
+        video = audio = True
+    _dev_call(
+        _dev(ctx).publish, cname, uid, video=on if video else None, audio=on if audio else None
+    )
+
+
+@channel.command("mute")
+@click.argument("cname")
+@click.argument("uid")
+@click.option("--video", is_flag=True)
+@click.option("--audio", is_flag=True)
+@click.pass_context
+def channel_mute(ctx: click.Context, cname: str, uid: str, video: bool, audio: bool) -> None:
+    """Stop publishing video and/or audio (both if neither flag is given)."""
+    _publish(ctx, cname, uid, video, audio, on=False)
+
+
+@channel.command("unmute")
+@click.argument("cname")
+@click.argument("uid")
+@click.option("--video", is_flag=True)
+@click.option("--audio", is_flag=True)
+@click.pass_context
+def channel_unmute(ctx: click.Context, cname: str, uid: str, video: bool, audio: bool) -> None:
+    """Publish video and/or audio again."""
+    _publish(ctx, cname, uid, video, audio, on=True)
+
+
+@channel.command("show")
+@click.argument("cname")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def channel_show(ctx: click.Context, cname: str, as_json: bool) -> None:
+    """Who is in CNAME and what they publish."""
+    info = _dev_call(_dev(ctx).channel, cname)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    users = info.get("users", [])
+    click.echo(f"channel {cname}: {len(users)} user(s), {info.get('hosts', 0)} host(s)")
+    for user in users:
+        video = _source_text(user.get("video"), user.get("videoPublished", True))
+        audio = _source_text(user.get("audio"), user.get("audioPublished", True))
+        click.echo(f"  uid {user.get('uid')}  {user.get('role')}  video {video}  audio {audio}")
+
+
+def _source_text(source: dict[str, Any] | None, published: bool) -> str:
+    """``color #FF0000``, ``tone 440 Hz``, ``file a.mp4`` or ``none``; ``(muted)`` if off."""
+    if not source:
+        return "none"
+    if "color" in source:
+        text = f"color {source['color']}"
+    elif "tone" in source:
+        text = f"tone {source['tone']:g} Hz"
+    else:
+        text = " ".join(f"{k} {v}" for k, v in source.items())
+    return text if published else f"{text} (muted)"
+
+
+# -- recordings ----------------------------------------------------------------------------------
+def build_spec(
+    cname: str,
+    *,
+    base: dict[str, Any] | None = None,
+    duration: int | None = None,
+    layout: str | None = None,
+    size: str | None = None,
+    fps: int | None = None,
+    bitrate: int | None = None,
+    background: str | None = None,
+    files: str | None = None,
+    streams: str | None = None,
+    max_idle: int | None = None,
+    storage: str | None = None,
+    prefix: str | None = None,
+    uid: str | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """A job spec from ``cloudrec record`` flags, on top of an optional ``--spec`` file."""
+    spec: dict[str, Any] = json.loads(json.dumps(base or {}))
+    spec["cname"] = cname
+    rc = spec.setdefault("recordingConfig", {})
+    tc_updates: dict[str, Any] = {}
+    if layout is not None:
+        tc_updates["mixedVideoLayout"] = LAYOUTS[layout]
+    if size is not None:
+        tc_updates["width"], tc_updates["height"] = _parse_size(size)
+    for key, value in (("fps", fps), ("bitrate", bitrate), ("backgroundColor", background)):
+        if value is not None:
+            tc_updates[key] = value
+    if tc_updates:
+        rc.setdefault("transcodingConfig", {}).update(tc_updates)
+    if streams is not None:
+        rc["streamTypes"] = STREAMS[streams]
+    if max_idle is not None:
+        rc["maxIdleTime"] = max_idle
+    if files is not None:
+        spec["recordingFileConfig"] = {"avFileType": [f.strip() for f in files.split(",") if f]}
+    optional = {"duration": duration, "storage": storage, "uid": uid, "job_id": job_id}
+    spec.update({k: v for k, v in optional.items() if v is not None})
+    if prefix is not None:
+        spec["fileNamePrefix"] = [p for p in prefix.split("/") if p]
+    return spec
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(
+            f"must be WIDTHxHEIGHT, e.g. 640x360 (got {size!r})", param_hint="--size"
+        ) from None
+    return width, height
+
+
+@cli.command()
+@click.argument("cname")
+@click.option("--duration", type=int, help="seconds until the scheduled stop")
+@click.option("--layout", type=click.Choice(list(LAYOUTS)))
+@click.option("--size", help="canvas WIDTHxHEIGHT, e.g. 640x360")
+@click.option("--fps", type=int)
+@click.option("--bitrate", type=int, help="video kbps")
+@click.option("--background", help="canvas colour '#RRGGBB'")
+@click.option("--files", help="hls or hls,mp4")
+@click.option("--streams", type=click.Choice(list(STREAMS)))
+@click.option("--max-idle", type=int, help="maxIdleTime, seconds")
+@click.option("--storage", help="storage profile name")
+@click.option("--prefix", help="fileNamePrefix as a/b/c")
+@click.option("--uid", help="recorder uid (default: from the configured range)")
+@click.option("--job-id", help="idempotency key")
+@click.option("--spec", "spec_file", type=click.File("r"), help="job spec JSON; flags override")
+@click.option("--wait", is_flag=True, help="follow the job to its end; exit 0 only if completed")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def record(
+    ctx: click.Context,
+    cname: str,
+    duration: int | None,
+    layout: str | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    background: str | None,
+    files: str | None,
+    streams: str | None,
+    max_idle: int | None,
+    storage: str | None,
+    prefix: str | None,
+    uid: str | None,
+    job_id: str | None,
+    spec_file: Any,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Record CNAME: submit a job and print its id."""
+    from tasks.recording import submit_and_start
+    from worker.celery_app import configure, runtime
+
+    spec = build_spec(
+        cname,
+        base=json.load(spec_file) if spec_file else None,
+        duration=duration,
+        layout=layout,
+        size=size,
+        fps=fps,
+        bitrate=bitrate,
+        background=background,
+        files=files,
+        streams=streams,
+        max_idle=max_idle,
+        storage=storage,
+        prefix=prefix,
+        uid=uid,
+        job_id=job_id,
+    )
+    configure(_settings(ctx))
+    rt = runtime()
+    try:
+        job, _ = submit_and_start(rt, spec)
+    except CloudrecError as exc:
+        raise click.ClickException(str(exc)) from None
+    if wait:
+        job = follow_job(rt.store, job.job_id, quiet=as_json)
+    click.echo(json.dumps(job.status_json(), indent=2) if as_json else job.job_id)
+    if wait and job.state != JobState.COMPLETED:
+        sys.exit(1)
+
+
+def follow_job(store: Any, job_id: str, *, quiet: bool = False, poll: float = 0.5) -> JobRecord:
+    """Poll a job to its terminal state with a progress bar to its deadline (on stderr)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    console = Console(stderr=True, quiet=quiet)
+    job: JobRecord = store.get(job_id)
+    with Progress(
+        TextColumn("[bold]{task.fields[state]:<10}"),
+        BarColumn(),
+        TextColumn("{task.fields[elapsed]:>8} elapsed, {task.fields[remaining]:>8} left"),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task(job_id, total=_span(job), state="", elapsed="", remaining="")
+        _show_progress(progress, bar, job, time.time())
+        while not job.terminal:
+            time.sleep(poll)
+            job = store.get(job_id)
+            _show_progress(progress, bar, job, time.time())
+    return job
+
+
+def _span(job: JobRecord) -> float:
+    """Seconds from the job's start (or creation) to its deadline: the bar's length."""
+    return max(job.stop_at - (job.start_at or job.created_at), 1.0)
+
+
+def _done(job: JobRecord, now: float) -> float:
+    return min(max(now - (job.start_at or job.created_at), 0.0), _span(job))
+
+
+def _show_progress(progress: Progress, bar: TaskID, job: JobRecord, now: float) -> None:
+    view = job_view(job, now)
+    progress.update(
+        bar,
+        completed=_span(job) if job.terminal else _done(job, now),
+        state=view["state"],
+        elapsed=view["elapsed"],
+        remaining=view["remaining"],
+    )
+
+
+# -- the live view ----------------------------------------------------------------------------
+def job_view(job: JobRecord, now: float) -> dict[str, str]:
+    """What the live views show of a job: state, elapsed and remaining time, file progress."""
+    return {
+        "job": job.job_id,
+        "state": str(job.state),
+        "cname": job.cname,
+        "elapsed": _elapsed(job, now),
+        "remaining": _remaining(job, now),
+        "files": _file_progress(job),
+    }
+
+
+def _elapsed(job: JobRecord, now: float) -> str:
+    """Recording time so far (since the sid), or waiting time before that."""
+    begin = job.started_at or job.created_at
+    end = now
+    if job.terminal:
+        end = job.entered_at(job.state) or now
+        if job.stop_sent_at and job.started_at:
+            end = min(end, job.stop_sent_at)
+    return _duration(end - begin)
+
+
+def _remaining(job: JobRecord, now: float) -> str:
+    if job.terminal:
+        return "-"
+    left = job.stop_at - now
+    return _duration(left) if left >= 0 else f"overdue {_duration(-left)}"
+
+
+def _file_progress(job: JobRecord) -> str:
+    if job.files:
+        status = f", {job.uploading_status}" if job.uploading_status else ""
+        return f"{len(job.files)} file(s){status}"
+    if job.terminal:
+        return "none"
+    if job.state == JobState.STOPPING:
+        return "stopping: uploading the last slices"
+    if job.sid:
+        from worker.recording import expected_playlist_name
+
+        return f"writing {expected_playlist_name(job.sid, job.cname)}"
+    return "not started"
+
+
+def _duration(seconds: float) -> str:
+    whole = max(round(seconds), 0)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def job_panel(job: JobRecord, now: float) -> RenderableType:
+    """``status --watch``: one job, its progress to the deadline and its files."""
+    from rich.panel import Panel
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    view = job_view(job, now)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, key in (("state", "state"), ("channel", "cname"), ("elapsed", "elapsed")):
+        grid.add_row(label, view[key])
+    grid.add_row("remaining", view["remaining"])
+    grid.add_row("deadline", ProgressBar(total=_span(job), completed=_done(job, now), width=40))
+    grid.add_row("stop at", iso(job.stop_at) or "-")
+    grid.add_row("sid", job.sid or "-")
+    grid.add_row("files", view["files"])
+    for f in job.files:
+        grid.add_row("", f.key)
+    if job.error:
+        grid.add_row("error", json.dumps(job.error))
+    return Panel(grid, title=f"job {job.job_id}", expand=False)
+
+
+def jobs_table(records: list[JobRecord], now: float) -> RenderableType:
+    """``jobs --watch``: one row per job."""
+    from rich.table import Table
+
+    table = Table(title=f"cloudrec jobs at {iso(now)}", expand=False)
+    for column in ("job", "state", "cname", "elapsed", "remaining", "files"):
+        table.add_column(column, no_wrap=column in ("job", "state"))
+    for job in records:
+        view = job_view(job, now)
+        table.add_row(
+            *(view[c] for c in ("job", "state", "cname", "elapsed", "remaining", "files"))
+        )
+    return table
+
+
+def live_until(
+    render: Callable[[float], RenderableType],
+    finished: Callable[[], bool],
+    interval: float,
+) -> None:
+    """Redraw ``render(now)`` in place every ``interval`` s until ``finished()`` or Ctrl-C."""
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(render(time.time()), console=Console(), auto_refresh=False) as live:
+        try:
+            while not finished():
+                time.sleep(interval)
+                live.update(render(time.time()), refresh=True)
+        except KeyboardInterrupt:
+            pass
+        live.update(render(time.time()), refresh=True)
+
+
+def _watch_job(store: JobStore, job_id: str, interval: float) -> JobRecord:
+    state: dict[str, JobRecord] = {"job": store.get(job_id)}
+
+    def render(now: float) -> RenderableType:
+        state["job"] = store.get(job_id)
+        return job_panel(state["job"], now)
+
+    live_until(render, lambda: state["job"].terminal, interval)
+    return state["job"]
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--watch", is_flag=True, help="refresh in place until the job ends")
+@click.option("--interval", default=1.0, show_default=True, help="seconds between refreshes")
+@click.pass_context
+def status(ctx: click.Context, job_id: str, as_json: bool, watch: bool, interval: float) -> None:
+    """Show one job."""
+    from worker.celery_app import configure, runtime
+
+    configure(_settings(ctx))
+    store = runtime().store
+    try:
+        if watch and not as_json:
+            _watch_job(store, job_id, interval)
+            return
+        job = follow_job(store, job_id, quiet=True) if watch else store.get(job_id)
+    except JobNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(job.status_json(), indent=2))
+    else:
+        _print_job(job)
+
+
+def _print_job(job: JobRecord) -> None:
+    out = job.status_json()
+    view = job_view(job, time.time())
+    click.echo(f"job {job.job_id}: {out['state']}  channel {job.cname}  recorder uid {job.uid}")
+    click.echo(f"  stop at {out['stop_at']}  sid {job.sid or '-'}")
+    click.echo(f"  elapsed {view['elapsed']}  remaining {view['remaining']}  files {view['files']}")
+    for entry in out["history"]:
+        click.echo(f"  {entry['at']}  {entry['state']}")
+    for f in out["files"]:
+        click.echo(f"  file {f['key']}")
+    if job.error:
+        click.echo(f"  error: {job.error}")
+
+
+def _list_jobs(store: JobStore, state: str | None, limit: int) -> list[JobRecord]:
+    ids = store.ids(JobState(state) if state else None, limit)
+    return [j for j in (store.find(i) for i in ids) if j is not None]
+
+
+@cli.command()
+@click.option("--state", type=click.Choice([s.value for s in JobState]))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--watch", is_flag=True, help="refresh in place until Ctrl-C")
+@click.option("--interval", default=1.0, show_default=True, help="seconds between refreshes")
+@click.pass_context
+def jobs(
+    ctx: click.Context, state: str | None, as_json: bool, limit: int, watch: bool, interval: float
+) -> None:
+    """List jobs, newest first."""
+    from worker.celery_app import configure, runtime
+
+    configure(_settings(ctx))
+    store = runtime().store
+    if watch:
+        live_until(lambda now: jobs_table(_list_jobs(store, state, limit), now), _never, interval)
+        return
+    records = _list_jobs(store, state, limit)
+    if as_json:
+        click.echo(json.dumps([j.status_json() for j in records], indent=2))
+        return
+    now = time.time()
+    for job in records:
+        view = job_view(job, now)
+        click.echo(
+            f"{job.job_id:<34} {view['state']:<10} {job.cname:<20} "
+            f"elapsed {view['elapsed']:<8} left {view['remaining']:<8} stop {iso(job.stop_at)}"
+        )
+
+
+def _never() -> bool:
+    return False
+
+
+def _stop_command(ctx: click.Context, job_id: str, reason: str) -> None:
+    from tasks.recording import request_stop
+    from worker.celery_app import configure, runtime
+
+    configure(_settings(ctx))
+    try:
+        job = request_stop(runtime(), job_id, reason)
+    except JobNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{job_id}: {job.state}" + ("" if job.terminal else f" ({reason} requested)"))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_context
+def stop(ctx: click.Context, job_id: str) -> None:
+    """Stop a recording now, before its deadline (it ends completed)."""
+    _stop_command(ctx, job_id, "stop")
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel a job: never started if still queued, stopped at once if recording."""
+    _stop_command(ctx, job_id, "cancel")
+
+
+# -- scheduled recordings ----------------------------------------------------------------------
+@cli.group()
+def schedule() -> None:
+    """Recurring recordings fired by celery beat (kept in Redis; changes apply while beat runs)."""
+
+
+def _book(ctx: click.Context) -> ScheduleBook:
+    from tasks.schedules import schedule_book
+    from worker.celery_app import configure, runtime
+
+    configure(_settings(ctx))
+    return schedule_book(runtime())
+
+
+def _schedule_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from worker.schedules import ScheduleError
+
+    try:
+        return func(*args, **kwargs)
+    except (ScheduleError, JobSpecError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.option("--cron", help="5-field cron expression in UTC, e.g. '0 10 * * 1-5'")
+@click.option("--every", type=float, help="fire every SECONDS")
+@click.option("--spec", "spec_file", required=True, type=click.File("r"), help="job template")
+@click.option("--duration", type=int, help="seconds each recording lasts (overrides the spec)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def schedule_add(
+    ctx: click.Context,
+    name: str,
+    cron: str | None,
+    every: float | None,
+    spec_file: Any,
+    duration: int | None,
+    as_json: bool,
+) -> None:
+    """Add schedule NAME: each firing records the --spec template as job NAME:<slot time>."""
+    from worker.schedules import Trigger
+
+    try:
+        template = json.load(spec_file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"--spec: not valid JSON: {exc}") from None
+    book = _book(ctx)
+    trigger = _schedule_call(Trigger.parse, cron, every)
+    _schedule_call(book.add, name, trigger, template, duration)
+    info = book.info(name)
+    if as_json:
+        click.echo(json.dumps(info.as_json(), indent=2))
+    else:
+        click.echo(
+            f"schedule {name}: {trigger.describe()}, next run {info.as_json()['next_run_at']}"
+        )
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def schedule_list(ctx: click.Context, as_json: bool) -> None:
+    """Every schedule with its trigger, channel, state and next run."""
+    infos = [i.as_json() for i in _book(ctx).list()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        trigger = info["trigger"]
+        when = f"cron {trigger['cron']}" if "cron" in trigger else f"every {trigger['every']:g}s"
+        state = "enabled" if info["enabled"] else "paused"
+        click.echo(
+            f"{info['name']:<24} {when:<24} {info['cname']:<16} {state:<8} "
+            f"next {info['next_run_at'] or '-'}  last {info['last_run_at'] or '-'}"
+        )
+
+
+@schedule.command("remove")
+@click.argument("name")
+@click.pass_context
+def schedule_remove(ctx: click.Context, name: str) -> None:
+    """Remove schedule NAME (jobs it already submitted are not touched)."""
+    _schedule_call(_book(ctx).remove, name)
+    click.echo(f"schedule {name}: removed")
+
+
+@schedule.command("pause")
+@click.argument("name")
+@click.pass_context
+def schedule_pause(ctx: click.Context, name: str) -> None:
+    """Stop firing schedule NAME until it is resumed."""
+    _schedule_call(_book(ctx).pause, name)
+    click.echo(f"schedule {name}: paused")
+
+
+@schedule.command("resume")
+@click.argument("name")
+@click.pass_context
+def schedule_resume(ctx: click.Context, name: str) -> None:
+    """Fire schedule NAME again, from its next slot (missed slots are not caught up)."""
+    _schedule_call(_book(ctx).resume, name)
+    click.echo(f"schedule {name}: resumed")
+
+
+@cli.command()
+@click.argument("scenario", type=click.File("r"))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def render(scenario: Any, out_dir: str) -> None:
+    """Composite a scripted channel offline, as fast as the machine allows."""
+    from emulator.media import render_scenario
+
+    for output in render_scenario(json.load(scenario), Path(out_dir)):
+        click.echo(str(output.path))
+
+
+@cli.command()
+@click.option("--duration", default=12, show_default=True, type=int)
+@click.option("--storage-dir", default="recordings", show_default=True, type=click.Path())
+@click.pass_context
+def demo(ctx: click.Context, duration: int, storage_dir: str) -> None:
+    """Everything local, one shot: record three simulated users into HLS and MP4."""
+    from worker.demo import DemoError, run_demo
+
+    try:
+        run_demo(_settings(ctx), duration=duration, storage_dir=Path(storage_dir))
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

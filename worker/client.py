@@ -1,0 +1,244 @@
+"""The REST client for the cloud recording API (spec sections 1-7), composite ("mix") mode.
+
+One :class:`RecordingApiClient` per process: a ``requests.Session`` with HTTP Basic auth, explicit
+connect/read timeouts, and the shared rate limiter in front of every call. This module is the one
+boundary where ``requests`` exceptions and non-200 answers become :mod:`worker.errors` classes;
+nothing above it sees a third-party error. Request bodies are built from the pydantic models of
+:mod:`worker.api_models` and serialized with ``to_wire`` (the only place secrets are revealed,
+and only into the request body, never into a log line or an exception).
+
+Every call, answered or not, produces one log line (operation, HTTP status, API code, request
+id, cname, sid; the job id comes from the log context of the task) and one call of the
+``on_api_call`` hook (the Prometheus counter of API calls by operation, status and code).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from pydantic import BaseModel, ValidationError
+
+from config import Settings
+from worker.api_models import (
+    AcquireClientRequest,
+    AcquireResponse,
+    LayoutUpdate,
+    QueryResponse,
+    StartClientRequest,
+    StartResponse,
+    StopClientRequest,
+    StopResponse,
+    UpdateClientRequest,
+    to_wire,
+)
+from worker.errors import ApiError, RetryableApiError, TransportError, classify_api_error
+from worker.limiter import Priority
+
+log = logging.getLogger("cloudrec.api")
+
+ResponseT = TypeVar("ResponseT", bound=BaseModel)
+AcquireSlot = Callable[[Priority], None]
+# (operation, HTTP status or None when nothing answered, API code or None). Must not raise.
+ApiCallHook = Callable[[str, int | None, int | None], None]
+
+MODE = "mix"
+
+
+def _no_limit(_: Priority) -> None:
+    return None
+
+
+def _not_counted(operation: str, status: int | None, code: int | None) -> None:
+    return None
+
+
+class RecordingApiClient:
+    """Typed calls to acquire, start, query, update, updateLayout and stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        acquire_slot: AcquireSlot = _no_limit,
+        session: requests.Session | None = None,
+        on_api_call: ApiCallHook = _not_counted,
+    ) -> None:
+        """``on_api_call`` sees every call's outcome (e.g. ``Metrics.api_call``)."""
+        self._base = (
+            settings.api_base_url.rstrip("/") + f"/v1/apps/{settings.app_id}/cloud_recording"
+        )
+        self._timeout = (settings.api_connect_timeout, settings.api_read_timeout)
+        self._stop_timeout = (settings.api_connect_timeout, settings.api_stop_read_timeout)
+        self._acquire_slot = acquire_slot
+        self._on_api_call = on_api_call
+        self._session = session or requests.Session()
+        self._session.auth = (
+            settings.customer_id,
+            settings.customer_secret.get_secret_value(),
+        )
+        self._session.headers["Content-Type"] = "application/json;charset=utf-8"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- the six operations ------------------------------------------------------------------
+    def acquire(self, cname: str, uid: str, request: AcquireClientRequest) -> AcquireResponse:
+        body = _envelope(cname, uid, request)
+        return self._call(
+            "acquire", "POST", "/acquire", body, AcquireResponse, Priority.START, _Ids(cname)
+        )
+
+    def start(
+        self, resource_id: str, cname: str, uid: str, request: StartClientRequest
+    ) -> StartResponse:
+        path = f"/resourceid/{resource_id}/mode/{MODE}/start"
+        body = _envelope(cname, uid, request)
+        return self._call("start", "POST", path, body, StartResponse, Priority.START, _Ids(cname))
+
+    def query(self, resource_id: str, sid: str) -> QueryResponse:
+        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/query"
+        return self._call(
+            "query", "GET", path, None, QueryResponse, Priority.QUERY, _Ids(None, sid)
+        )
+
+    def update(
+        self, resource_id: str, sid: str, cname: str, uid: str, request: UpdateClientRequest
+    ) -> dict[str, Any]:
+        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/update"
+        body = _envelope(cname, uid, request)
+        return self._call_raw("update", "POST", path, body, Priority.UPDATE, _Ids(cname, sid))
+
+    def update_layout(
+        self, resource_id: str, sid: str, cname: str, uid: str, layout: LayoutUpdate
+    ) -> dict[str, Any]:
+        """Replace the whole layout (omitted fields go back to their defaults, spec 6)."""
+        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/updateLayout"
+        body = _envelope(cname, uid, layout)
+        return self._call_raw("updateLayout", "POST", path, body, Priority.UPDATE, _Ids(cname, sid))
+
+    def stop(
+        self, resource_id: str, sid: str, cname: str, uid: str, *, async_stop: bool = False
+    ) -> StopResponse:
+        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/stop"
+        body = _envelope(cname, uid, StopClientRequest(async_stop=async_stop))
+        return self._call("stop", "POST", path, body, StopResponse, Priority.STOP, _Ids(cname, sid))
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        model: type[ResponseT],
+        priority: Priority,
+        ids: _Ids,
+    ) -> ResponseT:
+        payload = self._call_raw(operation, method, path, body, priority, ids)
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            # A 200 we cannot read is a service fault, not ours: retry it.
+            raise RetryableApiError(
+                operation, status=200, reason=f"unreadable response: {exc.error_count()} errors"
+            ) from exc
+
+    def _call_raw(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        priority: Priority,
+        ids: _Ids,
+    ) -> dict[str, Any]:
+        self._acquire_slot(priority)
+        timeout = self._stop_timeout if operation == "stop" else self._timeout
+        try:
+            response = self._session.request(method, self._base + path, json=body, timeout=timeout)
+        except requests.RequestException as exc:
+            self._record_no_answer(operation, ids, type(exc).__name__)
+            # The exception text may quote the URL, never the auth header or the body.
+            raise TransportError(operation, reason=type(exc).__name__) from exc
+        request_id = response.headers.get("X-Request-Id")
+        payload = _json_or_none(response)
+        self._record_answer(operation, ids, response.status_code, payload, request_id)
+        if response.status_code == 200 and payload is not None:
+            return payload
+        raise _to_error(operation, response.status_code, payload, request_id)
+
+    def _record_answer(
+        self,
+        operation: str,
+        ids: _Ids,
+        status: int,
+        payload: dict[str, Any] | None,
+        request_id: str | None,
+    ) -> None:
+        """The one log line and metric of an answered call. Only ids, never a body."""
+        code = _int_or_none((payload or {}).get("code"))
+        sid = (payload or {}).get("sid") if operation == "start" else ids.sid
+        log.log(
+            logging.INFO if status == 200 else logging.WARNING,
+            "api %s -> %s%s",
+            operation,
+            status,
+            f" code {code}" if code is not None else "",
+            extra={
+                "operation": operation,
+                "status": status,
+                "api_code": code,
+                "request_id": request_id,
+                "cname": ids.cname,
+                "sid": sid if isinstance(sid, str) else None,
+            },
+        )
+        self._on_api_call(operation, status, code)
+
+    def _record_no_answer(self, operation: str, ids: _Ids, error: str) -> None:
+        log.warning(
+            "api %s -> no answer (%s)",
+            operation,
+            error,
+            extra={"operation": operation, "cname": ids.cname, "sid": ids.sid},
+        )
+        self._on_api_call(operation, None, None)
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """What identifies a call's recording in its log line (never anything secret)."""
+
+    cname: str | None = None
+    sid: str | None = None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _envelope(cname: str, uid: str, request: BaseModel) -> dict[str, Any]:
+    return {"cname": cname, "uid": uid, "clientRequest": to_wire(request)}
+
+
+def _json_or_none(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _to_error(
+    operation: str, status: int, payload: dict[str, Any] | None, request_id: str | None
+) -> ApiError:
+    if status == 200:
+        return RetryableApiError(operation, status=200, reason="response body is not JSON")
+    return classify_api_error(operation, status, payload, request_id)

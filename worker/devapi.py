@@ -1,0 +1,91 @@
+"""A small client for the emulator's dev API (design.md section 8): simulated channels and users,
+the list of recordings, fault injection. Used by the CLI, the demo and the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from worker.errors import CloudrecError
+
+
+class DevApiError(CloudrecError):
+    """The emulator's dev API refused a request or could not be reached."""
+
+
+class DevApiClient:
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self._base = base_url.rstrip("/") + "/dev"
+        self._timeout = timeout
+        self._session = requests.Session()
+
+    def join(
+        self,
+        cname: str,
+        uid: str,
+        *,
+        role: str = "host",
+        video: dict[str, Any] | None = None,
+        audio: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {"uid": uid, "role": role, "video": video, "audio": audio}
+        return self._object("POST", f"/channels/{cname}/users", body)
+
+    def leave(self, cname: str, uid: str) -> dict[str, Any]:
+        return self._object("DELETE", f"/channels/{cname}/users/{uid}")
+
+    def publish(
+        self, cname: str, uid: str, *, video: bool | None = None, audio: bool | None = None
+    ) -> dict[str, Any]:
+        body = {k: v for k, v in {"video": video, "audio": audio}.items() if v is not None}
+        return self._object("PATCH", f"/channels/{cname}/users/{uid}", body)
+
+    def channel(self, cname: str) -> dict[str, Any]:
+        return self._object("GET", f"/channels/{cname}")
+
+    def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        result = self._request(method, path, body)
+        return result if isinstance(result, dict) else {"result": result}
+
+    def recordings(self) -> list[dict[str, Any]]:
+        result = self._request("GET", "/recordings")
+        return result if isinstance(result, list) else list(result.get("recordings", []))
+
+    def events(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """Notification events in the order the emulator emitted them (all, or one sid's)."""
+        result = self._request("GET", "/events" + (f"?sid={sid}" if sid else ""))
+        return result if isinstance(result, list) else list(result.get("events", []))
+
+    def ncs(self) -> dict[str, Any]:
+        """Delivery counters of the notification webhook."""
+        return self._object("GET", "/ncs")
+
+    def reset(self) -> dict[str, Any]:
+        """Finish live recordings and forget all state but the files."""
+        return self._object("POST", "/reset")
+
+    def set_faults(self, faults: dict[str, Any]) -> dict[str, Any]:
+        return self._object("PUT", "/faults", faults)
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:  # JSON of any shape
+        try:
+            response = self._session.request(
+                method, self._base + path, json=body, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            raise DevApiError(
+                f"emulator at {self._base} is not reachable ({type(exc).__name__})"
+            ) from exc
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"reason": response.text[:200]}
+        if response.status_code >= 400:
+            detail = payload.get("reason") or payload.get("message") or payload
+            raise DevApiError(f"{method} {path}: HTTP {response.status_code}: {detail}")
+        return payload
+
+    def close(self) -> None:
+        self._session.close()

@@ -1,0 +1,255 @@
+"""cloudrec's one error tree.
+
+Every failure a caller or a task can see is one of these classes. Third-party errors
+(``requests``, ``redis``, ``pydantic``) are translated into them at exactly one boundary each
+(:mod:`worker.client` for HTTP, :mod:`worker.jobs` for spec validation) with ``raise ... from``.
+
+::
+
+    CloudrecError
+    ├── JobSpecError              invalid job spec: names the field and the rule (nothing was sent)
+    ├── JobNotFound               no job record with that id
+    ├── RateLimitWait             the shared API budget is spent: try again after ``retry_after``
+    ├── WebhookError              a completion webhook was not delivered (:mod:`worker.callbacks`)
+    └── ApiError                  the recording API failed; carries operation, status, code, reason,
+        │                         request id and the :class:`Action` the worker takes
+        ├── TransportError        no HTTP answer (connect error, timeout): RETRY
+        ├── RetryableApiError     5xx, 206/65, 429 and unclassified answers: RETRY with backoff
+        ├── ReacquireError        433, 432, 1001, 1003, 502 on start: ACQUIRE a new resource
+        ├── TaskConflict          53: ACQUIRE again with another recorder uid
+        ├── PermanentApiError     400/2, 8, 401, 1013, 1028, 109/110, no route: fail the job (FAIL)
+        ├── WorkerNotFound        404 "failed to find worker": the task is gone or mid-failover
+        └── outcomes that end a step, not the job (TERMINAL):
+            ├── AlreadyStarted    201/7: start already happened for this resource
+            ├── EmptyRecording    206/435 on stop: nobody published, no files
+            └── AlreadyStopping   400/49: a stop is already under way
+
+Classification follows spec section 8.3 and lives in :func:`classify_api_error` only.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class Action(enum.Enum):
+    """What the worker does about an API failure."""
+
+    RETRY = "retry"  # same request again, exponential backoff with jitter
+    ACQUIRE = "acquire"  # start over with a new resource (and maybe a new uid)
+    FAIL = "fail"  # permanent: the request is wrong; fail the job with the code and reason
+    TERMINAL = "terminal"  # not an error for the job: the step has a definite outcome
+    AMBIGUOUS = "ambiguous"  # 404 on a known task: retry inside the failover window, else gone
+
+
+class CloudrecError(Exception):
+    """Base of every error cloudrec raises on purpose."""
+
+
+class JobSpecError(CloudrecError, ValueError):
+    """A job spec broke a rule. ``str(err)`` names each field and its rule."""
+
+
+class JobNotFound(CloudrecError, KeyError):
+    """No job record with this id."""
+
+    def __str__(self) -> str:
+        return f"no job with id {self.args[0]!r}" if self.args else "job not found"
+
+
+class RateLimitWait(CloudrecError):
+    """The shared API budget for this second is spent; the call was not made.
+
+    ``priority`` names the limiter priority that had to wait (``stop``, ``start``, ...).
+    """
+
+    def __init__(self, retry_after: float, priority: str = "") -> None:
+        super().__init__(f"API rate limit budget spent; retry in {retry_after:.2f} s")
+        self.retry_after = retry_after
+        self.priority = priority
+
+
+class WebhookError(CloudrecError):
+    """A completion webhook POST failed: no answer, or a non-2xx status.
+
+    Carries the HTTP ``status`` (None without an answer) and a short ``reason``; never the
+    signature, the signing key or the body.
+    """
+
+    def __init__(self, status: int | None, reason: str) -> None:
+        shown = f"HTTP {status}: {reason}" if status is not None else reason
+        super().__init__(f"webhook not delivered: {shown}")
+        self.status = status
+        self.reason = reason
+
+
+class ApiError(CloudrecError):
+    """A call to the recording API failed. Never carries credentials or tokens."""
+
+    action: Action = Action.RETRY
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        details = [
+            f"HTTP {self.status}" if self.status is not None else None,
+            f"code {self.code}" if self.code is not None else None,
+            repr(self.reason) if self.reason else None,
+            f"request id {self.request_id}" if self.request_id else None,
+        ]
+        shown = ", ".join(d for d in details if d)
+        return f"{self.operation} failed" + (f": {shown}" if shown else "")
+
+    @property
+    def retryable(self) -> bool:
+        return self.action is Action.RETRY
+
+    def as_record(self) -> dict[str, Any]:
+        """The error as stored on a job record (no secrets by construction)."""
+        return {
+            "operation": self.operation,
+            "status": self.status,
+            "code": self.code,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "kind": type(self).__name__,
+        }
+
+
+class TransportError(ApiError):
+    """No HTTP answer: connection refused or reset, DNS failure, timeout."""
+
+    action = Action.RETRY
+
+
+class RetryableApiError(ApiError):
+    """A transient service-side failure: 5xx, 206/65, 429, or an unclassified answer."""
+
+    action = Action.RETRY
+
+
+class RateLimitedByService(RetryableApiError):
+    """429 from the service itself: our shared limiter let too much through, back off longer."""
+
+
+class ReacquireError(ApiError):
+    """The resource cannot be used (expired, mismatched, unparsable, no worker): acquire again."""
+
+    action = Action.ACQUIRE
+
+
+class TaskConflict(ApiError):
+    """53: a task with this cname+uid already runs; acquire again with another recorder uid."""
+
+    action = Action.ACQUIRE
+
+
+class PermanentApiError(ApiError):
+    """The request itself is wrong (bad parameter, credentials, route, token): do not retry."""
+
+    action = Action.FAIL
+
+
+class WorkerNotFound(ApiError):
+    """404 "failed to find worker": the task exited, never started, or is mid-failover."""
+
+    action = Action.AMBIGUOUS
+
+
+class AlreadyStarted(ApiError):
+    """201/7: start was already accepted for this resource."""
+
+    action = Action.TERMINAL
+
+
+class EmptyRecording(ApiError):
+    """206/435 on stop: nobody published, so there are no files. The session is over."""
+
+    action = Action.TERMINAL
+
+
+class AlreadyStopping(ApiError):
+    """400/49: the task is already exiting (duplicate stop, kicked, idle exit)."""
+
+    action = Action.TERMINAL
+
+
+# Codes that mean "this resource is unusable, get a new one" (spec 8.3).
+_REACQUIRE_CODES = frozenset({432, 433, 1001, 1003})
+# Codes that mean "the request is wrong" whatever the HTTP status (spec 8.2/8.3).
+_PERMANENT_CODES = frozenset({2, 8, 109, 110, 400, 401, 405, 406, 1013, 1028})
+
+
+def classify_api_error(
+    operation: str,
+    status: int,
+    body: dict[str, Any] | None,
+    request_id: str | None = None,
+) -> ApiError:
+    """Map one non-200 answer to its class (spec section 8.3). The only classifier there is."""
+    body = body or {}
+    code = _int_or_none(body.get("code"))
+    reason = body.get("reason") or body.get("message")
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "reason": str(reason) if reason is not None else None,
+        "request_id": request_id,
+    }
+    cls = _error_class(operation, status, code, has_code="code" in body)
+    return cls(operation, **kwargs)
+
+
+def _error_class(
+    operation: str, status: int, code: int | None, *, has_code: bool
+) -> type[ApiError]:
+    if status == 201 and code == 7:
+        return AlreadyStarted
+    if status == 206:
+        if code == 435 and operation == "stop":
+            return EmptyRecording
+        return RetryableApiError  # 65 "request not completed" and other in-progress answers
+    if status == 429:
+        return RateLimitedByService
+    if status == 404:
+        # A gateway 404 has no code: the URL or method is wrong, which no retry fixes.
+        return WorkerNotFound if has_code else PermanentApiError
+    if code == 49:
+        return AlreadyStopping
+    if code == 53:
+        return TaskConflict
+    if code in _REACQUIRE_CODES:
+        return ReacquireError
+    if code == 502 and operation == "start":
+        return ReacquireError  # "Failed to allocate worker": new acquire + start
+    if status == 401:
+        return PermanentApiError
+    if status >= 500:
+        return RetryableApiError  # includes 62 request timeout and acquire 500/501/504
+    if status >= 400 and (code in _PERMANENT_CODES or not has_code):
+        return PermanentApiError
+    if 400 <= status < 500:
+        return PermanentApiError
+    return RetryableApiError
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,270 @@
+"""The Prometheus exporter (``cloudrec metrics``): recording-level figures at ``/metrics``.
+
+Nothing is kept in the exporter's memory. At each scrape :class:`CloudrecCollector` reads
+
+- the counters every worker process adds to in Redis (:mod:`worker.metrics`): API calls by
+  operation, HTTP status and API code; retries; rate-limiter waits; callback deliveries; the
+  lateness of fired stops (a histogram);
+- facts computed from the job store at that moment: jobs by state, recordings live, stops
+  overdue (and by how much), pending scheduled starts and stops, schedules.
+
+So one exporter serves the whole deployment, however many workers there are, and any number of
+exporters agree. If Redis does not answer, the scrape still succeeds with ``cloudrec_up 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from threading import Thread
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import redis
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from worker.metrics import (
+    API_CALLS,
+    CALLBACKS,
+    COUNTER_LABELS,
+    LIMITER_WAITS,
+    RETRIES,
+    CounterSnapshot,
+    read_counters,
+)
+from worker.schedules import SCHEDULES_KEY, schedule_key
+from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from worker.store import DUE_KEY, JOBS_KEY, job_key, state_key
+
+log = logging.getLogger("cloudrec.exporter")
+
+DEFAULT_PORT = 9808
+# A stop is "overdue" once its deadline is this far behind: the dispatcher runs every second.
+OVERDUE_GRACE = 5.0
+# Terminal jobs are counted among those created in this window (the store keeps them 30 days).
+TERMINAL_WINDOW = 24 * 3600.0
+
+_COUNTERS = {
+    API_CALLS: ("cloudrec_api_calls", "Recording API calls by operation, HTTP status and code"),
+    RETRIES: ("cloudrec_retries", "Step retries by step and kind of failure"),
+    LIMITER_WAITS: ("cloudrec_limiter_waits", "API calls deferred by the shared rate limiter"),
+    CALLBACKS: ("cloudrec_callbacks", "Completion callback deliveries by kind and outcome"),
+}
+_LIVE = (JobState.STARTING, JobState.RECORDING, JobState.STOPPING)
+
+
+@dataclass
+class JobFacts:
+    """What the job store says at one moment."""
+
+    active: dict[str, int] = field(default_factory=dict)
+    terminal: dict[str, int] = field(default_factory=dict)
+    recordings_live: int = 0
+    stops_overdue: int = 0
+    max_overdue: float = 0.0
+    due: dict[str, int] = field(default_factory=dict)
+    schedules: dict[str, int] = field(default_factory=dict)
+
+
+def read_job_facts(
+    client: redis.Redis,
+    now: float,
+    *,
+    window: float = TERMINAL_WINDOW,
+    grace: float = OVERDUE_GRACE,
+) -> JobFacts:
+    """Jobs by state, live recordings, overdue stops, due-queue and schedules."""
+    facts = JobFacts()
+    active_ids = {str(s): _members(client, state_key(s)) for s in ACTIVE_STATES}
+    facts.active = {state: len(ids) for state, ids in active_ids.items()}
+    _read_deadlines(client, active_ids, now, grace, facts)
+    facts.terminal = _terminal_counts(client, now - window)
+    facts.due = _due_counts(client)
+    facts.schedules = _schedule_counts(client)
+    return facts
+
+
+def _members(client: redis.Redis, key: str) -> list[str]:
+    return [_text(m) for m in client.smembers(key)]
+
+
+def _read_deadlines(
+    client: redis.Redis, active: dict[str, list[str]], now: float, grace: float, facts: JobFacts
+) -> None:
+    # Overdue is judged from the records, not the due-queue: a claimed stop leaves the queue's
+    # score pushed forward by its lease while the job may still be running.
+    ids = [job_id for ids in active.values() for job_id in ids]
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(job_key(job_id), "state", "stop_at", "sid")
+        rows = pipe.execute()
+    for state_raw, stop_raw, sid_raw in rows:
+        if state_raw is None:
+            continue  # ended between the two reads
+        state, stop_at, sid = _json(state_raw), _json(stop_raw), _json(sid_raw)
+        if state in _LIVE and sid:
+            facts.recordings_live += 1
+        if isinstance(stop_at, int | float) and stop_at < now - grace:
+            facts.stops_overdue += 1
+            facts.max_overdue = max(facts.max_overdue, now - stop_at)
+
+
+def _terminal_counts(client: redis.Redis, since: float) -> dict[str, int]:
+    ids = [_text(m) for m in client.zrangebyscore(JOBS_KEY, since, "+inf")]
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(job_key(job_id), "state")
+        states = pipe.execute()
+    counts = {str(s): 0 for s in TERMINAL_STATES}
+    for raw in states:
+        state = _json(raw) if raw is not None else None
+        if state in counts:
+            counts[state] += 1
+    return counts
+
+
+def _due_counts(client: redis.Redis) -> dict[str, int]:
+    counts = {"start": 0, "stop": 0}
+    for member in client.zrange(DUE_KEY, 0, -1):
+        action = _text(member).partition(":")[0]
+        counts[action] = counts.get(action, 0) + 1
+    return counts
+
+
+def _schedule_counts(client: redis.Redis) -> dict[str, int]:
+    names = _members(client, SCHEDULES_KEY)
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(schedule_key(name), "record")
+        records = pipe.execute()
+    counts = {"enabled": 0, "paused": 0}
+    for raw in records:
+        if raw is not None:
+            counts["paused" if json.loads(raw).get("paused") else "enabled"] += 1
+    return counts
+
+
+class CloudrecCollector(Collector):
+    """Renders :class:`CounterSnapshot` and :class:`JobFacts` at every scrape."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        window: float = TERMINAL_WINDOW,
+        grace: float = OVERDUE_GRACE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._window = window
+        self._grace = grace
+        self._clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not read Redis
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counters = read_counters(self._redis)
+            facts = read_job_facts(
+                self._redis, self._clock(), window=self._window, grace=self._grace
+            )
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis did not answer: %s", exc)
+            yield _gauge("cloudrec_up", "1 if the exporter could read Redis", 0)
+            return
+        yield _gauge("cloudrec_up", "1 if the exporter could read Redis", 1)
+        yield from counter_families(counters)
+        yield lateness_family(counters)
+        yield from fact_families(facts, self._window)
+
+
+def counter_families(snapshot: CounterSnapshot) -> Iterator[Metric]:
+    for key, (name, doc) in _COUNTERS.items():
+        family = CounterMetricFamily(name, doc, labels=list(COUNTER_LABELS[key]))
+        for labels, value in sorted(snapshot.counters.get(key, {}).items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+def lateness_family(snapshot: CounterSnapshot) -> Metric:
+    return HistogramMetricFamily(
+        "cloudrec_stop_lateness_seconds",
+        "Seconds from a job's stop_at to the service's answer to its stop",
+        buckets=snapshot.lateness_buckets,
+        sum_value=snapshot.lateness_sum,
+    )
+
+
+def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:
+    jobs = GaugeMetricFamily(
+        "cloudrec_jobs",
+        f"Jobs by state: active states now; terminal states among jobs created in the last "
+        f"{window:.0f} s",
+        labels=["state"],
+    )
+    for state in JobState:
+        count = facts.active.get(str(state), facts.terminal.get(str(state), 0))
+        jobs.add_metric([str(state)], count)
+    yield jobs
+    yield _gauge(
+        "cloudrec_recordings_live",
+        "Jobs holding a sid that are starting, recording or stopping",
+        facts.recordings_live,
+    )
+    yield _gauge(
+        "cloudrec_stops_overdue",
+        "Unfinished jobs whose stop_at is more than the grace period behind",
+        facts.stops_overdue,
+    )
+    yield _gauge(
+        "cloudrec_stop_overdue_max_seconds",
+        "How far behind its stop_at the most overdue unfinished job is (0: none)",
+        facts.max_overdue,
+    )
+    yield _labelled("cloudrec_due", "Scheduled starts and stops waiting", "action", facts.due)
+    yield _labelled("cloudrec_schedules", "Recurring schedules", "status", facts.schedules)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def build_registry(client: redis.Redis, **options: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CloudrecCollector(client, **options))
+    return registry
+
+
+def serve_metrics(
+    redis_url: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT
+) -> tuple[WSGIServer, Thread]:
+    """Serve ``/metrics`` in a daemon thread; returns the server (``.shutdown()``) and thread."""
+    registry = build_registry(redis.Redis.from_url(redis_url, socket_timeout=5))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return server, thread
+
+
+def _json(raw: bytes | str | None) -> Any:
+    return json.loads(raw) if raw is not None else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

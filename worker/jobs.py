@@ -1,0 +1,183 @@
+"""The job spec: what a caller submits (design.md sections 2 and 8).
+
+``recordingConfig`` and ``recordingFileConfig`` are exactly the start API's objects, validated by
+the same models the API contract uses (:mod:`worker.api_models`), so a spec that passes here is a
+start request the service accepts. Storage credentials are not part of a job: it names a storage
+profile from the settings. Validation errors become one :class:`JobSpecError` whose message names
+every bad field and its rule; this module is the one boundary where pydantic errors of a spec are
+translated.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from config import Settings
+from worker.api_models import (
+    MAX_PREFIX_CHARS,
+    ChannelName,
+    PrefixPart,
+    RecordingConfig,
+    RecordingFileConfig,
+    UidStr,
+    describe_validation_error,
+)
+from worker.errors import JobSpecError
+
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+class Callback(BaseModel):
+    """Where to report the job's end: a Celery task name and/or a webhook URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str | None = None
+    webhook: AnyHttpUrl | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _task_name(cls, value: str | None) -> str | None:
+        if value is not None and not _TASK_NAME_RE.fullmatch(value):
+            raise ValueError(f"must be a Celery task name like 'app.on_recording' (got {value!r})")
+        return value
+
+
+class JobSpec(BaseModel):
+    """A recording job as submitted. Field names are fixed by design.md section 8."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str | None = None
+    cname: ChannelName
+    uid: UidStr | None = None
+    token: SecretStr | None = None
+    recordingConfig: RecordingConfig = Field(default_factory=RecordingConfig)
+    recordingFileConfig: RecordingFileConfig = Field(default_factory=RecordingFileConfig)
+    storage: str = "default"
+    fileNamePrefix: list[PrefixPart] | None = None
+    start_at: datetime | None = None
+    duration: Annotated[int, Field(ge=1)] | None = None
+    stop_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    callback: Callback | None = None
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _JOB_ID_RE.fullmatch(value):
+            raise ValueError(
+                "must be 1-128 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("fileNamePrefix")
+    @classmethod
+    def _prefix_length(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len("/".join(value)) > MAX_PREFIX_CHARS:
+            raise ValueError(f"must be at most {MAX_PREFIX_CHARS} characters joined with '/'")
+        return value
+
+    @field_validator("start_at", "stop_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A naive time is ambiguous across machines; read it as UTC, as the status output is.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _one_end(self) -> JobSpec:
+        if self.duration is not None and self.stop_at is not None:
+            raise ValueError("give either duration or stop_at, not both")
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The spec as stored on the job record: JSON, the token left out, and only what
+        differs from the defaults (validating it again restores them; 10,000 active jobs pay
+        for every stored byte)."""
+        return self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude_defaults=True, exclude={"token"}
+        )
+
+    @property
+    def has_callback(self) -> bool:
+        return self.callback is not None and bool(self.callback.task or self.callback.webhook)
+
+
+class JobTimes(BaseModel):
+    start_at: float | None
+    stop_at: float
+
+
+def parse_job_spec(data: Any, settings: Settings) -> JobSpec:
+    """Validate ``data`` as a job spec against the contract and the settings.
+
+    Raises :class:`JobSpecError` naming every bad field and its rule (all of them, not only the
+    first); never calls the API.
+    """
+    if not isinstance(data, dict):
+        raise JobSpecError(f"job spec: must be a JSON object (got {type(data).__name__})")
+    problems = _settings_problems(data, settings)
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise JobSpecError("; ".join([describe_validation_error(exc), *problems])) from None
+    if problems:
+        raise JobSpecError("; ".join(problems))
+    return spec
+
+
+def _settings_problems(data: dict[str, Any], settings: Settings) -> list[str]:
+    """What the settings refuse in a spec: an unknown storage profile, a webhook unsigned."""
+    problems = []
+    storage = data.get("storage", "default")
+    if isinstance(storage, str) and storage.lower() not in settings.storage:
+        known = ", ".join(sorted(settings.storage))
+        problems.append(
+            f"storage: must name a configured storage profile ({known}); got {storage!r}"
+        )
+    callback = data.get("callback")
+    if isinstance(callback, dict) and callback.get("webhook") and settings.webhook_secret is None:
+        problems.append(
+            "callback.webhook: needs CLOUDREC_WEBHOOK_SECRET (the key its HMAC-SHA256 "
+            "signature is made with); none is configured"
+        )
+    return problems
+
+
+def resolve_times(spec: JobSpec, settings: Settings, now: float) -> JobTimes:
+    """When the job starts (None: now) and must stop; enforces CLOUDREC_MAX_DURATION.
+
+    With neither ``duration`` nor ``stop_at`` the recording runs to the hard cap: a recording
+    without a deadline is exactly the orphan this product exists to prevent.
+    """
+    start = spec.start_at.timestamp() if spec.start_at else None
+    begin = max(start or now, now)
+    if spec.stop_at is not None:
+        stop = spec.stop_at.timestamp()
+        if stop <= begin:
+            raise JobSpecError("stop_at: must be later than start_at and than now")
+    else:
+        stop = begin + (spec.duration or settings.max_duration)
+    if stop - begin > settings.max_duration:
+        field = "duration" if spec.stop_at is None else "stop_at"
+        raise JobSpecError(
+            f"{field}: the recording may last at most CLOUDREC_MAX_DURATION = "
+            f"{settings.max_duration} s (got {stop - begin:.0f} s)"
+        )
+    return JobTimes(start_at=start if start and start > now else None, stop_at=stop)

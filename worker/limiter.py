@@ -1,0 +1,146 @@
+"""One API rate limiter for every worker process, kept in Redis.
+
+The real service allows ``CLOUDREC_API_RATE_LIMIT`` (10) requests per second per App ID across all
+callers. Every API call goes through :meth:`ApiRateLimiter.acquire` first. The limiter keeps a
+sliding log of the last second's calls in one sorted set, so *no* one-second window ever holds
+more than the limit, whichever processes made the calls.
+
+Priorities spend the small budget in the order design.md section 3 asks for: a query may only use
+the window while it is at most 70 % full, update/updateLayout 80 %, acquire/start 90 %, and stop
+may use all of it, so under pressure queries back off first and stops still go through.
+
+The reserved headroom is *lent*, so that waiting work uses the whole budget: a priority that has
+been waiting (refused at least once in every window) for ``lend_after`` seconds may fill the
+window to 100 %, unless a higher priority was refused within the last window (then the
+reservation holds again at once).
+With only queries waiting, queries get all 10 calls per second; the moment a stop has to wait,
+queries drop back to 70 % and the stop gets the next free slot.
+
+A call that would wait longer than ``max_inline_wait`` is not made: :class:`RateLimitWait` tells
+the task to retry later, so waiting work does not hold a worker slot.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+
+import redis
+
+from worker.errors import RateLimitWait
+
+LIMITER_KEY = "cloudrec:ratelimit:api"
+
+
+class Priority(enum.Enum):
+    """How much of the window a call may use (fraction of the limit) while higher priorities
+    are waiting. Declared from the highest priority to the lowest."""
+
+    STOP = 1.0
+    START = 0.9  # acquire and start: the resource is only good for seconds
+    UPDATE = 0.8
+    QUERY = 0.7
+
+    @property
+    def rank(self) -> int:
+        """0 for the highest priority (stop), growing downwards."""
+        return list(Priority).index(self)
+
+
+# KEYS[1]: the log (zset of admitted calls), KEYS[2]: the demand hash.
+# ARGV: window_ms, full capacity, own capacity (the priority's share), rank, lend_after_ms, member.
+# Demand fields: "w<rank>" = when this rank was last refused, "f<rank>" = when its current run of
+# waiting began (a run ends when the rank went a whole window without a refusal). Uses the Redis
+# clock so that every process agrees on "now". Returns {1, 0} when admitted, {0, wait_ms} if not.
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local full = tonumber(ARGV[2])
+local own = tonumber(ARGV[3])
+local rank = tonumber(ARGV[4])
+local lend_after = tonumber(ARGV[5])
+local function recent(field)
+  local v = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
+  return v >= 0 and now - v < window, v
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+local waiting = recent('w' .. rank)
+if not waiting then redis.call('HDEL', KEYS[2], 'f' .. rank) end
+local cap = own
+if n >= own and own < full and waiting then
+  local first = tonumber(redis.call('HGET', KEYS[2], 'f' .. rank) or '-1')
+  if first >= 0 and now - first >= lend_after then
+    cap = full
+    for r = 0, rank - 1 do
+      if recent('w' .. r) then cap = own break end
+    end
+  end
+end
+if n < cap then
+  redis.call('ZADD', KEYS[1], now, ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], window * 2)
+  return {1, 0}
+end
+redis.call('HSET', KEYS[2], 'w' .. rank, now)
+redis.call('HSETNX', KEYS[2], 'f' .. rank, now)
+redis.call('PEXPIRE', KEYS[2], window * 4)
+local e = redis.call('ZRANGE', KEYS[1], n - cap, n - cap, 'WITHSCORES')
+return {0, tonumber(e[2]) + window - now + 1}
+"""
+
+
+class ApiRateLimiter:
+    """Shared sliding-window limiter: at most ``rate`` calls in any window of one second."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        rate: float,
+        *,
+        key: str = LIMITER_KEY,
+        max_inline_wait: float = 0.25,
+        lend_after: float = 0.2,
+    ) -> None:
+        # Fractional rates (e.g. 0.5/s) become one call per 2 s window.
+        self._capacity = max(1, int(rate))
+        self._window_ms = int(1000 * self._capacity / rate)
+        self._key = key
+        self._demand_key = key + ":demand"
+        self._max_inline_wait = max_inline_wait
+        self._lend_after_ms = int(lend_after * 1000)
+        self._script = client.register_script(_ACQUIRE_LUA)
+
+    @property
+    def capacity(self) -> int:
+        """Calls admitted per window."""
+        return self._capacity
+
+    def try_acquire(self, priority: Priority = Priority.START) -> float:
+        """Take a slot if there is one: returns 0.0, else the seconds until one frees up."""
+        own = max(1, int(self._capacity * priority.value))
+        admitted, wait_ms = self._script(
+            keys=[self._key, self._demand_key],
+            args=[
+                self._window_ms,
+                self._capacity,
+                own,
+                priority.rank,
+                self._lend_after_ms,
+                uuid.uuid4().hex,
+            ],
+        )
+        return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000.0
+
+    def acquire(self, priority: Priority = Priority.START) -> None:
+        """Block briefly for a slot, or raise :class:`RateLimitWait` if the wait would be long."""
+        deadline = time.monotonic() + self._max_inline_wait
+        while True:
+            wait = self.try_acquire(priority)
+            if wait == 0.0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise RateLimitWait(wait, priority.name.lower())
+            time.sleep(wait)

@@ -1,0 +1,234 @@
+"""Logging setup: one line per state transition and API call, plain or JSON.
+
+Records carry structured fields (:data:`STRUCTURED_FIELDS`: job id, cname, sid, transition,
+operation, HTTP status, API code, request id). They come from two places:
+
+- ``extra=`` on the log call (the client's API-call line, the store's transition line);
+- the *log context*: fields bound for a stretch of work (:func:`log_context`), most importantly
+  by :func:`install_task_log_context`, which binds the job id, cname and sid of the job a Celery
+  task works on for as long as the task runs. Every line the task emits carries them, without the
+  recording logic passing them around.
+
+Secrets: nothing cloudrec logs holds one by construction (the client logs operation and status,
+models mask secrets in every repr). As a second line of defence, :func:`setup_logging` takes the
+configured secrets and replaces any that still reaches a line with ``***``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from config import Settings
+
+STRUCTURED_FIELDS = (
+    "job_id",
+    "cname",
+    "sid",
+    "from_state",
+    "to_state",
+    "operation",
+    "status",
+    "api_code",
+    "request_id",
+    "schedule",
+    "task",
+)
+REDACTED = "***"
+# Secrets shorter than this are not redacted: replacing "a" everywhere would garble every line.
+_MIN_SECRET_LENGTH = 6
+
+_context: ContextVar[Mapping[str, str]] = ContextVar(
+    "cloudrec_log_context", default=MappingProxyType({})
+)
+
+JobLookup = Callable[[str], Mapping[str, str | None]]
+
+
+# -- the log context ----------------------------------------------------------------------------
+def bind_log_fields(**fields: object) -> Token[Mapping[str, str]]:
+    """Add fields to the current context; undo with :func:`reset_log_fields` (None is skipped)."""
+    merged = {**_context.get(), **{k: str(v) for k, v in fields.items() if v is not None}}
+    return _context.set(merged)
+
+
+def reset_log_fields(token: Token[Mapping[str, str]]) -> None:
+    _context.reset(token)
+
+
+@contextlib.contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Every line logged inside the block carries ``fields`` (unless the call sets its own)."""
+    token = bind_log_fields(**fields)
+    try:
+        yield
+    finally:
+        reset_log_fields(token)
+
+
+def current_log_fields() -> dict[str, str]:
+    return dict(_context.get())
+
+
+class ContextFilter(logging.Filter):
+    """Copies the bound context onto each record; fields given with ``extra=`` win."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _context.get().items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
+
+
+# -- formatters ---------------------------------------------------------------------------------
+def _structured(record: logging.LogRecord) -> dict[str, str]:
+    out = {}
+    for name in STRUCTURED_FIELDS:
+        value = getattr(record, name, None)
+        if value is not None and value != "":
+            out[name] = str(value)
+    return out
+
+
+class Redactor:
+    """Replaces every configured secret value with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret that contains another is removed whole.
+        self._secrets = sorted(
+            {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True
+        )
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with the structured fields that are present."""
+
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self._redact = redact or Redactor(())
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update(_structured(record))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return self._redact(json.dumps(out, separators=(",", ":")))
+
+
+class PlainFormatter(logging.Formatter):
+    """``time level logger: message  key=value ...`` for people reading a terminal."""
+
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._redact = redact or Redactor(())
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = _structured(record)
+        if fields:
+            line += "  " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return self._redact(line)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value the settings hold (customer secret, storage keys, vault key)."""
+    values = [settings.customer_secret.get_secret_value()]
+    for profile in settings.storage.values():
+        values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
+    if settings.vault_key is not None:
+        values.append(settings.vault_key.get_secret_value())
+    return values
+
+
+def setup_logging(
+    level: int | str = logging.INFO,
+    *,
+    json_lines: bool = False,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Send every logger's lines to stderr, one per line, with the bound context attached."""
+    redact = Redactor(secrets)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(redact) if json_lines else PlainFormatter(redact))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings become log lines too (JSON when asked)
+
+
+# -- Celery tasks ---------------------------------------------------------------------------------
+# Tasks whose first argument is not a job id.
+_NOT_JOB_ARG = frozenset({"recording.submit", "recording.dispatch", "recording.reconcile"})
+SCHEDULE_TASK = "recording.fire_schedule"
+_task_tokens: dict[str, Token[Mapping[str, str]]] = {}
+
+
+def task_log_fields(task_name: str, args: Any, lookup: JobLookup | None) -> dict[str, object]:
+    """The context a task's lines carry: its name, and its job (id, cname, sid) or schedule."""
+    fields: dict[str, object] = {"task": task_name}
+    first = args[0] if isinstance(args, list | tuple) and args else None
+    if not isinstance(first, str):
+        return fields
+    if task_name == SCHEDULE_TASK:
+        fields["schedule"] = first
+    elif task_name.startswith("recording.") and task_name not in _NOT_JOB_ARG:
+        fields["job_id"] = first
+        if lookup is not None:
+            fields.update(_safe_lookup(lookup, first))
+    return fields
+
+
+def _safe_lookup(lookup: JobLookup, job_id: str) -> Mapping[str, str | None]:
+    try:
+        return lookup(job_id)
+    except Exception:  # the log context must never fail the task it describes
+        return {}
+
+
+def runtime_job_lookup(job_id: str) -> Mapping[str, str | None]:
+    """The job's cname and sid from this process's job store (the default lookup)."""
+    from worker.celery_app import runtime
+
+    job = runtime().store.find(job_id)
+    return {"cname": job.cname, "sid": job.sid} if job is not None else {}
+
+
+def install_task_log_context(lookup: JobLookup | None = runtime_job_lookup) -> None:
+    """Bind each Celery task's job fields to its log lines (call once per worker process).
+
+    ``lookup(job_id)`` returns the job's ``cname`` and ``sid`` (read when the task starts).
+    Connecting twice is harmless: the handlers are registered under fixed ids.
+    """
+    from celery.signals import task_postrun, task_prerun
+
+    def _bind(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        name = getattr(task, "name", "") or ""
+        if task_id is not None:
+            _task_tokens[task_id] = bind_log_fields(**task_log_fields(name, args, lookup))
+
+    def _unbind(task_id: str | None = None, **_: Any) -> None:
+        token = _task_tokens.pop(task_id, None) if task_id is not None else None
+        if token is not None:
+            with contextlib.suppress(ValueError):  # set in another context: nothing to undo
+                reset_log_fields(token)
+
+    task_prerun.connect(_bind, weak=False, dispatch_uid="cloudrec-log-context-bind")
+    task_postrun.connect(_unbind, weak=False, dispatch_uid="cloudrec-log-context-unbind")

@@ -1,0 +1,457 @@
+"""The reconciler: one round every ~30 s (beat) that makes the job store and the service agree
+(design.md section 3). Plain functions, no Celery: the task layer sends what a round asks for.
+
+A round, cheapest first:
+
+1. **Re-drive stuck jobs** (no API call). A job whose task was lost (its worker died, the message
+   waits for the broker's visibility timeout) is sent its step again: ``queued``/``acquiring`` or
+   ``starting`` without a sid and no start in flight -> the acquire -> start chain; ``starting``
+   with a sid and no watch for a while -> watch. Every active job must have its stop deadline in
+   the due-queue; a missing one is put back, and a ``recording`` job far past its deadline is
+   sent its stop directly. Each step is idempotent against the record, so a re-drive that races
+   the original delivery costs at most a wasted call, never a second recording.
+2. **Query recordings believed live**, within a bounded budget (``reconcile_query_budget`` per
+   round; queries have the lowest priority in the rate limiter and the round stops querying the
+   moment the limiter says wait). Past-deadline jobs first, then the ones being proven missing,
+   then the ones checked longest ago; a job is re-queried at most every
+   ``reconcile_check_interval``. A 404 "failed to find worker" is only believed once nothing
+   but 404s answered for longer than a failover takes (``failover_window``, spec 4.3, over
+   several probes): the job is then stopped through the stop step, which ends it ``idle_exit``
+   (the recorder left by itself) unless the stop finds it alive after all. Status 6/7/8 also
+   means it left; 20 means it died (``failed``).
+3. **Find recordings whose job lost track** (only where the service can list them: the
+   emulator's dev API). A live recording that no active job holds by sid is either adopted by the
+   job whose start it answered (matched by resourceId: the start's answer was lost) or, once
+   older than ``orphan_grace``, stopped. The list is fetched at most every
+   ``orphan_scan_interval``. With the real service this step does not exist; there a
+   job record's resourceId and sid are the only handle, and steps 1-2 use them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from config import Settings
+from worker.devapi import DevApiClient, DevApiError
+from worker.errors import ApiError, RateLimitWait, WorkerNotFound
+from worker.recording import (
+    DONE,
+    Next,
+    clear_missing,
+    expected_playlist_name,
+    missing_probe_interval,
+    note_missing,
+)
+from worker.runtime import KnownRecording, RecordingLocator
+from worker.states import ACTIVE_STATES, JobState
+from worker.store import FileRecord, JobRecord
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
+
+log = logging.getLogger("cloudrec.reconcile")
+
+S = JobState
+# A recording job this far past its deadline is sent its stop directly, not only via the queue.
+OVERDUE_FACTOR = 2.0
+# With messages waiting in the queue, a job waiting for its step is given this many times longer.
+BACKLOG_PATIENCE = 10
+
+
+@dataclass
+class ReconcileReport:
+    """What one round did. ``redrive`` lists the steps the task layer must send."""
+
+    redrive: list[tuple[str, Next]] = field(default_factory=list)
+    deadlines_restored: int = 0
+    queried: int = 0
+    idle_exits: int = 0
+    died: int = 0
+    adopted: int = 0
+    orphans_stopped: int = 0
+    budget_exhausted: bool = False
+
+    def summary(self) -> dict[str, int | bool]:
+        return {
+            "redriven": len(self.redrive),
+            "deadlines_restored": self.deadlines_restored,
+            "queried": self.queried,
+            "idle_exits": self.idle_exits,
+            "died": self.died,
+            "adopted": self.adopted,
+            "orphans_stopped": self.orphans_stopped,
+            "budget_exhausted": self.budget_exhausted,
+        }
+
+
+def reconcile(rt: Runtime, now: float | None = None, *, backlog: int = 0) -> ReconcileReport:
+    """One reconciler round (see the module docstring). Safe to run concurrently with
+    everything else, and with itself: every change it makes is a compare-and-set.
+
+    ``backlog``: messages waiting in the recording queue. While there are any, a job waiting
+    for its acquire or start may simply be behind them, so it counts as stuck only after
+    ``BACKLOG_PATIENCE`` times the usual wait (re-driving 10,000 queued jobs would double the
+    backlog).
+    """
+    now = time.time() if now is None else now
+    report = ReconcileReport()
+    seen = Seen()
+    # Records are read a chunk at a time and only a small summary of each is kept: the round's
+    # memory (and every connection's read buffer) must not grow with the number of jobs.
+    ids = rt.store.active_ids(ACTIVE_STATES)
+    for start in range(0, len(ids), READ_CHUNK):
+        jobs = rt.store.records(ids[start : start + READ_CHUNK])
+        redrive_stuck(rt, jobs, now, report, backlog=backlog)
+        seen.add(jobs)
+    budget = rt.settings.reconcile_query_budget
+    budget -= check_live(rt, seen.live, now, budget, report)
+    if rt.locator is not None and not report.budget_exhausted and _scan_due(rt, now):
+        scan_service(rt, rt.locator, seen, now, budget, report)
+    return report
+
+
+READ_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class LiveJob:
+    """What choosing which recordings to query needs to know about one."""
+
+    job_id: str
+    stop_at: float
+    missing_since: float | None
+
+
+@dataclass
+class Seen:
+    """The round's summary of the active jobs (small per job)."""
+
+    live: list[LiveJob] = field(default_factory=list)  # recording, with a sid, no stop asked
+    held: set[str] = field(default_factory=set)  # every sid an active job holds
+    waiting: dict[str, str] = field(default_factory=dict)  # resourceId -> job (no sid yet)
+
+    def add(self, jobs: Sequence[JobRecord]) -> None:
+        for job in jobs:
+            if job.sid:
+                self.held.add(job.sid)
+            elif job.state == S.STARTING and job.resource_id:
+                self.waiting[job.resource_id] = job.job_id
+            if job.state == S.RECORDING and job.sid and not job.stop_reason:
+                self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since))
+
+
+SCANNED_KEY = "cloudrec:reconcile:scanned"
+
+
+def _scan_due(rt: Runtime, now: float) -> bool:
+    """Whether this round lists the service's recordings (at most every
+    ``orphan_scan_interval``: the list of 10,000 recordings is not free for the service)."""
+    interval = rt.settings.orphan_scan_interval
+    if interval <= 0:
+        return True
+    return bool(rt.redis.set(SCANNED_KEY, repr(now), nx=True, px=int(interval * 1000)))
+
+
+# -- 1. stuck jobs ---------------------------------------------------------------------------------
+def redrive_stuck(
+    rt: Runtime,
+    jobs: Sequence[JobRecord],
+    now: float,
+    report: ReconcileReport,
+    *,
+    backlog: int = 0,
+) -> None:
+    """Re-send the step of every job that made no progress for ``reconcile_stuck_after``."""
+    restore_deadlines(rt, jobs, report)
+    for job in jobs:
+        nxt = stuck_step(rt, job, now, backlog=backlog)
+        if nxt.step is not None:
+            log.info(
+                "reconcile: job %s stuck in %s: sending %s",
+                job.job_id,
+                job.state,
+                nxt.step,
+                extra={"job_id": job.job_id, "cname": job.cname, "sid": job.sid},
+            )
+            report.redrive.append((job.job_id, nxt))
+
+
+def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> Next:
+    """The step a job needs re-sent, or ``DONE`` if it is moving (or waiting on purpose)."""
+    stuck = rt.settings.reconcile_stuck_after
+    if backlog:
+        stuck *= BACKLOG_PATIENCE
+    if job.state == S.QUEUED:
+        if job.start_at is not None and job.start_at > now - stuck:
+            return DONE  # a scheduled start: the dispatcher fires it
+        return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+    if job.state == S.ACQUIRING or (job.state == S.STARTING and not job.sid):
+        if rt.store.start_claimed(job.job_id):
+            return DONE  # a start request is in flight
+        # acquire -> start: the acquire step passes a job already starting on to start.
+        return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+    if job.state == S.STARTING:
+        # The watch concludes within start_confirm_timeout of the start, one way or another.
+        started = job.started_at or now
+        return Next("watch") if now - started > rt.settings.start_confirm_timeout + stuck else DONE
+    if job.state == S.RECORDING and job.stop_at < now - OVERDUE_FACTOR * rt.settings.stop_lease:
+        return Next("stop")
+    return DONE
+
+
+def _quiet_since(job: JobRecord, now: float) -> float:
+    """Seconds since the job last showed progress (a transition or a recorded step)."""
+    marks = [job.created_at, job.acquired_at, job.history[-1].at if job.history else None]
+    return now - max(m for m in marks if m is not None)
+
+
+def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileReport) -> None:
+    """Every active job has its stop deadline in the due-queue; put back any that is missing."""
+    present = rt.store.due_scores("stop", [j.job_id for j in jobs])
+    for job, score in zip(jobs, present, strict=True):
+        if score is None and rt.store.restore_deadline(job.job_id, job.stop_at):
+            report.deadlines_restored += 1
+            log.warning(
+                "reconcile: job %s had no stop deadline; restored",
+                job.job_id,
+                extra={"job_id": job.job_id},
+            )
+
+
+# -- 2. recordings believed live -------------------------------------------------------------------
+def check_live(
+    rt: Runtime, live: Sequence[LiveJob], now: float, budget: int, report: ReconcileReport
+) -> int:
+    """Query up to ``budget`` recording jobs (most urgent first); returns queries spent."""
+    spent = 0
+    for candidate in query_order(rt, live, now)[:budget]:
+        job = rt.store.find(candidate.job_id)
+        if job is None or job.state != S.RECORDING or job.stop_reason:
+            continue  # it moved on since the round read it
+        try:
+            check_one(rt, job, now, report)
+        except RateLimitWait:
+            report.budget_exhausted = True  # queries back off first: leave the rest for later
+            break
+        except ApiError as exc:
+            log.info("reconcile: query of job %s failed: %s", job.job_id, exc)
+        spent += 1
+    report.queried += spent
+    return spent
+
+
+def query_order(rt: Runtime, jobs: Sequence[LiveJob], now: float) -> list[LiveJob]:
+    """The jobs due for a query, most urgent first: past their deadline, then missing (a 404
+    being confirmed), then the ones checked longest ago (never checked first)."""
+    interval = rt.settings.reconcile_check_interval
+    rt.store.forget_checks_before(now - interval)
+    checked = rt.store.last_checked([j.job_id for j in jobs])
+    due: list[tuple[tuple[int, float], LiveJob]] = []
+    probe = missing_probe_interval(rt.settings)
+    for job, last in zip(jobs, checked, strict=True):
+        if job.missing_since is not None:
+            if last is None or now - last >= probe:
+                due.append(((1, job.missing_since), job))
+        elif last is None or now - last >= interval:
+            overdue = job.stop_at < now
+            due.append(((0 if overdue else 2, last or 0.0), job))
+    due.sort(key=lambda item: item[0])
+    return [job for _, job in due]
+
+
+def check_one(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) -> None:
+    """Query one recording job and settle what the answer proves."""
+    assert job.sid is not None and job.resource_id is not None
+    rt.store.mark_checked(job.job_id, now)
+    try:
+        status = rt.client.query(job.resource_id, job.sid).serverResponse.status
+    except WorkerNotFound:
+        _missing(rt, job, now, report)
+        return
+    except ApiError:
+        clear_missing(rt, job, {S.RECORDING})  # not a 404: no longer a run of them
+        raise
+    clear_missing(rt, job, {S.RECORDING})
+    if status in (6, 7, 8):
+        _ended_by_itself(rt, job, S.IDLE_EXIT, f"recorder left by itself (status {status})")
+        report.idle_exits += 1
+    elif status == 20:
+        _ended_by_itself(rt, job, S.FAILED, "recorder exited abnormally (status 20)")
+        report.died += 1
+
+
+def _missing(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) -> None:
+    """One more 404. Proven gone (worker.recording.note_missing): stop it anyway, through the
+    stop step: if it was in fact alive the stop ends it, else the job ends ``idle_exit``."""
+    if not note_missing(rt, job, {S.RECORDING}, now):
+        return  # maybe a failover (spec 4.3): probed again shortly
+    moved, _ = rt.store.transition(job.job_id, {S.RECORDING}, S.STOPPING, stop_reason="gone")
+    if moved:
+        report.idle_exits += 1
+        report.redrive.append((job.job_id, Next("stop")))
+
+
+def _ended_by_itself(rt: Runtime, job: JobRecord, target: JobState, reason: str) -> None:
+    rt.store.transition(
+        job.job_id,
+        {S.RECORDING},
+        target,
+        error={"operation": "query", "reason": reason},
+        uploading_status="unknown",
+        files=_expected_files(job),
+    )
+
+
+def _expected_files(job: JobRecord) -> list[FileRecord]:
+    assert job.sid is not None
+    name = expected_playlist_name(job.sid, job.cname)
+    prefix = job.spec.get("fileNamePrefix") or []
+    return [FileRecord(fileName=name, key="/".join([*prefix, name]))]
+
+
+# -- 3. recordings the service knows and no job holds ----------------------------------------------
+def scan_service(
+    rt: Runtime,
+    locator: RecordingLocator,
+    seen: Seen,
+    now: float,
+    budget: int,
+    report: ReconcileReport,
+) -> None:
+    """Adopt or stop every live recording of our App ID that no active job holds by sid."""
+    try:
+        known = locator.recordings()
+    except DevApiError as exc:
+        log.warning("reconcile: cannot list recordings: %s", exc)
+        return
+    for rec in known:
+        if not rec.live or rec.sid in seen.held or rec.app_id not in (None, rt.settings.app_id):
+            continue
+        job_id = seen.waiting.get(rec.resource_id)
+        if job_id is not None:
+            report.redrive.append((job_id, adopt(rt, job_id, rec.sid)))
+            report.adopted += 1
+        elif budget > 0 and _older_than(rec, now, rt.settings.orphan_grace):
+            budget -= 1
+            if not stop_orphan(rt, rec):
+                report.budget_exhausted = True
+                return
+            report.orphans_stopped += 1
+
+
+def adopt(rt: Runtime, job_id: str, sid: str) -> Next:
+    """The job whose start this recording answered takes it on (its start answer was lost)."""
+    job = rt.store.find(job_id)
+    if job is None or job.sid or job.state != S.STARTING:
+        return DONE
+    moved, _ = rt.store.transition(job_id, {S.STARTING}, None, sid=sid, started_at=time.time())
+    if not moved:
+        return DONE
+    log.info(
+        "reconcile: job %s adopts recording %s",
+        job_id,
+        sid,
+        extra={"job_id": job_id, "sid": sid, "cname": job.cname},
+    )
+    return Next("watch")
+
+
+def stop_orphan(rt: Runtime, rec: KnownRecording) -> bool:
+    """Stop a recording no job holds. False: the rate limiter said wait (try next round)."""
+    log.warning(
+        "reconcile: stopping recording %s of channel %s: no job holds it",
+        rec.sid,
+        rec.cname,
+        extra={"sid": rec.sid, "cname": rec.cname},
+    )
+    try:
+        rt.client.stop(rec.resource_id, rec.sid, rec.cname, rec.uid)
+    except RateLimitWait:
+        return False
+    except ApiError as exc:
+        log.info("reconcile: orphan stop of %s answered %s", rec.sid, exc)
+    return True
+
+
+def _older_than(rec: KnownRecording, now: float, seconds: float) -> bool:
+    return rec.started_at is not None and now - rec.started_at >= seconds
+
+
+# -- the dev API as a recording locator ------------------------------------------------------------
+class DevApiLocator:
+    """The emulator's ``GET /dev/recordings`` as a :class:`RecordingLocator`."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self._dev = DevApiClient(base_url, timeout=timeout)
+
+    def recordings(self) -> list[KnownRecording]:
+        """Raises :class:`DevApiError` when the dev API cannot be reached."""
+        return [_known(item) for item in self._dev.recordings() if isinstance(item, dict)]
+
+
+def _known(item: dict[str, Any]) -> KnownRecording:
+    return KnownRecording(
+        sid=str(item.get("sid", "")),
+        resource_id=str(item.get("resourceId", "")),
+        app_id=item.get("appId"),
+        cname=str(item.get("cname", "")),
+        uid=str(item.get("uid", "")),
+        live=bool(item.get("live")),
+        started_at=_epoch(item.get("startedAt")),
+    )
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def locator_for(settings: Settings) -> RecordingLocator | None:
+    """The dev API when it should be used: ``Settings.dev_api``, or, when that is unset,
+    whether the API base URL answers ``GET /dev/recordings`` (the emulator does)."""
+    if settings.dev_api is False:
+        return None
+    locator = DevApiLocator(settings.api_base_url)
+    if settings.dev_api:
+        return locator
+    probe = DevApiLocator(settings.api_base_url, timeout=3.0)
+    try:
+        probe.recordings()
+    except DevApiError:
+        return None
+    return locator
+
+
+def find_sid(rt: Runtime, resource_id: str) -> str | None:
+    """The sid a resource started, if a locator can tell."""
+    locator = rt.locator
+    if locator is None:
+        return None
+    try:
+        return next((r.sid for r in locator.recordings() if r.resource_id == resource_id), None)
+    except DevApiError as exc:
+        log.warning("cannot look up the sid of a started resource: %s", exc)
+        return None
+
+
+__all__ = [
+    "DevApiLocator",
+    "ReconcileReport",
+    "adopt",
+    "check_live",
+    "find_sid",
+    "locator_for",
+    "reconcile",
+    "redrive_stuck",
+    "scan_service",
+    "stuck_step",
+]

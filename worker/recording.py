@@ -1,0 +1,637 @@
+"""The recording logic: one plain function per step, no Celery (design.md sections 2-3).
+
+Each step loads the job record, decides from its state what (if anything) is left to do,
+persists every side effect's output before the next step (``resourceId`` right after acquire,
+``sid`` right after start), and returns a :class:`Next` telling the task layer what to schedule.
+A redelivered or retried step therefore resumes from the record instead of repeating a call.
+
+Errors: retryable API errors (:attr:`Action.RETRY`) and :class:`RateLimitWait` propagate to the
+task layer, which retries with backoff. Every other outcome is decided here.
+
+The invariant this module keeps: once a ``sid`` exists, something will call stop for it: the
+scheduled deadline, a cancel, the reconciler, or the service's own idle exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from config import Settings
+from worker.api_models import (
+    AcquireClientRequest,
+    RecordingConfig,
+    RecordingFileConfig,
+    StartClientRequest,
+    StopResponse,
+    StorageConfig,
+    StorageExtension,
+    file_names,
+)
+from worker.errors import (
+    AlreadyStarted,
+    AlreadyStopping,
+    ApiError,
+    EmptyRecording,
+    JobSpecError,
+    PermanentApiError,
+    RateLimitedByService,
+    RateLimitWait,
+    ReacquireError,
+    TaskConflict,
+    WorkerNotFound,
+)
+from worker.jobs import JobSpec, parse_job_spec, resolve_times
+from worker.runtime import Runtime
+from worker.states import LIVE_STATES, JobState
+from worker.store import FileRecord, JobRecord
+from worker.vault import is_sealed
+
+log = logging.getLogger("cloudrec.recording")
+
+S = JobState
+Step = Literal["acquire", "start", "watch", "stop"]
+
+# A resourceId is valid 5 minutes (spec 2); do not start on one older than this.
+RESOURCE_FRESH_SECONDS = 240.0
+# How often a repeated stop may answer 49 before we conclude the other stop died.
+MAX_ALREADY_STOPPING = 6
+
+
+@dataclass(frozen=True)
+class Next:
+    """What the task layer should do after a step. ``step=None``: nothing."""
+
+    step: Step | None = None
+    delay: float = 0.0
+    reason: str = ""
+
+
+DONE = Next()
+
+
+# -- submit ------------------------------------------------------------------------------------
+def submit(
+    rt: Runtime, data: Any, now: float | None = None, *, via_broker: bool = False
+) -> tuple[JobRecord, bool]:
+    """Validate and store a job. Returns (job, created). Idempotent on ``job_id``.
+
+    Nothing is sent to the API here, and an invalid spec leaves nothing behind. The caller
+    (task layer or CLI) starts the chain when ``created`` and the job has no ``start_at``.
+    ``via_broker``: the spec came in a task message, so a token in it must be sealed
+    (:func:`worker.vault.seal_token`); a plain one is refused, naming the field.
+    """
+    now = time.time() if now is None else now
+    spec = parse_job_spec(data, rt.settings)
+    token = _job_token(rt, spec, via_broker)
+    job_id = spec.job_id or uuid.uuid4().hex
+    existing = rt.store.find(job_id)
+    if existing is not None:
+        return existing, False
+    times = resolve_times(spec, rt.settings, now)
+    record = JobRecord(
+        job_id=job_id,
+        state=S.QUEUED,
+        cname=spec.cname,
+        uid=spec.uid or allocate_uid(rt.settings, job_id, 0),
+        spec=spec.wire(),
+        storage=spec.storage.lower(),
+        has_token=token is not None,
+        has_callback=spec.has_callback,
+        created_at=now,
+        start_at=times.start_at,
+        stop_at=times.stop_at,
+        history=[],
+    )
+    record, created = rt.store.create(record)
+    if created:
+        if token is not None:
+            rt.vault.put(job_id, token, int(times.stop_at - now) + 86_400)
+        # The deadline exists from the first moment: a job is never without its stop.
+        rt.store.schedule("stop", job_id, record.stop_at)
+        if record.start_at is not None:
+            rt.store.schedule("start", job_id, record.start_at)
+    return record, created
+
+
+def _job_token(rt: Runtime, spec: JobSpec, via_broker: bool) -> SecretStr | None:
+    """The plain RTC token of a spec (unsealed), checked before anything is stored."""
+    if spec.token is None:
+        return None
+    if via_broker and not is_sealed(spec.token.get_secret_value()):
+        raise JobSpecError(
+            "token: a plain RTC token must not travel in a task message (the broker keeps it and "
+            "Flower shows it); seal it with worker.vault.seal_token, or submit through "
+            "tasks.recording.submit_and_start / cloudrec record"
+        )
+    return rt.vault.unseal(spec.token)
+
+
+def allocate_uid(settings: Settings, job_id: str, attempt: int) -> str:
+    """A recorder uid from the configured range, stable per (job, attempt).
+
+    A new attempt (after 53 "task conflict") gives another uid (spec 10.3).
+    """
+    span = settings.recorder_uid_max - settings.recorder_uid_min + 1
+    digest = hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()
+    return str(settings.recorder_uid_min + int.from_bytes(digest[:8], "big") % span)
+
+
+# -- acquire -----------------------------------------------------------------------------------
+def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
+    """Get a resourceId for the job (queued/acquiring -> acquiring)."""
+    now = time.time() if now is None else now
+    job = rt.store.get(job_id)
+    rt.store.unschedule("start", job_id)
+    if job.state not in (S.QUEUED, S.ACQUIRING):
+        return DONE  # already past this step, or finished
+    if job.state == S.QUEUED:
+        moved, state = rt.store.transition(job_id, {S.QUEUED}, S.ACQUIRING)
+        if not moved and state != S.ACQUIRING:
+            return DONE
+    if job.resource_id and job.acquired_at and now - job.acquired_at < RESOURCE_FRESH_SECONDS:
+        return Next("start")  # a redelivery after a successful acquire: reuse it
+    response = rt.client.acquire(job.cname, job.uid, AcquireClientRequest())
+    rt.store.transition(
+        job_id, {S.ACQUIRING}, None, resource_id=response.resourceId, acquired_at=time.time()
+    )
+    return Next("start")
+
+
+# -- start -------------------------------------------------------------------------------------
+def start_claim_seconds(settings: Settings) -> float:
+    """How long a start request in flight keeps other deliveries from sending it again: longer
+    than any answer can take, so a claim outlives its holder only if the holder died."""
+    return settings.api_connect_timeout + settings.api_read_timeout + 5.0
+
+
+def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
+    """Start the recording on the acquired resource (acquiring -> starting, sid persisted).
+
+    One recording per job, whatever is redelivered or re-driven:
+
+    - a start request goes out only under the job's *start claim* (an expiring Redis lock held
+      for as long as an answer can take); a duplicate delivery that cannot take it leaves the
+      start to the holder, and the reconciler re-drives the job if the holder died;
+    - a start is only ever repeated on the *same* resource (a resource starts at most one
+      recording: a repeat that reaches the service after the first one answers 201/7), and a
+      new resource is acquired only after the service said the old one did not start
+      (433/432/1001/502, or 53 with another uid);
+    - 201/7 without a known sid: the sid is looked up (the emulator's dev API lists it); if it
+      cannot be found the job fails saying so.
+    """
+    now = time.time() if now is None else now
+    job = rt.store.get(job_id)
+    if job.terminal:
+        return DONE
+    if job.sid:
+        return Next("watch") if job.state == S.STARTING else DONE
+    if job.state not in (S.ACQUIRING, S.STARTING):
+        return DONE
+    if job.state == S.ACQUIRING and (
+        not job.resource_id or not job.acquired_at or now - job.acquired_at > RESOURCE_FRESH_SECONDS
+    ):
+        return _reacquire(rt, job, "resource missing or too old to start")
+    try:
+        request = build_start_request(rt, job)
+    except PermanentApiError as exc:
+        return _fail(rt, job_id, exc.as_record(), sources={job.state})
+    if not rt.store.take_start_claim(job_id, start_claim_seconds(rt.settings)):
+        return DONE  # another delivery's request is in flight
+    try:
+        moved, _ = rt.store.transition(job_id, {job.state}, S.STARTING, resource_id=job.resource_id)
+        return _send_start(rt, job, request) if moved else DONE
+    finally:
+        rt.store.release_start_claim(job_id)
+
+
+def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Next:
+    assert job.resource_id is not None
+    try:
+        response = rt.client.start(job.resource_id, job.cname, job.uid, request)
+    except AlreadyStarted:
+        return _recover_sid(rt, job)
+    except TaskConflict:
+        return _reacquire(rt, job, "task conflict (53): another recorder uid", new_uid=True)
+    except ReacquireError as exc:
+        return _reacquire(rt, job, str(exc))
+    except PermanentApiError as exc:
+        return _fail(rt, job.job_id, exc.as_record(), sources={S.STARTING})
+    # Anything else propagates with no definite answer: the retry sends the start again, on
+    # the same resource, which cannot start a second recording.
+    return _record_sid(rt, job.job_id, response.sid)
+
+
+def build_start_request(rt: Runtime, job: JobRecord) -> StartClientRequest:
+    """The start body for a job: its recording profile, the storage profile's credentials."""
+    spec = job.spec
+    token = rt.vault.get(job.job_id) if job.has_token else None
+    if job.has_token and token is None:
+        raise PermanentApiError("start", reason="the job's RTC token is no longer available")
+    return StartClientRequest(
+        token=token,
+        recordingConfig=RecordingConfig.model_validate(spec.get("recordingConfig", {})),
+        recordingFileConfig=RecordingFileConfig.model_validate(spec.get("recordingFileConfig", {})),
+        storageConfig=storage_config(rt.settings, job.storage, spec.get("fileNamePrefix")),
+    )
+
+
+def storage_config(
+    settings: Settings, profile_name: str, prefix: list[str] | None
+) -> StorageConfig:
+    profile = settings.storage_profile(profile_name)
+    return StorageConfig(
+        vendor=profile.vendor,
+        region=profile.region,
+        bucket=profile.bucket,
+        accessKey=profile.access_key.get_secret_value(),
+        secretKey=SecretStr(profile.secret_key.get_secret_value()),
+        fileNamePrefix=prefix or None,
+        extensionParams=StorageExtension(endpoint=profile.endpoint) if profile.endpoint else None,
+    )
+
+
+def _record_sid(rt: Runtime, job_id: str, sid: str) -> Next:
+    started = time.time()
+    done, state = rt.store.transition(job_id, {S.STARTING}, None, sid=sid, started_at=started)
+    if done:
+        return Next("watch", delay=2.0)
+    # Ended while start was in flight (cancel, deadline): keep the sid so it can be stopped, and
+    # make the stop due now, so it survives this process dying before the stop task is sent.
+    rt.store.transition(job_id, set(JobState), None, sid=sid, started_at=started)
+    rt.store.schedule("stop", job_id, started)
+    log.warning(
+        "job %s: started after it ended (%s); stopping it",
+        job_id,
+        state,
+        extra={"job_id": job_id, "sid": sid},
+    )
+    return Next("stop")
+
+
+def _recover_sid(rt: Runtime, job: JobRecord) -> Next:
+    """201/7: this resource already started a recording. Find its sid, or fail saying so."""
+    current = rt.store.get(job.job_id)
+    if current.sid:
+        return Next("watch") if current.state == S.STARTING else DONE
+    assert job.resource_id is not None
+    sid = rt.locate_sid(job.resource_id)
+    if sid is not None:
+        log.info(
+            "job %s: recovered the sid of a start whose answer was lost",
+            job.job_id,
+            extra={"job_id": job.job_id, "sid": sid},
+        )
+        return _record_sid(rt, job.job_id, sid)
+    return _fail(rt, job.job_id, _lost_sid_error(), sources={S.STARTING})
+
+
+def _reacquire(rt: Runtime, job: JobRecord, why: str, *, new_uid: bool = False) -> Next:
+    fields: dict[str, Any] = {"resource_id": None, "acquired_at": None}
+    if new_uid:
+        attempt = job.uid_attempt + 1
+        fields |= {"uid_attempt": attempt, "uid": allocate_uid(rt.settings, job.job_id, attempt)}
+    moved, _ = rt.store.transition(job.job_id, {S.ACQUIRING, S.STARTING}, S.ACQUIRING, **fields)
+    if not moved:
+        return DONE
+    log.info("job %s: acquiring again: %s", job.job_id, why, extra={"job_id": job.job_id})
+    return Next("acquire")
+
+
+def _lost_sid_error() -> dict[str, Any]:
+    return {
+        "operation": "start",
+        "status": 201,
+        "code": 7,
+        "reason": "already started, but the sid was never received; "
+        "the recorder will leave at maxIdleTime",
+        "kind": "AlreadyStarted",
+    }
+
+
+# -- watch -------------------------------------------------------------------------------------
+def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
+    """Query until the recording is running (status 4 or 5): starting -> recording."""
+    now = time.time() if now is None else now
+    job = rt.store.get(job_id)
+    if job.state != S.STARTING or not job.sid or not job.resource_id:
+        return DONE
+    age = now - (job.started_at or now)
+    try:
+        status = rt.client.query(job.resource_id, job.sid).serverResponse.status
+    except WorkerNotFound as exc:
+        # Straight after start a 404 may mean "not registered yet" or an HA move (spec 4.3).
+        if age < rt.settings.start_confirm_timeout:
+            return Next("watch", delay=_watch_backoff(age))
+        error = exc.as_record() | {"reason": "recording never started (404)"}
+        return _stop_failed_start(rt, job_id, error)
+    if status in (4, 5):
+        rt.store.transition(job_id, {S.STARTING}, S.RECORDING)
+        return DONE
+    if status in (6, 7, 8, 20):
+        error = {"operation": "query", "reason": f"recorder exited (status {status})"}
+        return _stop_failed_start(rt, job_id, error)
+    if age >= rt.settings.start_confirm_timeout:
+        error = {"operation": "query", "reason": f"not started after {age:.0f} s (status {status})"}
+        return _stop_failed_start(rt, job_id, error)
+    return Next("watch", delay=_watch_backoff(age))
+
+
+def _stop_failed_start(rt: Runtime, job_id: str, error: dict[str, Any]) -> Next:
+    """A start that never reached status 4/5 still holds a sid: stop it (it ends failed)."""
+    moved, _ = rt.store.transition(
+        job_id, {S.STARTING}, S.STOPPING, stop_reason="start_timeout", error=error
+    )
+    return Next("stop") if moved else DONE
+
+
+def _watch_backoff(age: float) -> float:
+    # Spec 10.5: query ~5 s after start, then back off; stay well inside maxIdleTime (>= 5 s).
+    return 1.0 if age < 10 else 3.0
+
+
+# -- stop --------------------------------------------------------------------------------------
+def request_stop(rt: Runtime, job_id: str, reason: str) -> JobRecord:
+    """Record why the job is being stopped ahead of its deadline (cloudrec stop/cancel)."""
+    job = rt.store.get(job_id)
+    if job.terminal:
+        return job
+    if job.sid is None and reason == "cancel" and job.state in (S.QUEUED, S.ACQUIRING):
+        # Nothing was started: cancel without a single API call.
+        rt.store.transition(job_id, {S.QUEUED, S.ACQUIRING}, S.CANCELLED, stop_reason="cancel")
+        return rt.store.get(job_id)
+    rt.store.transition(job_id, set(JobState) - {S.STOPPING}, None, stop_reason=reason)
+    return rt.store.get(job_id)
+
+
+def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
+    """Stop the recording and collect its files: -> stopping -> a terminal state.
+
+    A 404 ends the job only once it has lasted longer than a failover takes (spec 4.3): inside
+    that window the recording may come back, and a job that gave up on it would leave it
+    running. The job then ends ``idle_exit`` if none of our stop requests can have reached the
+    service, else as its stop reason says (the stop went through, its answer was lost).
+    """
+    now = time.time() if now is None else now
+    job = rt.store.get(job_id)
+    if job.terminal:
+        if _needs_orphan_stop(job):
+            return _stop_orphan(rt, job, now)
+        rt.store.unschedule("stop", job_id)
+        return DONE
+    if job.sid is None:
+        return _end_unstarted(rt, job)
+    # Hold the deadline's lease on a heartbeat: if this process dies during the call, the
+    # dispatcher sends the stop again within a lease, and not while this attempt may still be
+    # waiting for its answer (a synchronous stop can take 45 s).
+    with rt.leases.hold("stop", job_id) as mine:
+        if not mine:
+            return DONE  # another delivery's stop request is in flight
+        return _send_stop(rt, job, now)
+
+
+def _send_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
+    job_id = job.job_id
+    assert job.resource_id is not None and job.sid is not None
+    reason = job.stop_reason or "deadline"
+    moved, _ = rt.store.transition(
+        job_id,
+        LIVE_STATES,
+        S.STOPPING,
+        stop_reason=reason,
+        stop_sent_at=job.stop_sent_at or now,
+        stop_uncertain=True,
+    )
+    if not moved:
+        return DONE
+    try:
+        response = rt.client.stop(job.resource_id, job.sid, job.cname, job.uid)
+    except EmptyRecording:
+        # Nobody published: "empty" for a normal stop; a cancel or a failure keeps its word.
+        _count_lateness(rt, job, reason)
+        stopped = _stopped_state(job)
+        _finish(rt, job, S.EMPTY if stopped == S.COMPLETED else stopped, empty=True)
+        return DONE
+    except AlreadyStopping:
+        _not_sent(rt, job)
+        clear_missing(rt, job, {S.STOPPING})
+        return _after_already_stopping(rt, job, now)
+    except WorkerNotFound as exc:
+        _not_sent(rt, job)
+        return _after_not_found(rt, job, exc, now)
+    except PermanentApiError as exc:
+        # The stop request itself is refused: the recording may still run until maxIdleTime.
+        log.error("job %s: stop refused: %s", job_id, exc, extra={"job_id": job_id, "sid": job.sid})
+        _finish(rt, job, S.FAILED, error=exc.as_record())
+        return DONE
+    except (RateLimitWait, RateLimitedByService):
+        _not_sent(rt, job)  # the call never reached the recording
+        raise
+    except ApiError:
+        clear_missing(rt, job, {S.STOPPING})  # not a 404: the run of 404s (if any) is broken
+        raise
+    _count_lateness(rt, job, reason)
+    _finish(rt, job, _stopped_state(job), response=response)
+    return DONE
+
+
+def _not_sent(rt: Runtime, job: JobRecord) -> None:
+    """This attempt certainly did not stop anything: back to what earlier attempts left."""
+    rt.store.transition(job.job_id, {S.STOPPING}, None, stop_uncertain=job.stop_uncertain)
+
+
+def _count_lateness(rt: Runtime, job: JobRecord, reason: str) -> None:
+    if reason == "deadline":
+        rt.metrics.stop_lateness(max(0.0, time.time() - job.stop_at))
+
+
+def _stopped_state(job: JobRecord) -> JobState:
+    if job.stop_reason == "cancel":
+        return S.CANCELLED
+    if job.stop_reason in ("start_timeout", "error"):
+        return S.FAILED
+    return S.COMPLETED
+
+
+def _gone_state(job: JobRecord) -> JobState:
+    """How a job whose recording is gone ends: stopped by us, or it left by itself."""
+    return _stopped_state(job) if job.stop_uncertain else S.IDLE_EXIT
+
+
+def _stop_again(rt: Runtime, job_id: str, delay: float, reason: str) -> Next:
+    # The retry is already scheduled: keep the dispatcher from sending a second one meanwhile.
+    rt.store.extend_due("stop", job_id, time.time() + delay + rt.settings.stop_lease)
+    return Next("stop", delay=delay, reason=reason)
+
+
+def _after_already_stopping(rt: Runtime, job: JobRecord, now: float) -> Next:
+    # 49: the task is exiting (our own earlier stop, or the recorder leaving by itself). Give
+    # the stop that is under way time to record the files, then settle for what we know.
+    count = rt.store.count_delivery(job.job_id, "stop49")
+    if count < MAX_ALREADY_STOPPING:
+        return _stop_again(rt, job.job_id, 5.0, "the task is already exiting (49)")
+    _finish(rt, job, _gone_state(job), uploading_status="unknown")
+    return DONE
+
+
+def _after_not_found(rt: Runtime, job: JobRecord, exc: ApiError, now: float) -> Next:
+    if not note_missing(rt, job, {S.STOPPING}, now):
+        return _stop_again(rt, job.job_id, missing_probe_interval(rt.settings), "404")
+    target = _gone_state(job)
+    error = exc.as_record() if target == S.IDLE_EXIT else None
+    _finish(rt, job, target, error=error, uploading_status="unknown")
+    return DONE
+
+
+# -- 404 evidence ------------------------------------------------------------------------------
+MIN_MISSING_PROBES = 3
+
+
+def missing_probe_interval(settings: Settings) -> float:
+    """How long to wait between 404 probes: several fit in one failover window."""
+    return min(10.0, max(1.0, settings.failover_window / 4))
+
+
+def note_missing(rt: Runtime, job: JobRecord, sources: set[JobState], now: float) -> bool:
+    """Record one more 404 for the job's task; True once the task is proven gone.
+
+    A 404 "failed to find worker" also answers during a failover (spec 4.3), and failovers can
+    come back to back. Gone means: 404 and nothing but 404 for longer than the failover window,
+    over at least ``MIN_MISSING_PROBES`` answers. Any other answer resets the run
+    (:func:`clear_missing`).
+    """
+    since = job.missing_since if job.missing_since is not None else now
+    count = job.missing_count + 1
+    rt.store.transition(job.job_id, sources, None, missing_since=since, missing_count=count)
+    return count >= MIN_MISSING_PROBES and now - since >= rt.settings.failover_window
+
+
+def clear_missing(rt: Runtime, job: JobRecord, sources: set[JobState]) -> None:
+    """An answer other than 404: whatever run of 404s there was is broken."""
+    if job.missing_since is not None or job.missing_count:
+        rt.store.transition(job.job_id, sources, None, missing_since=None, missing_count=0)
+
+
+def _end_unstarted(rt: Runtime, job: JobRecord) -> Next:
+    """The deadline, a stop or a cancel reached a job that never got a sid."""
+    if job.stop_reason == "cancel":
+        rt.store.transition(job.job_id, {S.QUEUED, S.ACQUIRING, S.STARTING}, S.CANCELLED)
+        return DONE
+    why = {
+        "stop": "stopped before the recording started",
+        "error": "failed before the recording started",
+    }.get(job.stop_reason or "", "the deadline passed before the recording started")
+    _fail(rt, job.job_id, {"reason": why}, sources={S.QUEUED, S.ACQUIRING, S.STARTING})
+    return DONE
+
+
+def _needs_orphan_stop(job: JobRecord) -> bool:
+    """A job that ended while its start was in flight, holding a sid never stopped."""
+    return bool(job.sid) and job.stop_sent_at is None and job.state in (S.CANCELLED, S.FAILED)
+
+
+def _stop_orphan(rt: Runtime, job: JobRecord, now: float) -> Next:
+    """Stop the recording of a job that already ended (its stop deadline entry is the handle
+    that keeps this going until it is done)."""
+    with rt.leases.hold("stop", job.job_id) as mine:
+        return _send_orphan_stop(rt, job, now) if mine else DONE
+
+
+def _send_orphan_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
+    assert job.sid is not None and job.resource_id is not None
+    fields: dict[str, Any] = {"stop_sent_at": now}
+    try:
+        response = rt.client.stop(job.resource_id, job.sid, job.cname, job.uid)
+        fields |= _file_fields(job, response)
+    except WorkerNotFound:
+        if not note_missing(rt, job, {job.state}, now):
+            return _stop_again(rt, job.job_id, missing_probe_interval(rt.settings), "404")
+    except (EmptyRecording, AlreadyStopping, PermanentApiError):
+        pass
+    except ApiError:
+        clear_missing(rt, job, {job.state})
+        raise
+    rt.store.transition(job.job_id, {job.state}, None, **fields)
+    rt.store.unschedule("stop", job.job_id)
+    return DONE
+
+
+def _finish(
+    rt: Runtime,
+    job: JobRecord,
+    target: JobState,
+    *,
+    response: StopResponse | None = None,
+    error: dict[str, Any] | None = None,
+    uploading_status: str | None = None,
+    empty: bool = False,
+) -> None:
+    # An empty recording has no files; elsewhere, without a file list, the name is derivable.
+    fields = {"files": []} if empty else _file_fields(job, response)
+    if uploading_status is not None:
+        fields["uploading_status"] = uploading_status
+    if error is not None:
+        fields["error"] = error
+    rt.store.transition(job.job_id, {S.STOPPING}, target, **fields)
+
+
+def _file_fields(job: JobRecord, response: StopResponse | None) -> dict[str, Any]:
+    server = response.serverResponse if response else None
+    names = file_names(server.fileList) if server else []
+    if not names and job.sid:
+        names = [expected_playlist_name(job.sid, job.cname)]
+    prefix = job.spec.get("fileNamePrefix") or []
+    files = [FileRecord(fileName=n, key="/".join([*prefix, n])) for n in names]
+    fields: dict[str, Any] = {"files": files}
+    if server and server.uploadingStatus:
+        fields["uploading_status"] = server.uploadingStatus
+    return fields
+
+
+_SPECIAL = set("!@#$%^&*()+_.=[]{}~|,;:?<>")
+
+
+def expected_playlist_name(sid: str, cname: str) -> str:
+    """``<sid>_<cname>.m3u8`` with special characters replaced by ``-`` (spec 9.1)."""
+    return f"{sid}_{''.join('-' if c in _SPECIAL else c for c in cname)}.m3u8"
+
+
+def _fail(
+    rt: Runtime, job_id: str, error: dict[str, Any], *, sources: set[JobState] | frozenset[JobState]
+) -> Next:
+    rt.store.transition(job_id, sources, S.FAILED, error=error)
+    return DONE
+
+
+def fail_job(rt: Runtime, job_id: str, error: ApiError | dict[str, Any]) -> Next:
+    """Give up on a job after its retries ran out; a job holding a sid is stopped, not failed."""
+    record = error.as_record() if isinstance(error, ApiError) else error
+    job = rt.store.get(job_id)
+    if job.terminal:
+        return DONE
+    if job.sid:
+        rt.store.transition(job_id, LIVE_STATES, None, error=record, stop_reason="error")
+        return Next("stop")
+    return _fail(rt, job_id, record, sources={S.QUEUED, S.ACQUIRING, S.STARTING})
+
+
+__all__ = [
+    "DONE",
+    "JobSpec",
+    "JobSpecError",
+    "Next",
+    "acquire_step",
+    "allocate_uid",
+    "fail_job",
+    "request_stop",
+    "start_step",
+    "stop_step",
+    "submit",
+    "watch_step",
+]

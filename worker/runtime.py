@@ -1,0 +1,112 @@
+"""The per-process bundle of dependencies the recording logic needs.
+
+Built once from a :class:`Settings` at the edge (a worker process, the CLI, a test) and passed
+to every step function; nothing below reads the environment or holds globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis
+import requests
+import requests.adapters
+
+from config import Settings
+from worker.client import RecordingApiClient
+from worker.leases import LeaseKeeper
+from worker.limiter import ApiRateLimiter
+from worker.metrics import Metrics
+from worker.store import JobStore
+from worker.vault import TokenVault
+
+
+@dataclass(frozen=True)
+class KnownRecording:
+    """A recording as the service's side lists it (the emulator's ``GET /dev/recordings``)."""
+
+    sid: str
+    resource_id: str
+    app_id: str | None
+    cname: str
+    uid: str
+    live: bool
+    started_at: float | None  # epoch seconds
+
+
+class RecordingLocator(Protocol):
+    """Lists every recording the service holds, whoever started it. The real service has no
+    such call (there, a job's own resourceId and sid are the only handle); the emulator's dev
+    API does, and it is what finds recordings whose job lost track of them."""
+
+    def recordings(self) -> list[KnownRecording]: ...
+
+
+# HTTP connections kept per host: a threads worker runs up to this many API calls at once
+# (requests' default of 10 makes a busier worker open and drop a connection per call).
+HTTP_POOL_SIZE = 64
+
+
+def _pooled_session() -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=HTTP_POOL_SIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    store: JobStore
+    vault: TokenVault
+    limiter: ApiRateLimiter
+    metrics: Metrics
+    leases: LeaseKeeper
+    client: RecordingApiClient = field(repr=False)
+    # None: not decided yet (see Settings.dev_api); decided on first use.
+    _locator: RecordingLocator | None = field(default=None, repr=False)
+    _locator_decided: bool = field(default=False, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        client = redis.Redis.from_url(settings.redis_url)
+        limiter = ApiRateLimiter(client, settings.api_rate_limit)
+        metrics = Metrics(client)
+        return cls(
+            settings=settings,
+            redis=client,
+            store=JobStore(client),
+            vault=TokenVault(client, settings),
+            limiter=limiter,
+            metrics=metrics,
+            leases=LeaseKeeper(client, settings.stop_lease),
+            client=RecordingApiClient(
+                settings,
+                acquire_slot=limiter.acquire,
+                on_api_call=metrics.api_call,
+                session=_pooled_session(),
+            ),
+        )
+
+    @property
+    def locator(self) -> RecordingLocator | None:
+        """The recording lister, when the service offers one (decided once per process)."""
+        if not self._locator_decided:
+            from worker.reconcile import locator_for  # the reconciler owns the dev API lookups
+
+            self._locator = locator_for(self.settings)
+            self._locator_decided = True
+        return self._locator
+
+    def locate_sid(self, resource_id: str) -> str | None:
+        """The sid a resource started, if the service can tell (None otherwise)."""
+        from worker.reconcile import find_sid
+
+        return find_sid(self, resource_id)
+
+    def close(self) -> None:
+        self.client.close()
+        self.redis.close()

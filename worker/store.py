@@ -1,0 +1,600 @@
+"""The job store: Redis is the source of truth for every job (design.md section 2).
+
+Layout (all keys under ``cloudrec:``)::
+
+    job:<id>          hash   the job record's small fields (of :class:`JobRecord`, JSON-encoded
+                             values; defaults are not stored)
+    jobdata:<id>      string the record's big fields (spec, resourceId, history, files, error,
+                             callback status): one JSON object of JSON texts
+    jobs              zset   every job id, scored by creation time (listing, newest first)
+    state:<state>     set    ids of jobs in each *active* state (reconciler, metrics)
+    due               zset   "<action>:<id>" scored by due time: scheduled starts ("start"),
+                             stop deadlines ("stop"), pending completion callbacks ("callback")
+    deliveries:<id>   hash   how many times each step of a job was delivered (redelivery cap)
+    checked           zset   job id -> when the reconciler last queried its recording (only the
+                             last ``reconcile_check_interval``: bounded by the query budget)
+
+Why two keys: Redis keeps a hash compact (listpack) only while every value is at most 64 bytes;
+one 224-character resourceId would turn the whole record into a hashtable, about 80 bytes of
+overhead per field. Split, an active job costs about 1.5 KB of Redis memory in all (measured by
+``benchmarks/scale.py``).
+
+Transitions are compare-and-set in one Lua script: the state moves only if it is still one of the
+expected states, the history gets an entry, and the state index follows, atomically. Entering a
+terminal state also, in the same script: drops the job's scheduled start; drops its stop deadline,
+*unless* the job holds a sid whose stop was never sent (a cancel or failure that raced a start),
+in which case the stop becomes due at once; makes its completion callback due (if it has one);
+and forgets its delivery counts and reconciler bookkeeping. A job that reaches a terminal state
+keeps its record for ``TERMINAL_RETENTION`` seconds.
+
+Every due entry is *leased* when claimed (:meth:`JobStore.claim_due`): it stays in the zset with a
+later score and comes back unless its step removes it, so a process that dies between claiming an
+entry and finishing its work loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from pydantic import BaseModel, Field
+
+from worker.errors import JobNotFound
+from worker.states import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    JobState,
+    check_transition,
+)
+
+log = logging.getLogger("cloudrec.store")
+
+PREFIX = "cloudrec:"
+JOBS_KEY = PREFIX + "jobs"
+DUE_KEY = PREFIX + "due"
+CHECKED_KEY = PREFIX + "checked"
+TERMINAL_RETENTION = 30 * 24 * 3600
+
+
+def deliveries_key(job_id: str) -> str:
+    return f"{PREFIX}deliveries:{job_id}"
+
+
+def start_claim_key(job_id: str) -> str:
+    return f"{PREFIX}startclaim:{job_id}"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def data_key(job_id: str) -> str:
+    return f"{PREFIX}jobdata:{job_id}"
+
+
+# Fields kept in the data blob rather than the hash (big, or growing).
+BIG_FIELDS = frozenset({"spec", "resource_id", "history", "files", "error", "callback_status"})
+
+
+def state_key(state: JobState | str) -> str:
+    return f"{PREFIX}state:{state}"
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, the format of every time we show."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FileRecord(BaseModel):
+    fileName: str
+    key: str
+
+
+class HistoryEntry(BaseModel):
+    state: JobState
+    at: float
+
+
+class JobRecord(BaseModel):
+    """One job as stored. ``spec`` is the validated spec in wire form, without the RTC token."""
+
+    job_id: str
+    state: JobState
+    cname: str
+    uid: str
+    spec: dict[str, Any]
+    storage: str = "default"
+    has_token: bool = False
+    created_at: float
+    start_at: float | None = None
+    stop_at: float
+    resource_id: str | None = None
+    acquired_at: float | None = None
+    sid: str | None = None
+    started_at: float | None = None
+    uid_attempt: int = 0
+    stop_reason: str | None = None
+    stop_sent_at: float | None = None
+    # A stop request went out and its outcome is unknown (no answer, 5xx, 206/65): if the task
+    # is later gone (404), it was our stop that ended it, not the recorder by itself.
+    stop_uncertain: bool = False
+    # The current run of 404 "failed to find worker" answers: when it began and how many
+    # (reset by any other answer). Only a run that lasts beyond the failover window, over
+    # several probes, means the task is gone (worker.recording.note_missing).
+    missing_since: float | None = None
+    missing_count: int = 0
+    has_callback: bool = False
+    files: list[FileRecord] = Field(default_factory=list)
+    uploading_status: str | None = None
+    error: dict[str, Any] | None = None
+    callback_status: dict[str, Any] | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def entered_at(self, state: JobState) -> float | None:
+        """When the job last entered ``state``."""
+        for entry in reversed(self.history):
+            if entry.state == state:
+                return entry.at
+        return None
+
+    def status_json(self) -> dict[str, Any]:
+        """The fixed ``cloudrec status JOB --json`` shape (design.md section 8)."""
+        return {
+            "job_id": self.job_id,
+            "state": str(self.state),
+            "cname": self.cname,
+            "uid": self.uid,
+            "resource_id": self.resource_id,
+            "sid": self.sid,
+            "start_at": iso(self.start_at),
+            "stop_at": iso(self.stop_at),
+            "files": [f.model_dump() for f in self.files],
+            "uploading_status": self.uploading_status,
+            "error": self.error,
+            "stop_reason": self.stop_reason,
+            "labels": self.spec.get("labels") or {},
+            "callback": self.callback_status,
+            "history": [{"state": str(h.state), "at": iso(h.at)} for h in self.history],
+        }
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _split(record: JobRecord) -> tuple[dict[Any, Any], str]:
+    """A record as stored: (the hash's small fields, the data blob), defaults left out."""
+    # The job id is the key: not stored twice.
+    dumped = record.model_dump(mode="json", exclude_defaults=True, exclude={"job_id"})
+    dumped["state"] = str(record.state)
+    fields: dict[Any, Any] = {k: _encode(v) for k, v in dumped.items() if k not in BIG_FIELDS}
+    data = {k: _encode(v) for k, v in dumped.items() if k in BIG_FIELDS}
+    return fields, json.dumps(data, separators=(",", ":"))
+
+
+def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    return {_text(k): json.loads(v) for k, v in raw.items()}
+
+
+def _record(job_id: str, raw: Mapping[Any, Any], blob: Any) -> JobRecord:
+    data = {"job_id": job_id, **_decode_hash(raw)}
+    if blob:
+        data.update({k: json.loads(v) for k, v in json.loads(blob).items()})
+    return JobRecord.model_validate(data)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _json_or_none(raw: Any) -> Any:
+    text = _text(raw)
+    return json.loads(text) if text else None
+
+
+DUE_ACTIONS = ("start", "stop", "callback")
+RECORDS_PER_ROUND_TRIP = 200
+
+
+# KEYS: job hash, key prefix, data blob. ARGV: expected states (comma list), new state ("" =
+# keep), history entry JSON, terminal (1/0), retention seconds, now, field/value...
+# Returns {1, new, cname, sid} on success, {0, current, ...} when the state did not match,
+# {-1, ...} if there is no such job. cname and sid are JSON-encoded (or '').
+_TRANSITION_LUA = """
+local big = {spec=true, resource_id=true, history=true, files=true, error=true,
+             callback_status=true}
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {-1, '', '', ''} end
+cur = cjson.decode(cur)
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then ok = true end
+end
+local ids = redis.call('HMGET', KEYS[1], 'cname', 'sid')
+if not ok then return {0, cur, ids[1] or '', ids[2] or ''} end
+local id = string.sub(KEYS[1], string.len(KEYS[2]) + 5)
+local raw = redis.call('GET', KEYS[3])
+local data = raw and cjson.decode(raw) or {}
+local data_changed = false
+local small = {}
+for i = 7, #ARGV, 2 do
+  if big[ARGV[i]] then
+    data[ARGV[i]] = ARGV[i + 1]
+    data_changed = true
+  else
+    small[#small + 1] = ARGV[i]
+    small[#small + 1] = ARGV[i + 1]
+  end
+end
+if #small > 0 then redis.call('HSET', KEYS[1], unpack(small)) end
+local new = cur
+if ARGV[2] ~= '' and ARGV[2] ~= cur then
+  new = ARGV[2]
+  redis.call('HSET', KEYS[1], 'state', cjson.encode(new))
+  local h = data['history'] or '[]'
+  if h == '[]' then
+    h = '[' .. ARGV[3] .. ']'
+  else
+    h = string.sub(h, 1, -2) .. ',' .. ARGV[3] .. ']'
+  end
+  data['history'] = h
+  data_changed = true
+  redis.call('SREM', KEYS[2] .. 'state:' .. cur, id)
+  if ARGV[4] == '1' then
+    local due = KEYS[2] .. 'due'
+    local now = tonumber(ARGV[6])
+    local f = redis.call('HMGET', KEYS[1], 'sid', 'stop_sent_at', 'has_callback')
+    local has_sid = f[1] and f[1] ~= 'null'
+    local stop_sent = f[2] and f[2] ~= 'null'
+    redis.call('ZREM', due, 'start:' .. id)
+    if has_sid and not stop_sent and (new == 'failed' or new == 'cancelled') then
+      redis.call('ZADD', due, now, 'stop:' .. id)
+    else
+      redis.call('ZREM', due, 'stop:' .. id)
+    end
+    if f[3] == 'true' then redis.call('ZADD', due, now, 'callback:' .. id) end
+    redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
+    redis.call('ZREM', KEYS[2] .. 'checked', id)
+  else
+    redis.call('SADD', KEYS[2] .. 'state:' .. new, id)
+  end
+  ids = redis.call('HMGET', KEYS[1], 'cname', 'sid')
+end
+if data_changed then
+  redis.call('SET', KEYS[3], cjson.encode(data), 'KEEPTTL')
+end
+if ARGV[4] == '1' and new ~= cur then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+end
+return {1, new, ids[1] or '', ids[2] or ''}
+"""
+
+# KEYS: due zset. ARGV: now, default lease seconds, max count, lookahead seconds, then pairs of
+# (action, lease seconds) overriding the default. Claims the members due by now + lookahead by
+# pushing their score to max(due, now) + their action's lease: a dispatcher that dies after
+# claiming loses nothing, the entry comes back. Returns member, due score, member, due score...
+_CLAIM_DUE_LUA = """
+local now = tonumber(ARGV[1])
+local leases = {}
+for i = 5, #ARGV, 2 do leases[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local horizon = now + tonumber(ARGV[4])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', horizon, 'WITHSCORES',
+                       'LIMIT', 0, tonumber(ARGV[3]))
+for i = 1, #due, 2 do
+  local action = string.match(due[i], '^([^:]*)')
+  local lease = leases[action] or tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[1], math.max(tonumber(due[i + 1]), now) + lease, due[i])
+end
+return due
+"""
+
+
+# KEYS: job hash, due zset. ARGV: member, due time. Adds the deadline only if the job exists, is
+# not terminal, and has no deadline yet.
+_RESTORE_LUA = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+state = cjson.decode(state)
+local terminal = {completed=true, empty=true, idle_exit=true, failed=true, cancelled=true}
+if terminal[state] then return 0 end
+return redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[2]), ARGV[1])
+"""
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """One claimed entry of the due-queue: what to do for which job, and when it was due."""
+
+    action: str
+    job_id: str
+    due: float
+
+
+class JobStore:
+    """Typed access to job records, transitions and the due-queue in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._transition = client.register_script(_TRANSITION_LUA)
+        self._claim_due = client.register_script(_CLAIM_DUE_LUA)
+        self._restore = client.register_script(_RESTORE_LUA)
+
+    # -- records ---------------------------------------------------------------------------
+    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        """Store a new job unless ``job_id`` exists: returns (the stored job, created?)."""
+        fields, data = _split(record)
+        key = job_key(record.job_id)
+        # WATCH on the hash is the idempotency gate; the rest follows in one MULTI.
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    if pipe.exists(key):
+                        pipe.unwatch()
+                        return self.get(record.job_id), False
+                    pipe.multi()
+                    pipe.hset(key, mapping=fields)
+                    pipe.set(data_key(record.job_id), data)
+                    pipe.zadd(JOBS_KEY, {record.job_id: record.created_at})
+                    pipe.sadd(state_key(record.state), record.job_id)
+                    pipe.execute()
+                    log.info(
+                        "job created",
+                        extra={
+                            "job_id": record.job_id,
+                            "cname": record.cname,
+                            "to_state": str(record.state),
+                        },
+                    )
+                    return record, True
+                except redis.WatchError:
+                    continue
+
+    def get(self, job_id: str) -> JobRecord:
+        records = self.records([job_id])
+        if not records:
+            raise JobNotFound(job_id)
+        return records[0]
+
+    def find(self, job_id: str) -> JobRecord | None:
+        try:
+            return self.get(job_id)
+        except JobNotFound:
+            return None
+
+    def delete(self, job_id: str) -> None:
+        """Remove every trace of a job (used only when a submit could not be completed)."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(job_key(job_id), data_key(job_id), deliveries_key(job_id))
+            pipe.zrem(JOBS_KEY, job_id)
+            for state in ACTIVE_STATES:
+                pipe.srem(state_key(state), job_id)
+            pipe.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
+            pipe.zrem(CHECKED_KEY, job_id)
+            pipe.execute()
+
+    def transition(
+        self,
+        job_id: str,
+        sources: Iterable[JobState],
+        target: JobState | None,
+        **fields: Any,
+    ) -> tuple[bool, JobState]:
+        """Compare-and-set: move to ``target`` (None: stay) and write ``fields`` if the job is
+        in one of ``sources``. Returns (done, state now). Losing the race is not an error."""
+        source_set = frozenset(sources)
+        if target is not None:
+            check_transition(source_set - {target}, target)
+        now = time.time()
+        entry = _encode({"state": str(target), "at": now}) if target else ""
+        flat: list[str] = []
+        for name, value in fields.items():
+            flat += [name, _encode(value)]
+        terminal = target is not None and target in TERMINAL_STATES
+        done, state, cname, sid = self._transition(
+            keys=[job_key(job_id), PREFIX, data_key(job_id)],
+            args=[
+                ",".join(str(s) for s in source_set),
+                str(target) if target else "",
+                entry,
+                "1" if terminal else "0",
+                TERMINAL_RETENTION,
+                repr(now),
+                *flat,
+            ],
+        )
+        if int(done) == -1:
+            raise JobNotFound(job_id)
+        current = JobState(_text(state))
+        if int(done) == 1 and target is not None:
+            ids = {"cname": _json_or_none(cname), "sid": _json_or_none(sid)}
+            self._log_transition(job_id, source_set, current, fields, ids)
+        return int(done) == 1, current
+
+    def _log_transition(
+        self,
+        job_id: str,
+        sources: frozenset[JobState],
+        target: JobState,
+        fields: Mapping[str, Any],
+        ids: Mapping[str, Any],
+    ) -> None:
+        """One line per state change, with the structured fields of :mod:`worker.logs`."""
+        from_state = "|".join(sorted(sources)) if len(sources) > 1 else next(iter(sources), "")
+        extra: dict[str, Any] = {
+            "job_id": job_id,
+            "cname": ids.get("cname"),
+            "sid": ids.get("sid"),
+            "from_state": from_state,
+            "to_state": str(target),
+        }
+        error = fields.get("error")
+        if isinstance(error, Mapping):
+            extra["api_code"] = error.get("code")
+        log.info("job %s: %s -> %s", job_id, from_state, target, extra=extra)
+
+    def ids(self, state: JobState | None = None, limit: int = 100) -> list[str]:
+        """Job ids, newest first; active states come from their index."""
+        if state is not None and state in ACTIVE_STATES:
+            return sorted(_text(m) for m in self.redis.smembers(state_key(state)))[:limit]
+        ids = [_text(m) for m in self.redis.zrevrange(JOBS_KEY, 0, -1)]
+        if state is None:
+            return ids[:limit]
+        out = []
+        for job_id in ids:
+            raw = self.redis.hget(job_key(job_id), "state")
+            if raw is not None and json.loads(raw) == state:
+                out.append(job_id)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def count_in(self, state: JobState) -> int:
+        return int(self.redis.scard(state_key(state)))
+
+    # -- the due-queue (scheduled starts and stops) -----------------------------------------
+    def schedule(self, action: str, job_id: str, at: float) -> None:
+        self.redis.zadd(DUE_KEY, {f"{action}:{job_id}": at})
+
+    def unschedule(self, action: str, job_id: str) -> None:
+        self.redis.zrem(DUE_KEY, f"{action}:{job_id}")
+
+    def unschedule_all(self, job_id: str) -> None:
+        self.redis.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
+
+    def extend_due(self, action: str, job_id: str, until: float) -> bool:
+        """Push an existing due entry's lease out to ``until`` (a step that is still working on
+        it, or that will retry at ``until``). Returns whether the entry existed."""
+        return bool(self.redis.zadd(DUE_KEY, {f"{action}:{job_id}": until}, xx=True, ch=True))
+
+    def due_at(self, action: str, job_id: str) -> float | None:
+        score = self.redis.zscore(DUE_KEY, f"{action}:{job_id}")
+        return float(score) if score is not None else None
+
+    def restore_deadline(self, job_id: str, at: float) -> bool:
+        """Put a job's stop deadline back if it is missing *and* the job is still active (a job
+        that ended a moment ago has dropped its deadline on purpose). Returns whether it did."""
+        return bool(self._restore(keys=[job_key(job_id), DUE_KEY], args=[f"stop:{job_id}", at]))
+
+    def due_scores(self, action: str, job_ids: Sequence[str]) -> list[float | None]:
+        """The due time of ``action`` for each job (None: not scheduled)."""
+        if not job_ids:
+            return []
+        scores = self.redis.zmscore(DUE_KEY, [f"{action}:{job_id}" for job_id in job_ids])
+        return [float(s) if s is not None else None for s in scores]
+
+    def due_count(self) -> int:
+        return int(self.redis.zcard(DUE_KEY))
+
+    def claim_due(self, now: float, *, lease: float, limit: int = 500) -> list[tuple[str, str]]:
+        """Atomically claim entries due by ``now``; each comes back after ``lease`` seconds
+        unless its step removes it first."""
+        return [(e.action, e.job_id) for e in self.claim_due_entries(now, lease=lease, limit=limit)]
+
+    def claim_due_entries(
+        self,
+        now: float,
+        *,
+        lease: float,
+        limit: int = 500,
+        lookahead: float = 0.0,
+        leases: Mapping[str, float] | None = None,
+    ) -> list[DueEntry]:
+        """Atomically claim entries due by ``now + lookahead`` (the caller fires each at its
+        ``due`` time); each comes back ``lease`` seconds (``leases[action]`` if given) after it
+        was due unless its step removes it first."""
+        extra = [x for action, seconds in (leases or {}).items() for x in (action, seconds)]
+        raw = self._claim_due(keys=[DUE_KEY], args=[now, lease, limit, lookahead, *extra])
+        out = []
+        for member, score in zip(raw[::2], raw[1::2], strict=True):
+            action, _, job_id = _text(member).partition(":")
+            out.append(DueEntry(action, job_id, float(score)))
+        return out
+
+    # -- the start claim ------------------------------------------------------------------------
+    def take_start_claim(self, job_id: str, seconds: float) -> bool:
+        """Claim the right to send this job's start request for ``seconds`` (exclusive)."""
+        return bool(self.redis.set(start_claim_key(job_id), "1", nx=True, px=int(seconds * 1000)))
+
+    def release_start_claim(self, job_id: str) -> None:
+        self.redis.delete(start_claim_key(job_id))
+
+    def start_claimed(self, job_id: str) -> bool:
+        return bool(self.redis.exists(start_claim_key(job_id)))
+
+    # -- redelivery accounting ----------------------------------------------------------------
+    def count_delivery(self, job_id: str, step: str) -> int:
+        """Count one more delivery of ``step`` for this job; returns the total so far."""
+        key = deliveries_key(job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.hincrby(key, step, 1)
+            pipe.expire(key, TERMINAL_RETENTION)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def forget_delivery(self, job_id: str, step: str) -> None:
+        """Drop one delivery counter (a task that finished no longer needs its count)."""
+        self.redis.hdel(deliveries_key(job_id), step)
+
+    # -- reconciler bookkeeping -----------------------------------------------------------------
+    def last_checked(self, job_ids: Sequence[str]) -> list[float | None]:
+        """When the reconciler last queried each job's recording (None: never)."""
+        if not job_ids:
+            return []
+        scores = self.redis.zmscore(CHECKED_KEY, list(job_ids))
+        return [float(s) if s is not None else None for s in scores]
+
+    def mark_checked(self, job_id: str, at: float) -> None:
+        self.redis.zadd(CHECKED_KEY, {job_id: at})
+
+    def forget_checks_before(self, when: float) -> None:
+        """Drop check times older than ``when``: a job not in the set counts as due, so the
+        set only ever holds the jobs checked within the last check interval."""
+        self.redis.zremrangebyscore(CHECKED_KEY, "-inf", f"({when}")
+
+    def records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """The records of these jobs (missing ones are left out), read in pipelined chunks: a
+        connection's read buffer keeps the size of the largest answer it ever read."""
+        out: list[JobRecord] = []
+        for start in range(0, len(job_ids), RECORDS_PER_ROUND_TRIP):
+            chunk = job_ids[start : start + RECORDS_PER_ROUND_TRIP]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hgetall(job_key(job_id))
+                    pipe.get(data_key(job_id))
+                raws = pipe.execute()
+            out += [
+                _record(job_id, raw, blob)
+                for job_id, raw, blob in zip(chunk, raws[::2], raws[1::2], strict=True)
+                if raw
+            ]
+        return out
+
+    def active_ids(self, states: Iterable[JobState]) -> list[str]:
+        """Every job id in these active states (from the state index)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for state in states:
+                pipe.smembers(state_key(state))
+            sets = pipe.execute()
+        return sorted({_text(m) for members in sets for m in members})
