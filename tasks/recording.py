@@ -32,7 +32,7 @@ from worker.errors import (
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import Next
 from worker.runtime import Runtime
-from worker.store import DueEntry, JobRecord
+from worker.store import DueEntry, JobRecord, JobStore
 
 log = logging.getLogger("cloudrec.tasks")
 
@@ -247,16 +247,32 @@ def send_due(entries: list[DueEntry]) -> None:
     if not entries:
         return
     now = time.time()
+    fire_at = fire_times(runtime().store, entries, now)
     with app.producer_or_acquire() as producer:
-        for entry in entries:
+        for entry, at in zip(entries, fire_at, strict=True):
             # Early entries (the lookahead) wait in the worker until their second; others go now.
-            countdown = entry.due - now if entry.due - now > 0.01 else None
+            countdown = at - now if at - now > 0.01 else None
             if entry.action == "stop":
                 stop.apply_async((entry.job_id,), countdown=countdown, producer=producer)
             elif entry.action == "start":
                 start_chain(entry.job_id).apply_async(countdown=countdown, producer=producer)
             elif entry.action == "callback":
                 callback.apply_async((entry.job_id,), producer=producer)
+
+
+def fire_times(store: JobStore, entries: list[DueEntry], now: float) -> list[float]:
+    """When to run each entry's task: at its due time, except an early stop whose deadline has
+    passed. That is a lease running out (the attempt it covered was lost with its worker, or it
+    would have renewed the lease): it goes at once rather than wait in a worker's memory for
+    the lease's own end, where another kill could lose it again."""
+    early_stops = [e.job_id for e in entries if e.action == "stop" and e.due > now]
+    if not early_stops:
+        return [e.due for e in entries]
+    deadlines = dict(zip(early_stops, store.stop_times(early_stops), strict=True))
+    return [
+        min(e.due, deadlines.get(e.job_id) or e.due) if e.action == "stop" else e.due
+        for e in entries
+    ]
 
 
 @app.task(name="recording.reconcile", ignore_result=True, priority=PRIORITY["reconcile"])
@@ -287,6 +303,7 @@ __all__ = [
     "acquire",
     "callback",
     "dispatch",
+    "fire_times",
     "follow",
     "reconcile",
     "send_due",

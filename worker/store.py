@@ -573,6 +573,14 @@ class JobStore:
         set only ever holds the jobs checked within the last check interval."""
         self.redis.zremrangebyscore(CHECKED_KEY, "-inf", f"({when}")
 
+    def stop_times(self, job_ids: Sequence[str]) -> list[float | None]:
+        """Each job's ``stop_at`` (None: no such job), in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(job_key(job_id), "stop_at")
+            raws = pipe.execute()
+        return [float(json.loads(raw)) if raw is not None else None for raw in raws]
+
     def records(self, job_ids: Sequence[str]) -> list[JobRecord]:
         """The records of these jobs (missing ones are left out), read in pipelined chunks: a
         connection's read buffer keeps the size of the largest answer it ever read."""

@@ -11,9 +11,11 @@ import time
 
 import redis
 
+from tasks.recording import fire_times
 from tests.conftest import wait_for
+from tests.worker.test_store_guarantees import _record
 from worker.leases import LeaseKeeper, claim_key
-from worker.store import DUE_KEY
+from worker.store import DUE_KEY, DueEntry, JobStore
 
 LEASE = 1.0
 
@@ -75,3 +77,16 @@ def test_a_killed_holder_lets_the_deadline_come_back_within_a_lease(redis_url, r
     wait_for(lambda: not redis_client.exists(claim_key("stop", "j1")), 2 * LEASE, what="claim")
     due = redis_client.zscore(DUE_KEY, "stop:j1")
     assert due <= killed + LEASE + 0.1  # the dispatcher sees it again within one lease
+
+
+def test_a_lapsed_stop_lease_is_sent_at_once_and_a_deadline_at_its_second(redis_client):
+    store = JobStore(redis_client)
+    now = time.time()
+    store.create(_record("lapsed", stop_at=now - 4))  # its first stop was lost with a worker
+    store.create(_record("coming", stop_at=now + 1))
+    entries = [
+        DueEntry("stop", "lapsed", now + 1),  # the lease of the lost attempt ends in 1 s
+        DueEntry("stop", "coming", now + 1),  # the deadline itself, in 1 s
+        DueEntry("start", "coming", now + 2),
+    ]
+    assert fire_times(store, entries, now) == [now - 4, now + 1, now + 2]
