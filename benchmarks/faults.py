@@ -37,6 +37,7 @@ from tests.reliability.harness import (
     RedisServer,
     WorkerGroup,
     check_promises,
+    injected_faults,
     wait_all_terminal,
 )
 from worker.celery_app import configure, runtime
@@ -68,19 +69,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def faults(rate: float, seed: int, window: float = 0.0, after: float = 0.0) -> dict[str, Any]:
-    """The injected faults: each kind at ``rate``; a late answer takes effect, then comes
-    after the client's read timeout (2 s, 5 s for stop)."""
-    return {
-        "errors": [
-            {"status": 500, "code": 62, "reason": "request timeout", "rate": rate},
-            {"status": 206, "code": 65, "reason": "request not completed", "rate": rate},
-            {"status": 429, "message": "API rate limit exceeded", "rate": rate},
-        ],
-        "latency": [{"seconds": 6.0, "when": "after", "rate": rate}],
-        "notFoundSeconds": window,
-        "notFoundAfter": after,
-        "seed": seed,
-    }
+    """Answers come 6 s late: after the client's read timeout (2 s, 5 s for a stop)."""
+    return injected_faults(rate, seed, late_answer=6.0, window=window, after=after)
 
 
 def main() -> int:

@@ -348,6 +348,25 @@ def wait_all_terminal(rt: Runtime, job_ids: list[str], timeout: float) -> bool:
     return False
 
 
+def injected_faults(
+    rate: float, seed: int, *, late_answer: float, window: float = 0.0, after: float = 0.0
+) -> dict[str, Any]:
+    """The emulator's fault settings for the fault runs: 500/62, 206/65, 429 and an answer
+    ``late_answer`` s late (the call took effect; the client gave up first), each at ``rate``
+    per call; ``window``: a failover-style 404 window opening ``after`` s from now."""
+    return {
+        "errors": [
+            {"status": 500, "code": 62, "reason": "request timeout", "rate": rate},
+            {"status": 206, "code": 65, "reason": "request not completed", "rate": rate},
+            {"status": 429, "message": "API rate limit exceeded", "rate": rate},
+        ],
+        "latency": [{"seconds": late_answer, "when": "after", "rate": rate}],
+        "notFoundSeconds": window,
+        "notFoundAfter": after,
+        "seed": seed,
+    }
+
+
 def empty_channel_spec(cname: str, duration: float, **extra: Any) -> dict[str, Any]:
     """A job on a channel nobody joins: the emulator composites nothing (cheap), the recorder
     waits out a long maxIdleTime, and the stop answers 435 (the job ends ``empty``)."""

@@ -20,6 +20,7 @@ from tests.reliability.harness import (
     WorkerGroup,
     beat_threads,
     check_promises,
+    injected_faults,
     wait_all_terminal,
 )
 from worker.celery_app import configure, runtime
@@ -33,19 +34,8 @@ RATE = 0.05  # per kind: 4 kinds -> about 1 - 0.95^4 = 18.5 %, plus the 404 wind
 
 
 def fault_settings(seed: int, *, window: float = 0.0, after: float = 0.0) -> dict[str, Any]:
-    """About 20 % of calls fail, each kind at ``RATE``; a timeout takes effect, then answers
-    later than the client waits. ``window``: a failover-style 404 window ``after`` s from now."""
-    return {
-        "errors": [
-            {"status": 500, "code": 62, "reason": "request timeout", "rate": RATE},
-            {"status": 206, "code": 65, "reason": "request not completed", "rate": RATE},
-            {"status": 429, "message": "API rate limit exceeded", "rate": RATE},
-        ],
-        "latency": [{"seconds": 3.5, "when": "after", "rate": RATE}],
-        "notFoundSeconds": window,
-        "notFoundAfter": after,
-        "seed": seed,
-    }
+    """About 20 % of calls fail; answers come 3.5 s late, after the client's 2 s read timeout."""
+    return injected_faults(RATE, seed, late_answer=3.5, window=window, after=after)
 
 
 def faults_config(redis_url: str, base_url: str) -> Settings:
