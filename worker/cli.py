@@ -12,37 +12,65 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from config import Settings
-from worker.devapi import DevApiClient, DevApiError
 from worker.errors import CloudrecError, JobNotFound, JobSpecError
-from worker.logs import install_task_log_context, settings_secrets, setup_logging
 from worker.states import JobState
-from worker.store import JobRecord, JobStore, iso
 
+# Settings, Redis and HTTP clients are imported where a command needs them: `cloudrec render`
+# and `--help` should not pay for pydantic-settings, redis-py and requests at start-up.
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.progress import Progress, TaskID
 
+    from config import Settings
+    from worker.devapi import DevApiClient
     from worker.schedules import ScheduleBook
+    from worker.store import JobRecord, JobStore
 
 LAYOUTS = {"floating": 0, "best-fit": 1, "vertical": 2, "custom": 3}
 STREAMS = {"audio": 0, "video": 1, "both": 2}
 
 
 def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj
+    """The settings, built (and logging set up with them) the first time a command asks."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = _load_settings()
+        _logging(root.obj, logging.WARNING)
+    settings: Settings = root.obj
     return settings
+
+
+def _load_settings() -> Settings:
+    """Settings from the environment; a bad value is a one-line error naming its variable."""
+    from pydantic import ValidationError
+
+    from config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CLOUDREC_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+# Commands that need no settings (nor Redis, nor the API): they skip loading them.
+OFFLINE_COMMANDS = frozenset({"render"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """cloudrec: composite cloud recordings run by Celery workers."""
-    ctx.obj = Settings()
-    _logging(ctx.obj, logging.WARNING)
+    if ctx.invoked_subcommand not in OFFLINE_COMMANDS:
+        _settings(ctx)  # before any command imports worker.celery_app, which reads them too
 
 
 def _logging(settings: Settings, level: int | str) -> None:
+    from worker.logs import settings_secrets, setup_logging
+
     setup_logging(level, json_lines=settings.log_json, secrets=settings_secrets(settings))
 
 
@@ -136,6 +164,8 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> No
 
     _logging(_settings(ctx), loglevel.upper())
     configure(_settings(ctx))
+    from worker.logs import install_task_log_context
+
     install_task_log_context()  # every line a task logs carries its job id, cname and sid
     app.worker_main(
         [
@@ -219,10 +249,14 @@ def channel() -> None:
 
 
 def _dev(ctx: click.Context) -> DevApiClient:
+    from worker.devapi import DevApiClient
+
     return DevApiClient(_settings(ctx).api_base_url)
 
 
 def _dev_call(func: Any, *args: Any, **kwargs: Any) -> Any:
+    from worker.devapi import DevApiError
+
     try:
         return func(*args, **kwargs)
     except DevApiError as exc:
@@ -571,6 +605,8 @@ def job_panel(job: JobRecord, now: float) -> RenderableType:
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
+    from worker.store import iso
+
     view = job_view(job, now)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -592,6 +628,8 @@ def job_panel(job: JobRecord, now: float) -> RenderableType:
 def jobs_table(records: list[JobRecord], now: float) -> RenderableType:
     """``jobs --watch``: one row per job."""
     from rich.table import Table
+
+    from worker.store import iso
 
     table = Table(title=f"cloudrec jobs at {iso(now)}", expand=False)
     for column in ("job", "state", "cname", "elapsed", "remaining", "files"):
@@ -690,6 +728,7 @@ def jobs(
 ) -> None:
     """List jobs, newest first."""
     from worker.celery_app import configure, runtime
+    from worker.store import iso
 
     configure(_settings(ctx))
     store = runtime().store

@@ -1,0 +1,49 @@
+"""The command line and its settings: a bad setting is one line naming its variable (no
+traceback, nothing run), and the offline commands neither load settings nor import the Redis
+and HTTP clients, so `cloudrec render` starts as fast as the compositor allows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.ops.harness import REPO, run_cli
+from tests.test_render_cli import SCENARIO
+
+
+def _env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDREC_")}
+    return env | settings
+
+
+def test_a_bad_setting_is_one_line_naming_its_variable():
+    result = run_cli(["jobs"], _env(CLOUDREC_API_RATE_LIMIT="lots"))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "CLOUDREC_API_RATE_LIMIT" in lines[0] and "valid number" in lines[0]
+
+
+def test_render_needs_no_settings(tmp_path: Path):
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(SCENARIO | {"duration": 1}))
+    env = _env(CLOUDREC_API_RATE_LIMIT="lots", CLOUDREC_REDIS_URL="not a url")
+    result = run_cli(["render", str(scenario), "--out", str(tmp_path / "out")], env)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_the_cli_module_does_not_import_the_service_clients():
+    probe = (
+        "import sys, worker.cli; "
+        "print(sorted(m for m in ('redis', 'requests', 'pydantic_settings', 'celery') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
