@@ -30,7 +30,7 @@ from emulator import errors
 from emulator.channels import ChannelError, JoinRequest, PatchRequest
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
-from emulator.faults import FaultSettings, Operation
+from emulator.faults import FailoverRequest, FaultSettings, Operation
 from emulator.openapi import install_openapi
 from emulator.ratelimit import SlidingWindowLimiter
 from emulator.service import ApiResult, RecordingService
@@ -305,6 +305,17 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     @app.get("/dev/recordings/{sid}")
     async def recording(sid: str) -> JSONResponse:
         found = svc.recording(sid)
+        if found is None:
+            return JSONResponse({"message": f"no recording with sid {sid!r}"}, status_code=404)
+        return JSONResponse(found)
+
+    @app.post("/dev/recordings/{sid}/failover")
+    async def failover(request: Request, sid: str) -> JSONResponse:
+        """HA failover of a live recording (spec 9.2): 404 and no recording for ``seconds``,
+        then event 12 (new uid) and bak<n>_ files. 409 if it is not live or already
+        migrating."""
+        body: FailoverRequest = await _dev_body(request, FailoverRequest)
+        found = svc.failover(sid, body.seconds)
         if found is None:
             return JSONResponse({"message": f"no recording with sid {sid!r}"}, status_code=404)
         return JSONResponse(found)

@@ -9,6 +9,9 @@ What can go wrong with the real service, on demand:
   timeout looks like from the client (the call took effect, the answer never came);
 * ``notFoundSeconds`` (from ``notFoundAfter`` seconds after the PUT): an HA-style window in
   which query/update/updateLayout/stop of existing tasks answer 404 "failed to find worker";
+  with ``failover``, the tasks live when the window opens also fail over for real (a gap in
+  the recording, then ``bak<n>_`` files and event 12, as ``POST /dev/recordings/{sid}/failover``
+  does for one task);
 * ``startNotFoundSeconds``: every task answers 404 during its first seconds (spec 14.4);
 * ``uploadFailures`` / ``uploadFailureRate`` / ``uploadLatency``: storage uploads fail (the
   file goes to the backup area) or are slow;
@@ -103,6 +106,9 @@ class FaultSettings(_Strict):
     notFoundSeconds: Seconds = 0
     notFoundAfter: Seconds = 0
     notFoundOperations: list[Operation] = Field(default_factory=lambda: list(TASK_OPERATIONS))
+    # The window is a real HA failover of every task live when it opens (spec 9.2): the
+    # recording pauses for the window, then goes on in bak<n>_ files with a new uid.
+    failover: bool = False
     # Each task answers 404 for this long after its start (spec 4.3 "straight after start").
     startNotFoundSeconds: Seconds = 0
     uploadFailures: Annotated[int, Field(ge=0)] = 0  # the next N uploads fail
@@ -112,6 +118,14 @@ class FaultSettings(_Strict):
     # duplicate and reorder; receivers deduplicate on noticeId).
     ncsDuplicateRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
     seed: int | None = None  # for reproducible rates
+
+
+class FailoverRequest(_Strict):
+    """``POST /dev/recordings/{sid}/failover``: the task migrates to a new server for
+    ``seconds`` (404 "failed to find worker", nothing recorded), then records ``bak<n>_``
+    files with a new uid (spec 9.2, 10.3). The real migration takes up to about 90 s."""
+
+    seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 3.0
 
 
 class _Counted:
@@ -143,6 +157,7 @@ class FaultInjector:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        self._generation = 0
         self.configure(FaultSettings())
 
     def configure(self, settings: FaultSettings) -> None:
@@ -151,6 +166,7 @@ class FaultInjector:
             self._errors = [_Counted(e) for e in settings.errors]
             self._latency = [_Counted(f) for f in settings.latency]
             now = self._clock()
+            self._generation += 1  # each PUT opens a new window, failed over once
             self._not_found_from = now + settings.notFoundAfter
             self._not_found_until = self._not_found_from + settings.notFoundSeconds
             self._upload_failures = settings.uploadFailures
@@ -202,6 +218,17 @@ class FaultInjector:
                 operation in self._settings.notFoundOperations
                 and self._not_found_from <= now < self._not_found_until
             )
+
+    def failover_window(self) -> tuple[int, float] | None:
+        """With ``failover`` set and the 404 window open now: (an id of this window, seconds
+        left in it), so that the service fails its tasks over once per window."""
+        with self._lock:
+            now = self._clock()
+            if not self._settings.failover or not (
+                self._not_found_from <= now < self._not_found_until
+            ):
+                return None
+            return self._generation, self._not_found_until - now
 
     @property
     def start_not_found_seconds(self) -> float:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from emulator.channels import JoinRequest, PatchRequest
-from emulator.faults import FaultSettings
+from emulator.faults import FailoverRequest, FaultSettings
 from worker.api_models import (
     AcquireClientRequest,
     AcquireResponse,
@@ -95,7 +95,9 @@ _DEV_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/dev/channels/{cname}/users", "post"): JoinRequest,
     ("/dev/channels/{cname}/users/{uid}", "patch"): PatchRequest,
     ("/dev/faults", "put"): FaultSettings,
+    ("/dev/recordings/{sid}/failover", "post"): FailoverRequest,
 }
+_OPTIONAL_DEV_BODIES = {("/dev/recordings/{sid}/failover", "post")}  # no body: the defaults
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -133,7 +135,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             **{code: _json_response(text, refs[ErrorBody]) for code, text in _REST_ERRORS.items()},
         }
     for (path, method), model in _DEV_BODIES.items():
-        paths[path][method]["requestBody"] = _json_body(refs[model])
+        required = (path, method) not in _OPTIONAL_DEV_BODIES
+        paths[path][method]["requestBody"] = _json_body(refs[model], required=required)
     for path, operations in paths.items():
         for operation in operations.values():
             _fix_parameters_and_errors(path, operation, refs[ErrorBody])
@@ -151,6 +154,10 @@ def _fix_parameters_and_errors(path: str, operation: dict[str, Any], error: dict
             "400", _json_response("code 2: invalid parameter; 8: body is not JSON", error)
         )
         responses.setdefault("404", _json_response("no such user, recording or route", error))
+        if path.endswith("/failover"):
+            responses.setdefault(
+                "409", _json_response("the recording is not live or already migrating", error)
+            )
     for parameter in operation.get("parameters", []):
         note = _PARAMETER_NOTES.get(parameter["name"])
         if note:
@@ -172,8 +179,8 @@ def _model_schemas() -> tuple[dict[type[BaseModel], dict[str, Any]], dict[str, A
     return refs, top.get("$defs", {})
 
 
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _json_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,12 @@ Lifecycle of a task (spec 4.1, 7, 10.1, 11, 14):
   Events 41 (recorder leave), 33 (progress 10000), 31 or 32 (uploaded / backuped), 11
   (session exit). For ``exit_linger_seconds`` after that a stop answers 49 and query status
   8; then the task is gone and every call answers 404. ``/dev/recordings`` keeps the history.
+* An HA failover (``POST /dev/recordings/{sid}/failover``, or a 404 window of the faults with
+  ``failover``; spec 9.2, 10.3) moves a LIVE task to a "new server": for the migration its
+  task operations answer 404 and nothing is recorded (the current recorder is finished, its
+  playlist ended); then event 12 announces the recorder's new random uid and a new recorder
+  writes ``bak<n>_`` files (n from 0 per failover of the task). Every segment's files are in
+  query's and stop's ``fileList``, in order.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import re
 import secrets
 import shutil
 import threading
@@ -38,7 +45,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from emulator import errors
-from emulator.channels import ChannelRegistry, SimUser, iso_utc
+from emulator.channels import ChannelError, ChannelRegistry, SimUser, iso_utc
 from emulator.config import EmulatorConfig
 from emulator.events import (
     LEAVE_CALLED,
@@ -57,6 +64,7 @@ from emulator.media import (
     layout_spec_from_api,
     media_config_from_api,
 )
+from emulator.media.naming import failover_prefix
 from emulator.storage import (
     LocalDirectoryBackend,
     S3Backend,
@@ -86,6 +94,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MODES = ("mix", "individual", "web")
 _HISTORY_LIMIT = 1000
+_MAX_UID = 2**32 - 1
+_BAK_PREFIX = re.compile(r"bak(\d+)_")  # a sid is hex, so an original name never matches
 _LEAVE_CODES = {
     "stop": LEAVE_CALLED,
     "idle": LEAVE_NO_USERS,
@@ -120,6 +130,28 @@ class Resource:
     created: float  # monotonic
     expired_hour: int
     sid: str | None = None  # set by the (single) start
+
+
+@dataclass
+class Failover:
+    """One HA failover of a task (spec 9.2, 10.3)."""
+
+    index: int  # the n of bak<n>_
+    seconds: float  # length of the migration
+    began_wall: float
+    until: float  # monotonic: the migration (404, no recording) ends here
+    new_uid: str  # the uid the recorder rejoins with
+    rejoined: bool = False  # event 12 sent
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "prefix": failover_prefix(self.index),
+            "seconds": self.seconds,
+            "at": iso_utc(self.began_wall),
+            "newUid": self.new_uid,
+            "rejoined": self.rejoined,
+        }
 
 
 @dataclass(eq=False)
@@ -158,9 +190,18 @@ class Task:
     media_time: float = 0.0  # what the recorder was last advanced to
     video_subscribed: set[str] = field(default_factory=set)  # recorded uids, video subscribed
     receiving: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
-    file_infos_sent: bool = False  # event 4 goes out once
+    playlists_announced: set[str] = field(default_factory=set)  # event 4: once per playlist
+    failovers: list[Failover] = field(default_factory=list)
+    recorder_uid: str = ""  # the uid events carry: the start's uid, a new one after a failover
     errors_reported: set[int] = field(default_factory=set)  # uploader error codes sent (event 1)
     last_progress: float = 0.0  # monotonic time of the last event 33
+
+    def __post_init__(self) -> None:
+        self.recorder_uid = self.recorder_uid or self.uid
+
+    def migrating(self, now: float) -> bool:
+        """Whether the task is between servers (spec 9.2): its operations answer 404."""
+        return bool(self.failovers) and now < self.failovers[-1].until
 
     @property
     def json_file_list(self) -> bool:
@@ -173,6 +214,23 @@ class Task:
     @property
     def backuped(self) -> bool:
         return self.uploader is not None and self.uploader.backuped
+
+
+def _segment_of(name: str) -> int:
+    """0 for a file recorded before any failover, n + 1 for a bak<n>_ file."""
+    match = _BAK_PREFIX.match(name)
+    return int(match.group(1)) + 1 if match else 0
+
+
+def _unique(files: Sequence[OutputFile]) -> list[OutputFile]:
+    """``files`` without repeated names, the first of each kept."""
+    seen: set[str] = set()
+    unique = []
+    for output in files:
+        if output.name not in seen:
+            seen.add(output.name)
+            unique.append(output)
+    return unique
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -194,6 +252,7 @@ def _default_recorder_factory(
     out_dir: Path,
     start_epoch_ms: int,
     on_file: Callable[[OutputFile], None],
+    name_prefix: str = "",
 ) -> Recorder:
     return CompositeRecorder(
         config,
@@ -202,6 +261,7 @@ def _default_recorder_factory(
         out_dir=out_dir,
         start_epoch_ms=start_epoch_ms,
         on_file=on_file,
+        name_prefix=name_prefix,
     )
 
 
@@ -246,6 +306,7 @@ class RecordingService:
         self._workers: list[threading.Thread] = []
         self._last_transfer = clock()
         self._transferring = False
+        self._failover_window: int | None = None  # the faults' 404 window already failed over
 
     # -- background --------------------------------------------------------------------
 
@@ -307,12 +368,22 @@ class RecordingService:
         now = self._clock()
         idle: list[Task] = []
         with self._lock:
+            self._maybe_fail_over_all(now)
             for task in list(self._tasks.values()):
                 if task.phase is Phase.LIVE:
                     users = self.channels.users(task.cname)
+                    migrating = task.migrating(now)
+                    if task.driver is None and task.failovers and not migrating:
+                        # A driver rejoins once it has finished the old segment's files; a
+                        # task that records nothing has none.
+                        self._rejoin(task)
                     if self._idle_expired(task, users, now):
                         idle.append(task)
-                    elif task.driver is None and self._has_subscribed_publisher(task, users):
+                    elif (
+                        task.driver is None
+                        and not migrating
+                        and self._has_subscribed_publisher(task, users)
+                    ):
                         self._start_driver(task)
                     self._maybe_report_progress(task, now)
                 elif (
@@ -402,11 +473,28 @@ class RecordingService:
         task.driver.start()
 
     def _drive(self, task: Task) -> None:
-        """Create the recorder at the first publish, then advance it to wall-clock time."""
+        """Record until the task exits: one recorder per segment. An HA failover ends the
+        segment (its files are finished), waits out the migration, then the next segment's
+        recorder writes bak<n>_ files."""
+        while self._wait_for_migration(task):
+            opened = self._open_recorder(task)
+            if opened is None:
+                return
+            recorder, generation, started = opened
+            if not self._record(task, recorder, generation, started):
+                return
+            if not self._end_segment(task, recorder):
+                return
+
+    def _open_recorder(self, task: Task) -> tuple[Recorder, int, float] | None:
+        """A new recorder for the task's current segment, with its event 42; how many
+        failovers it follows; the clock time of its media time 0. None (the task failing) if
+        it could not be created."""
         start_ms = int(time.time() * 1000)
-        started = self._clock()
+        started = self._clock()  # media time 0 is start_ms, however long creation takes
         with self._lock:
             config = self._media_config_for_recorder(task)
+            generation = len(task.failovers)
         uploader = task.uploader
         assert uploader is not None
         try:
@@ -417,37 +505,83 @@ class RecordingService:
                 out_dir=self._staging_dir(task),
                 start_epoch_ms=start_ms,
                 on_file=uploader.submit,
+                name_prefix=failover_prefix(generation - 1) if generation else "",
             )
         except Exception as exc:
             log.exception("recording %s: the recorder could not start", task.sid)
             self._fail(task, f"recorder failed to start: {exc}")
-            return
+            return None
         with self._lock:
+            first_start = task.recorder_start_ms
             task.recorder = recorder
-            task.recorder_start_ms = start_ms
-            task.last_progress = started
+            task.media_time = 0.0
+            task.video_subscribed = set()
+            if first_start is None:
+                task.recorder_start_ms = start_ms
+                task.last_progress = started
             if task.media_config.layout != config.layout:  # updateLayout raced the creation
                 recorder.set_layout(task.media_config.layout)
+            # After a failover the recording resumes after a loss: discontinueUtcMs is the
+            # resume time, startUtcMs stays the recording's start (spec 11.3, event 42).
             self._event(
                 task,
                 42,
-                startUtcMs=start_ms,
+                startUtcMs=first_start or start_ms,
                 discontinueUtcMs=start_ms,
                 mixedAllUser=True,
                 streamUid="0",
                 trackType=config.track_type,
             )
+        return recorder, generation, started
+
+    def _record(self, task: Task, recorder: Recorder, generation: int, started: float) -> bool:
+        """Advance ``recorder`` to wall-clock time until the task stops (False) or fails
+        over again (True)."""
         tick = self.config.tick_seconds
         while True:
             stopping = task.stop_event.wait(tick)
+            if not stopping:
+                with self._lock:
+                    if len(task.failovers) != generation:
+                        return True
             try:
                 self._advance(task, recorder, self._clock() - started)
             except Exception as exc:
                 log.exception("recording %s: compositing failed", task.sid)
                 self._fail(task, f"compositing failed: {exc}")
-                return
+                return False
             if stopping:
-                return
+                return False
+
+    def _end_segment(self, task: Task, recorder: Recorder) -> bool:
+        """The server went away: finish what it recorded (the playlist ends there) and hand
+        the files to the uploader. False if that failed (the task is failing)."""
+        try:
+            produced = recorder.finish()
+        except Exception as exc:
+            log.exception("recording %s: finishing a segment failed", task.sid)
+            self._fail(task, f"finishing failed: {exc}")
+            return False
+        assert task.uploader is not None
+        for output in produced:  # anything on_file did not see in its final form
+            task.uploader.submit(output)
+        with self._lock:
+            task.produced = _unique([*task.produced, *produced])
+            self._report_stream_states(task, [])  # nothing is received while migrating
+        return True
+
+    def _wait_for_migration(self, task: Task) -> bool:
+        """Wait until the task is on its new server (if it is migrating); False if it was
+        stopped meanwhile."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                if not task.migrating(now):
+                    self._rejoin(task)
+                    return True
+                wait = min(self.config.tick_seconds, task.failovers[-1].until - now)
+            if task.stop_event.wait(wait):
+                return False
 
     def _advance(self, task: Task, recorder: Recorder, t: float) -> None:
         """Advance the recorder to media time ``t`` with the channel as the task sees it."""
@@ -550,8 +684,9 @@ class RecordingService:
         failure of each kind (uploader error 32 storage configuration / 47 upload failed,
         warning 32 re-uploading to the backup cloud)."""
         with self._lock:
-            if output.kind == "m3u8" and not task.file_infos_sent:
-                task.file_infos_sent = True
+            if output.kind == "m3u8" and output.name not in task.playlists_announced:
+                # Once per playlist: a failover's bak<n>_ playlist is announced too.
+                task.playlists_announced.add(output.name)
                 self._event(task, 4, fileList=output.name)
             if what != "failed" or error is None:
                 return
@@ -564,7 +699,10 @@ class RecordingService:
                 self._event(task, 2, module=1, warnCode=32)
 
     def _event(self, task: Task, event_type: int, **details: Any) -> None:
-        self.events.emit(event_type, sid=task.sid, cname=task.cname, uid=task.uid, **details)
+        # After a failover the events carry the recorder's new uid (spec 10.3).
+        self.events.emit(
+            event_type, sid=task.sid, cname=task.cname, uid=task.recorder_uid, **details
+        )
 
     def _status_update_event(self, task: Task) -> None:
         """Event 3: a call that does not fit the task's state (spec 11.3). Caller holds the
@@ -616,7 +754,9 @@ class RecordingService:
                     uploader.submit(output)
                 with self._lock:
                     task.exit_status = 7
-                    task.produced = list(produced)
+                    # earlier segments' files first; a recorder finished by a failover that
+                    # was never replaced answers its files again
+                    task.produced = _unique([*task.produced, *produced])
             with self._lock:
                 self._event(task, 41, leaveCode=_LEAVE_CODES.get(task.exit_reason or "", 0))
             uploader.close()
@@ -665,6 +805,7 @@ class RecordingService:
             or now > task.api_deadline
             or (task.exited is not None and now - task.exited > self.config.exit_linger_seconds)
             or now - task.started < self.faults.start_not_found_seconds  # spec 4.3, 14.4
+            or task.migrating(now)  # spec 9.2: between servers
         ):
             raise errors.worker_not_found()
         return task
@@ -683,14 +824,15 @@ class RecordingService:
         return min(5, int((self._clock() - task.started) * 5 / startup))
 
     def _file_entries(self, task: Task, final: bool) -> list[dict[str, Any]]:
-        """The ``fileList`` array (spec 4.2): the M3U8, then the MP4s. Caller holds the lock."""
+        """The ``fileList`` array (spec 4.2): the M3U8, then the MP4s, of each segment in turn
+        (the original files, then bak0_, bak1_... after failovers). Caller holds the lock."""
         uploads = task.uploads
-        playlist = next((u.file for u in uploads if u.file.kind == "m3u8"), None)
-        files = [u.file for u in uploads if u.file.kind == "mp4"]
+        files = [u.file for u in uploads if u.file.kind in ("m3u8", "mp4")]
         if final:
             names = {f.name for f in files}
             files += [f for f in task.produced if f.kind == "mp4" and f.name not in names]
-        entries = [playlist, *files] if playlist else files
+        # A stable sort: the MP4s of a segment stay in the order they were completed.
+        entries = sorted(files, key=lambda f: (_segment_of(f.name), f.kind != "m3u8"))
         return [
             {
                 "fileName": f.name,
@@ -890,6 +1032,67 @@ class RecordingService:
             task = next((t for t in self._history if t.sid == sid), None)
             return self._describe(task) if task else None
 
+    def failover(self, sid: str, seconds: float) -> dict[str, Any] | None:
+        """``POST /dev/recordings/{sid}/failover``: fail the live recording over to a new
+        server, the migration lasting ``seconds``; its dev view, or None if unknown."""
+        with self._lock:
+            task = next((t for t in self._history if t.sid == sid), None)
+            if task is None:
+                return None
+            self._begin_failover(task, seconds)
+            return self._describe(task)
+
+    def _begin_failover(self, task: Task, seconds: float) -> None:
+        """The task leaves its server: 404 and no recording for ``seconds`` (the driver
+        finishes the current recorder). Caller holds the lock."""
+        now = self._clock()
+        if task.phase is not Phase.LIVE or task.sid not in self._tasks:
+            raise ChannelError(409, f"recording {task.sid} is not live")
+        if task.migrating(now):
+            raise ChannelError(409, f"recording {task.sid} is already failing over")
+        failover = Failover(
+            index=len(task.failovers),
+            seconds=seconds,
+            began_wall=time.time(),
+            until=now + seconds,
+            new_uid=self._new_recorder_uid(task),
+        )
+        task.failovers.append(failover)
+        log.info(
+            "recording %s: HA failover %d, migrating for %.1fs", task.sid, failover.index, seconds
+        )
+
+    def _maybe_fail_over_all(self, now: float) -> None:
+        """With ``failover`` in the faults, the opening of their 404 window fails over every
+        live task for the rest of the window, once per window. Caller holds the lock."""
+        window = self.faults.failover_window()
+        if window is None or window[0] == self._failover_window:
+            return
+        self._failover_window, seconds = window
+        for task in self._tasks.values():
+            if task.phase is Phase.LIVE and not task.migrating(now):
+                self._begin_failover(task, seconds)
+
+    def _new_recorder_uid(self, task: Task) -> str:
+        """A random uid for the rejoining recorder (spec 10.3), clashing with no uid the task
+        had and no user of its channel. Caller holds the lock."""
+        taken = {task.uid, task.recorder_uid, *(f.new_uid for f in task.failovers)}
+        taken |= {user.uid for user in self.channels.users(task.cname)}
+        while True:
+            uid = str(secrets.randbelow(_MAX_UID) + 1)
+            if uid not in taken:
+                return uid
+
+    def _rejoin(self, task: Task) -> None:
+        """The migration is over: event 12 with the new uid, which later events carry
+        (spec 10.3, 11.3). Idempotent. Caller holds the lock."""
+        failover = task.failovers[-1] if task.failovers else None
+        if failover is None or failover.rejoined:
+            return
+        failover.rejoined = True
+        self._event(task, 12, newUid=int(failover.new_uid))
+        task.recorder_uid = failover.new_uid
+
     def _describe(self, task: Task) -> dict[str, Any]:
         removed = task.sid not in self._tasks
         status = self._status(task)
@@ -907,6 +1110,9 @@ class RecordingService:
             "mode": task.mode,
             "status": status,
             "live": task.phase is Phase.LIVE,
+            "recorderUid": task.recorder_uid,
+            "migrating": task.migrating(self._clock()),
+            "failovers": [failover.to_json() for failover in task.failovers],
             "removed": removed,
             "startedAt": _iso(task.started_wall),
             "stoppedAt": _iso(task.stopped_wall),

@@ -69,6 +69,11 @@ class DevApiClient:
     def set_faults(self, faults: dict[str, Any]) -> dict[str, Any]:
         return self._object("PUT", "/faults", faults)
 
+    def failover(self, sid: str, seconds: float = 3.0) -> dict[str, Any]:
+        """Move a live recording to a "new server" (HA failover, spec 9.2): its calls answer
+        404 for ``seconds``, then it records on in ``bak<n>_`` files."""
+        return self._object("POST", f"/recordings/{sid}/failover", {"seconds": seconds})
+
     def _request(self, method: str, path: str, body: Any = None) -> Any:  # JSON of any shape
         try:
             response = self._session.request(

@@ -19,16 +19,22 @@ def utc_stamp(epoch_ms: int) -> str:
     return moment.strftime("%Y%m%d%H%M%S") + f"{epoch_ms % 1000:03d}"
 
 
-def playlist_name(sid: str, cname: str) -> str:
-    """`<sid>_<cname>.m3u8`."""
-    return f"{sid}_{sanitize_cname(cname)}.m3u8"
+def failover_prefix(failover: int) -> str:
+    """`bak<n>_`: the prefix of every file written after the task's n-th HA failover (n from 0,
+    spec 9.2)."""
+    return f"bak{failover}_"
 
 
-def slice_name(sid: str, cname: str, start_epoch_ms: int) -> str:
+def playlist_name(sid: str, cname: str, prefix: str = "") -> str:
+    """`<sid>_<cname>.m3u8` (`bak<n>_<sid>_<cname>.m3u8` after a failover)."""
+    return f"{prefix}{sid}_{sanitize_cname(cname)}.m3u8"
+
+
+def slice_name(sid: str, cname: str, start_epoch_ms: int, prefix: str = "") -> str:
     """`<sid>_<cname>_<utc>.ts`, `<utc>` being the slice's start."""
-    return f"{sid}_{sanitize_cname(cname)}_{utc_stamp(start_epoch_ms)}.ts"
+    return f"{prefix}{sid}_{sanitize_cname(cname)}_{utc_stamp(start_epoch_ms)}.ts"
 
 
-def mp4_name(sid: str, cname: str, index: int) -> str:
-    """`<sid>_<cname>_<index>.mp4`, index from 0."""
-    return f"{sid}_{sanitize_cname(cname)}_{index}.mp4"
+def mp4_name(sid: str, cname: str, index: int, prefix: str = "") -> str:
+    """`<sid>_<cname>_<index>.mp4`, index from 0 (counted again from 0 after a failover)."""
+    return f"{prefix}{sid}_{sanitize_cname(cname)}_{index}.mp4"

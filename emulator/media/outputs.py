@@ -85,6 +85,7 @@ class Naming:
     cname: str
     start_epoch_ms: int
     track_type: str
+    prefix: str = ""  # "bak<n>_" for a recorder started by an HA failover (spec 9.2)
 
     def epoch_ms(self, media_time: Fraction) -> int:
         return self.start_epoch_ms + round(media_time * 1000)
@@ -174,7 +175,8 @@ class HlsWriter:
     def _slice(self, index: int) -> MediaFile:
         if index not in self._open:
             start = self._timeline.start_of(index)
-            name = slice_name(self._naming.sid, self._naming.cname, self._naming.epoch_ms(start))
+            naming = self._naming
+            name = slice_name(naming.sid, naming.cname, naming.epoch_ms(start), naming.prefix)
             path = self._naming.out_dir / name
             self._open[index] = (name, MediaFile(path, "mpegts", self._params, _TS_OFFSET))
         return self._open[index][1]
@@ -188,7 +190,7 @@ class HlsWriter:
         self._emit(output)
 
     def _write_playlist(self, *, ended: bool) -> None:
-        name = playlist_name(self._naming.sid, self._naming.cname)
+        name = playlist_name(self._naming.sid, self._naming.cname, self._naming.prefix)
         tracks = [
             kind
             for kind, on in (("VIDEO", self._params.has_video), ("AUDIO", self._params.has_audio))
@@ -266,7 +268,7 @@ class Mp4Writer:
         return span >= self._max_seconds or current.media.bytes_written >= self._max_bytes
 
     def _open(self, slice_index: int) -> _Mp4:
-        name = mp4_name(self._naming.sid, self._naming.cname, self._next_index)
+        name = mp4_name(self._naming.sid, self._naming.cname, self._next_index, self._naming.prefix)
         self._next_index += 1
         # Each file's timestamps start at 0, except the first keeps the encoder's own
         # timestamps (also 0-based) so the AAC priming stays in place.

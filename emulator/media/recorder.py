@@ -81,7 +81,10 @@ class CompositeRecorder:
         out_dir: Path,
         start_epoch_ms: int,
         on_file: Callable[[OutputFile], None] | None = None,
+        name_prefix: str = "",
     ) -> None:
+        """`name_prefix` goes before every file name: "bak<n>_" when this recorder continues
+        a task after its n-th HA failover (spec 9.2)."""
         if config.has_video and (config.width % 2 or config.height % 2):
             raise ValueError("yuv420p needs an even canvas width and height")
         self._config = config
@@ -118,7 +121,7 @@ class CompositeRecorder:
             else None
         )
         self._mixer = Mixer(fmt.channels) if config.has_audio else None
-        naming = Naming(out_dir, sid, cname, start_epoch_ms, config.track_type)
+        naming = Naming(out_dir, sid, cname, start_epoch_ms, config.track_type, name_prefix)
         params = StreamParams(
             config.has_video,
             config.has_audio,

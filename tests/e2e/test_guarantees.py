@@ -249,3 +249,24 @@ def test_work_waiting_for_the_budget_does_not_hold_worker_slots(stack, redis_cli
     for j in jobs:  # and once the budget is back, every waiting job goes on
         _wait_state(stack, j.job_id, "recording", timeout=60)
         request_stop(rt, j.job_id, "stop")
+
+
+def test_a_recording_failing_over_at_its_deadline_is_stopped_and_keeps_every_file(stack):
+    """An HA failover (spec 9.2) that spans the deadline: the stop meets 404s (the task is
+    between servers), keeps trying inside the failover window, stops the recording once it is
+    back, and the job's files name both the original and the bak0_ segment."""
+    stack.dev.join("fover", "1", video={"color": "#00FF00"}, audio={"tone": 440})
+    files = {"avFileType": ["hls", "mp4"]}  # the JSON fileList: every segment is listed
+    job, _ = submit_and_start(stack.runtime, _spec("fover", duration=8, recordingFileConfig=files))
+    job = _wait_state(stack, job.job_id, "recording")
+    wait_for(lambda: time.time() >= job.stop_at - 1.5, 20, 0.05, "1.5 s before the deadline")
+    stack.dev.failover(job.sid, seconds=3)  # the server is gone until 1.5 s past the deadline
+    job = _wait_state(stack, job.job_id, "completed", timeout=40)
+    names = [f.fileName for f in job.files]
+    original = f"{job.sid}_fover.m3u8"
+    assert original in names and f"bak0_{original}" in names, names
+    assert any(n.startswith(f"bak0_{job.sid}_fover_") and n.endswith(".mp4") for n in names)
+    [emulated] = _recordings(stack, "fover")
+    assert not emulated["live"]
+    late = _epoch(emulated["stoppedAt"]) - job.stop_at
+    assert 1.4 <= late < 6, late  # after the migration ended, and soon after
