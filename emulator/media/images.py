@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import threading
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -99,6 +98,8 @@ def _read_file(ref: str) -> bytes:
 
 
 def _fetch_url(ref: str) -> bytes:
+    import urllib.request  # here: it costs ~25 ms of start-up and most renders use no URL
+
     with urllib.request.urlopen(ref, timeout=_FETCH_TIMEOUT_S) as response:
         data: bytes = response.read(_MAX_IMAGE_BYTES + 1)
         return data
