@@ -299,8 +299,10 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
         return JSONResponse({"cname": cname, **user.to_json()})
 
     @app.get("/dev/recordings")
-    async def recordings() -> JSONResponse:
-        return JSONResponse(svc.recordings())
+    # ?live=true|false and ?resourceId=...: a caller that scans for live recordings (the
+    # worker's reconciler) gets what runs, not the whole history.
+    async def recordings(live: bool | None = None, resourceId: str | None = None) -> JSONResponse:
+        return JSONResponse(svc.recordings(live=live, resource_id=resourceId))
 
     @app.get("/dev/recordings/{sid}")
     async def recording(sid: str) -> JSONResponse:

@@ -1022,10 +1022,18 @@ class RecordingService:
 
     # -- dev API -------------------------------------------------------------------------
 
-    def recordings(self) -> list[dict[str, Any]]:
-        """Every recording started since the emulator started (``GET /dev/recordings``)."""
+    def recordings(
+        self, *, live: bool | None = None, resource_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The recordings started since the emulator started (``GET /dev/recordings``): all,
+        or only the live (or ended) ones, or the one a resource started."""
         with self._lock:
-            return [self._describe(task) for task in self._history]
+            return [
+                self._describe(task)
+                for task in self._history
+                if (live is None or (task.phase is Phase.LIVE) == live)
+                and (resource_id is None or task.resource_id == resource_id)
+            ]
 
     def recording(self, sid: str) -> dict[str, Any] | None:
         with self._lock:

@@ -5,6 +5,7 @@ the list of recordings, fault injection. Used by the CLI, the demo and the tests
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -49,8 +50,14 @@ class DevApiClient:
         result = self._request(method, path, body)
         return result if isinstance(result, dict) else {"result": result}
 
-    def recordings(self) -> list[dict[str, Any]]:
-        result = self._request("GET", "/recordings")
+    def recordings(
+        self, *, live: bool | None = None, resource_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The emulator's recordings: all (the default), only live (``live=True``) or ended
+        ones, or the one ``resource_id`` started."""
+        query = {"live": None if live is None else str(live).lower(), "resourceId": resource_id}
+        params = "&".join(f"{k}={quote(v)}" for k, v in query.items() if v is not None)
+        result = self._request("GET", "/recordings" + (f"?{params}" if params else ""))
         return result if isinstance(result, list) else list(result.get("recordings", []))
 
     def events(self, sid: str | None = None) -> list[dict[str, Any]]:

@@ -325,7 +325,7 @@ def scan_service(
 ) -> None:
     """Adopt or stop every live recording of our App ID that no active job holds by sid."""
     try:
-        known = locator.recordings()
+        known = locator.recordings(live_only=True)  # bounded by what runs, not by history
     except DevApiError as exc:
         log.warning("reconcile: cannot list recordings: %s", exc)
         return
@@ -389,9 +389,12 @@ class DevApiLocator:
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self._dev = DevApiClient(base_url, timeout=timeout)
 
-    def recordings(self) -> list[KnownRecording]:
+    def recordings(
+        self, *, live_only: bool = False, resource_id: str | None = None
+    ) -> list[KnownRecording]:
         """Raises :class:`DevApiError` when the dev API cannot be reached."""
-        return [_known(item) for item in self._dev.recordings() if isinstance(item, dict)]
+        items = self._dev.recordings(live=True if live_only else None, resource_id=resource_id)
+        return [_known(item) for item in items if isinstance(item, dict)]
 
 
 def _known(item: dict[str, Any]) -> KnownRecording:
@@ -425,7 +428,7 @@ def locator_for(settings: Settings) -> RecordingLocator | None:
         return locator
     probe = DevApiLocator(settings.api_base_url, timeout=3.0)
     try:
-        probe.recordings()
+        probe.recordings(live_only=True)
     except DevApiError:
         return None
     return locator
@@ -437,7 +440,8 @@ def find_sid(rt: Runtime, resource_id: str) -> str | None:
     if locator is None:
         return None
     try:
-        return next((r.sid for r in locator.recordings() if r.resource_id == resource_id), None)
+        found = locator.recordings(resource_id=resource_id)
+        return next((r.sid for r in found if r.resource_id == resource_id), None)
     except DevApiError as exc:
         log.warning("cannot look up the sid of a started resource: %s", exc)
         return None

@@ -40,7 +40,9 @@ class RecordingLocator(Protocol):
     such call (there, a job's own resourceId and sid are the only handle); the emulator's dev
     API does, and it is what finds recordings whose job lost track of them."""
 
-    def recordings(self) -> list[KnownRecording]: ...
+    def recordings(
+        self, *, live_only: bool = False, resource_id: str | None = None
+    ) -> list[KnownRecording]: ...
 
 
 # HTTP connections kept per host: a threads worker runs up to this many API calls at once

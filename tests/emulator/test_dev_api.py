@@ -150,6 +150,25 @@ def test_recordings_list(api: Api) -> None:
     assert requests.get(f"{api.base}/dev/recordings/nope", timeout=10).status_code == 404
 
 
+def test_recordings_filtered_by_liveness_and_resource(api: Api) -> None:
+    """The worker's reconciler asks for ?live=true: its answer is bounded by what runs."""
+    rid_ended, sid_ended = api.start("filtered", "101")
+    rid_live, sid_live = api.start("filtered", "102")
+    api.stop(rid_ended, sid_ended, "filtered", "101")
+
+    def sids(query: str) -> set[str]:
+        rows = requests.get(f"{api.base}/dev/recordings?{query}", timeout=10).json()
+        return {r["sid"] for r in rows if r["cname"] == "filtered"}
+
+    assert sids("live=true") == {sid_live}
+    assert sids("live=false") == {sid_ended}
+    assert sids(f"resourceId={rid_ended}") == {sid_ended}
+    assert sids(f"resourceId={rid_live}&live=false") == set()
+    assert sids("") == {sid_live, sid_ended}
+    bad = requests.get(f"{api.base}/dev/recordings?live=perhaps", timeout=10)
+    assert bad.status_code == 400 and "live" in bad.text
+
+
 # --- faults -------------------------------------------------------------------------------
 
 
