@@ -56,6 +56,9 @@ class Timeline:
     sid: str
     start_ms: int
     marks: list[float] = field(default_factory=list)  # media times at which phases began
+    # Media times at which each phase's change was *sent*: the previous phase may end there
+    # already (the change takes effect somewhere inside the call, which can be slow).
+    sent: list[float] = field(default_factory=list)
 
     @classmethod
     def start(cls, api: Api, cname: str, uid: str, client: dict[str, Any]) -> Timeline:
@@ -74,6 +77,7 @@ class Timeline:
     def phase(self, seconds: float, change: Callable[[], Any] | None = None) -> None:
         """Apply ``change`` (an API call), note when, and let it run for ``seconds``."""
         if change is not None:
+            self.sent.append(self.now())
             change()
             self.marks.append(self.now())
         end = self.now() + seconds
@@ -82,7 +86,7 @@ class Timeline:
     def window(self, index: int, margin: float = 0.35) -> tuple[float, float]:
         """Media-time window well inside phase ``index`` (the last phase ends at ``now``)."""
         start = self.marks[index] + margin
-        end = self.marks[index + 1] if index + 1 < len(self.marks) else self.now()
+        end = self.sent[index] if index + 1 < len(self.marks) else self.now()
         assert end - 0.1 > start, f"phase {index} too short: {start}..{end}"
         return start, end - 0.1
 
