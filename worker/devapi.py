@@ -5,7 +5,6 @@ the list of recordings, fault injection. Used by the CLI, the demo and the tests
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -55,9 +54,8 @@ class DevApiClient:
     ) -> list[dict[str, Any]]:
         """The emulator's recordings: all (the default), only live (``live=True``) or ended
         ones, or the one ``resource_id`` started."""
-        query = {"live": None if live is None else str(live).lower(), "resourceId": resource_id}
-        params = "&".join(f"{k}={quote(v)}" for k, v in query.items() if v is not None)
-        result = self._request("GET", "/recordings" + (f"?{params}" if params else ""))
+        params = {"live": None if live is None else str(live).lower(), "resourceId": resource_id}
+        result = self._request("GET", "/recordings", params=params)
         return result if isinstance(result, list) else list(result.get("recordings", []))
 
     def events(self, sid: str | None = None) -> list[dict[str, Any]]:
@@ -81,10 +79,12 @@ class DevApiClient:
         404 for ``seconds``, then it records on in ``bak<n>_`` files."""
         return self._object("POST", f"/recordings/{sid}/failover", {"seconds": seconds})
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:  # JSON of any shape
+    def _request(  # JSON of any shape
+        self, method: str, path: str, body: Any = None, params: dict[str, str | None] | None = None
+    ) -> Any:
         try:
             response = self._session.request(
-                method, self._base + path, json=body, timeout=self._timeout
+                method, self._base + path, json=body, params=params, timeout=self._timeout
             )
         except requests.RequestException as exc:
             raise DevApiError(

@@ -5,18 +5,17 @@ and HTTP clients, so `cloudrec render` starts as fast as the compositor allows."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.ops.harness import REPO, run_cli
+from tests.conftest import TEST_REDIS_URL
+from tests.ops.harness import REPO, cloudrec_env, run_cli
 from tests.test_render_cli import SCENARIO
 
 
 def _env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDREC_")}
-    return env | settings
+    return cloudrec_env(TEST_REDIS_URL, "http://127.0.0.1:9", **settings)  # nothing is called
 
 
 def test_a_bad_setting_is_one_line_naming_its_variable():
