@@ -963,9 +963,6 @@ class RecordingService:
                 raise errors.worker_not_found()
             subscribe = client.streamSubscribe
             if subscribe is not None:
-                problem = task.subscription.problem_with(subscribe)
-                if problem:
-                    raise errors.invalid_parameter(f"clientRequest.streamSubscribe.{problem}")
                 task.subscription.apply(subscribe)
             if client.storageConfig is not None:
                 task.storage = client.storageConfig

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.api_models import VENDOR_S3_COMPATIBLE, StorageConfig
+from worker.api_models import STS_VENDORS, VENDOR_S3_COMPATIBLE, StorageConfig
 
 VENDOR_S3 = 1
 # Spec 3.5, S3 (vendor 1) region codes. 23 comes from the 2021-07-30 release notes.
@@ -177,7 +177,9 @@ class S3Backend:
         return f"{base.rstrip('/')}/{storage.bucket}/{key}"
 
     def _client(self, endpoint: str | None, region: str, storage: StorageConfig) -> Any:
-        token = storage.stsToken.get_secret_value() if storage.stsToken else None
+        # spec 3.5: an STS token is used with vendors 1, 2 and 3 only; elsewhere it is ignored.
+        sts = storage.stsToken if storage.vendor in STS_VENDORS else None
+        token = sts.get_secret_value() if sts else None
         secret = storage.secretKey.get_secret_value()
         cache_key = (endpoint, region, storage.accessKey, secret, token)
         with self._lock:

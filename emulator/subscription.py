@@ -9,7 +9,7 @@ Rules (DS ``develop/subscription.md``):
   reverse.
 * streamTypes 0 records no video, 1 no audio.
 * Only the first 17 users are recorded; when one of them leaves, the 18th moves up.
-* ``update`` replaces the list of each kind it names and keeps the other kind's.
+* ``update`` replaces the list of each kind it gives a list for and keeps the other kind's.
 """
 
 from __future__ import annotations
@@ -35,26 +35,14 @@ class Subscription(SubscriptionRules):
             video_unsub=recording.unSubscribeVideoUids,
         )
 
-    def problem_with(self, update: StreamSubscribe) -> str | None:
-        """Why ``update`` cannot apply to this recording (spec 5), or None."""
-        if update.audioUidList is not None and self.stream_types == 1:
-            return (
-                "audioUidList: only applies when streamTypes is 0 or 2 "
-                "(this recording has streamTypes 1)"
-            )
-        if update.videoUidList is not None and self.stream_types == 0:
-            return (
-                "videoUidList: only applies when streamTypes is 1 or 2 "
-                "(this recording has streamTypes 0)"
-            )
-        return None
-
     def apply(self, update: StreamSubscribe) -> None:
-        """Replace the lists of each kind ``update`` names (check :meth:`problem_with` first)."""
-        if update.audioUidList is not None:
+        """Replace the lists of each kind ``update`` gives a list for. A kind this recording's
+        streamTypes does not record takes the lists and still records nothing of that kind
+        (spec 5: the lists "only apply" with those streamTypes)."""
+        if update.audioUidList is not None and update.audioUidList.given:
             self.audio_sub = update.audioUidList.subscribeAudioUids
             self.audio_unsub = update.audioUidList.unSubscribeAudioUids
-        if update.videoUidList is not None:
+        if update.videoUidList is not None and update.videoUidList.given:
             self.video_sub = update.videoUidList.subscribeVideoUids
             self.video_unsub = update.videoUidList.unSubscribeVideoUids
 

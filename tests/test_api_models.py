@@ -27,6 +27,7 @@ from worker.api_models import (
     StopClientRequest,
     StopResponse,
     StorageConfig,
+    StorageExtension,
     TranscodingConfig,
     UpdateClientRequest,
     UserBackground,
@@ -193,18 +194,19 @@ def test_pixel_budget() -> None:
     assert message.startswith("transcodingConfig.width: width x height must be at most")
 
 
-def test_layout_config_only_with_layout_3() -> None:
+def test_layout_config_is_used_with_layout_3() -> None:
     ok = TranscodingConfig.model_validate({"mixedVideoLayout": 3, "layoutConfig": [REGION] * 17})
     assert ok.layoutConfig is not None and len(ok.layoutConfig) == 17
     assert "layoutConfig: must have at most 17 entries (got 18)" in refusal(
         TranscodingConfig, {"mixedVideoLayout": 3, "layoutConfig": [REGION] * 18}
     )
-    assert refusal(LayoutUpdate, {"mixedVideoLayout": 1, "layoutConfig": [REGION]}).startswith(
-        "layoutConfig: is only allowed with mixedVideoLayout 3"
-    )
-    assert refusal(LayoutUpdate, {"mixedVideoLayout": 3}).startswith("layoutConfig: ")
-    assert refusal(LayoutUpdate, {"mixedVideoLayout": 3, "layoutConfig": []}).startswith(
-        "layoutConfig: "
+    # 3.3 says layoutConfig is "only used with layout 3": with a built-in layout it is
+    # accepted and has no effect; layout 3 without regions shows the background.
+    assert LayoutUpdate.model_validate({"mixedVideoLayout": 1, "layoutConfig": [REGION]})
+    assert LayoutUpdate.model_validate({"mixedVideoLayout": 3}).layoutConfig is None
+    assert (
+        LayoutUpdate.model_validate({"mixedVideoLayout": 3, "layoutConfig": []}).layoutConfig
+        is None
     )
     assert refusal(
         LayoutUpdate, {"mixedVideoLayout": 3, "layoutConfig": [{**REGION, "width": 1.01}]}
@@ -216,15 +218,21 @@ def test_background_color_accepted(color: str) -> None:
     assert LayoutUpdate(backgroundColor=color).backgroundColor == color
 
 
-@pytest.mark.parametrize("color", ["000000", "#00000", "#0000000", "#GG0000", "red", ""])
+@pytest.mark.parametrize("color", ["000000", "#00000", "#0000000", "#GG0000", "red", " "])
 def test_background_color_refused(color: str) -> None:
     assert refusal(LayoutUpdate, {"backgroundColor": color}).startswith("backgroundColor: must be")
 
 
+@pytest.mark.parametrize("color", ["", None])
+def test_background_color_not_given_is_black(color: str | None) -> None:
+    assert LayoutUpdate.model_validate({"backgroundColor": color}).backgroundColor == "#000000"
+
+
 def test_max_resolution_uid_rule() -> None:
     assert LayoutUpdate(mixedVideoLayout=2, maxResolutionUid="4294967295").maxResolutionUid
-    for bad in ["0", "4294967296", "abc", "-1", ""]:
+    for bad in ["0", "4294967296", "abc", "-1", " "]:
         assert refusal(LayoutUpdate, {"maxResolutionUid": bad}).startswith("maxResolutionUid: ")
+    assert LayoutUpdate.model_validate({"maxResolutionUid": ""}).maxResolutionUid is None
 
 
 def test_layout_update_omitted_fields_are_defaults() -> None:
@@ -275,18 +283,13 @@ def test_subscribe_lists(kind: str) -> None:
     )
 
 
-def test_lists_must_match_stream_types() -> None:
+def test_lists_of_a_kind_not_recorded_are_accepted() -> None:
+    # 3.2: the lists are "only valid" with those streamTypes; they have no effect otherwise.
     assert RecordingConfig.model_validate({"streamTypes": 0, "subscribeAudioUids": ["1"]})
     assert RecordingConfig.model_validate({"streamTypes": 1, "subscribeVideoUids": ["1"]})
-    assert refusal(RecordingConfig, {"streamTypes": 1, "subscribeAudioUids": ["1"]}).startswith(
-        "subscribeAudioUids: is not allowed with streamTypes 1"
-    )
-    assert refusal(RecordingConfig, {"streamTypes": 1, "unsubscribeAudioUids": ["1"]}).startswith(
-        "unSubscribeAudioUids: is not allowed with streamTypes 1"
-    )
-    assert refusal(RecordingConfig, {"streamTypes": 0, "subscribeVideoUids": ["1"]}).startswith(
-        "subscribeVideoUids: is not allowed with streamTypes 0"
-    )
+    rc = RecordingConfig.model_validate({"streamTypes": 1, "unsubscribeAudioUids": ["1"]})
+    assert rc.unSubscribeAudioUids == ["1"]
+    assert RecordingConfig.model_validate({"streamTypes": 0, "subscribeVideoUids": ["1"]})
 
 
 def test_decryption_needs_secret_and_salt() -> None:
@@ -318,7 +321,9 @@ def test_av_file_type() -> None:
     assert refusal(RecordingFileConfig, {"avFileType": ["hls", "hls"]}).startswith(
         "avFileType: must not repeat"
     )
-    assert refusal(RecordingFileConfig, {"avFileType": []}).startswith("avFileType: ")
+    # null (the Go client's unset slice) and [] are no choice: the default ["hls"]
+    assert RecordingFileConfig.model_validate({"avFileType": []}).avFileType == ["hls"]
+    assert RecordingFileConfig.model_validate({"avFileType": None}).avFileType == ["hls"]
     assert refusal(RecordingFileConfig, {"avFileType": ["hls", "flv"]}).startswith(
         "avFileType[1]: must be 'hls' or 'mp4'"
     )
@@ -390,9 +395,9 @@ def test_storage_required_fields() -> None:
 
 def test_sts_token_vendors() -> None:
     assert StorageConfig.model_validate({**STORAGE, "stsToken": "t", "stsExpiration": 1})
-    assert refusal(StorageConfig, {**STORAGE, "vendor": 5, "stsToken": "t"}).startswith(
-        "stsToken: is only supported with vendors 1, 2 and 3"
-    )
+    # only used with vendors 1, 2 and 3 (3.5); elsewhere accepted with no effect
+    assert StorageConfig.model_validate({**STORAGE, "vendor": 5, "stsToken": "t"}).stsToken
+    assert StorageConfig.model_validate({**STORAGE, "stsToken": ""}).stsToken is None
 
 
 def test_extension_params() -> None:
@@ -483,7 +488,8 @@ def test_update_request() -> None:
     assert update.streamSubscribe.videoUidList.unSubscribeVideoUids == ["444", "555"]
     wire = to_wire(update)
     assert wire["streamSubscribe"]["videoUidList"] == {"unSubscribeVideoUids": ["444", "555"]}
-    assert refusal(AudioUidList, {}).startswith("body: needs subscribeAudioUids or")
+    assert not AudioUidList.model_validate({}).given  # no list: audio stays as it is
+    assert not AudioUidList.model_validate({"subscribeAudioUids": []}).given
     assert refusal(
         UpdateClientRequest,
         {"streamSubscribe": {"audioUidList": {"subscribeAudioUids": [str(i) for i in range(40)]}}},
@@ -631,3 +637,58 @@ def test_error_body() -> None:
     gateway = ErrorBody.model_validate({"message": "API rate limit exceeded"})
     assert gateway.is_gateway and gateway.message == "API rate limit exceeded"
     assert ErrorBody.model_validate({"code": "435"}).code == 435
+
+
+# --- what real clients send for values nobody set (issue 8 item 4) -----------------------------
+
+
+@pytest.mark.parametrize("token", ["", None])
+def test_empty_or_null_token_is_no_token(token: str | None) -> None:
+    request = StartClientRequest.model_validate({**START, "token": token})
+    assert request.token is None
+    assert "token" not in to_wire(request)  # the worker never sends "token": ""
+
+
+def test_null_is_the_field_left_out() -> None:
+    rc = RecordingConfig.model_validate(
+        {"maxIdleTime": None, "transcodingConfig": None, "subscribeAudioUids": None}
+    )
+    assert (rc.maxIdleTime, rc.transcodingConfig, rc.subscribeAudioUids) == (30, None, None)
+    assert StopClientRequest.model_validate({"async_stop": None}).async_stop is False
+    # a required field sent as null is missing, named as such
+    assert refusal(StorageConfig, {**STORAGE, "bucket": None}) == "bucket: is required"
+
+
+def test_start_without_recording_config_takes_every_default() -> None:
+    # the Python client sends no recordingConfig unless given one
+    request = StartClientRequest.model_validate({"token": "", "storageConfig": STORAGE})
+    assert request.recordingConfig == RecordingConfig()
+    assert request.recordingFileConfig.avFileType == ["hls"]
+    assert refusal(StartClientRequest, {"token": ""}, "clientRequest") == (
+        "clientRequest.storageConfig: is required"
+    )
+
+
+def test_go_client_zero_values() -> None:
+    # agora-rest-client-go: layoutConfig uid/x/y/width/height/render_mode without omitempty,
+    # extensionParams sse/tag always, avFileType null when unset
+    tc = TranscodingConfig.model_validate(
+        {
+            "mixedVideoLayout": 3,
+            "layoutConfig": [
+                {"uid": "", "x_axis": 0, "y_axis": 0, "width": 0, "height": 0, "render_mode": 0}
+            ],
+        }
+    )
+    assert tc.layoutConfig is not None and tc.layoutConfig[0].uid is None
+    storage = StorageConfig.model_validate(
+        {**STORAGE, "extensionParams": {"sse": "", "tag": ""}, "fileNamePrefix": []}
+    )
+    assert storage.extensionParams == StorageExtension()
+    assert storage.fileNamePrefix is None
+    assert RecordingFileConfig.model_validate({"avFileType": None}).avFileType == ["hls"]
+
+
+def test_other_modes_fields_are_accepted() -> None:
+    assert StartClientRequest.model_validate({**START, "snapshotConfig": {"captureInterval": 5}})
+    assert UpdateClientRequest.model_validate({"webRecordingConfig": {"onhold": False}})

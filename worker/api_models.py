@@ -14,6 +14,14 @@ Rules of the module:
   misspelled or wrong-case field (8.2). The one exception is the unsubscribe lists, which accept
   both ``unsubscribe*Uids`` and ``unSubscribe*Uids`` and serialize as ``unSubscribe*Uids``
   (3.2 DISCREPANCY; the Go and Java clients use that spelling).
+* Never stricter than the real service: what Agora's own REST clients send for a value nobody
+  set is accepted and means "not given". ``null`` is the field left out (its default applies;
+  a required field is then missing); an empty string or an empty list in an optional field is
+  the same (``"token": ""`` is no token, as a channel without an App Certificate needs; the Go
+  client always sends ``layoutConfig[].uid`` and ``extensionParams.sse``/``tag``, empty when
+  unset). Rules the spec leaves as advice (``layoutConfig`` with a built-in layout, lists of a
+  kind ``streamTypes`` does not record, ``stsToken`` with another vendor) accept the value and
+  it has no effect. What section 14.8 lists stays refused with ``400 code 2`` naming the field.
 * Numbers in requests are strict (a JSON ``"30"`` is a wrong type, not 30), ranges are checked,
   and cross-field rules raise with a message that states the rule.
 * Response models are tolerant: unknown keys are ignored, and the old shapes (``filename``,
@@ -33,7 +41,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -329,9 +337,31 @@ RenderMode = Annotated[StrictInt, Between(0, 1)]  # 0 crop, 1 fit
 
 
 class _Request(BaseModel):
-    """Base of request models: unknown keys are errors, as in the real service (8.2 code 2)."""
+    """Base of request models: unknown keys are errors, as in the real service (8.2 code 2).
+
+    A ``null`` value is the key left out, and so is ``""`` or ``[]`` in a field named in
+    ``blank_means_absent`` (wire names, both spellings): that is what real clients send for a
+    value nobody set (Go's non-omitempty fields, Python's ``to_dict``), and the real service
+    takes them as not given.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+    blank_means_absent: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_absent(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None and not (key in cls.blank_means_absent and _is_blank(value))
+        }
+
+
+def _is_blank(value: Any) -> bool:
+    return (isinstance(value, str | list) and len(value) == 0) or value == {}
 
 
 class _Response(BaseModel):
@@ -343,10 +373,12 @@ class _Response(BaseModel):
 
 
 def _reject_both_spellings(data: Any, kinds: Sequence[str]) -> Any:
-    """3.2: accept ``unsubscribe*`` or ``unSubscribe*``, but not both in one object."""
+    """3.2: accept ``unsubscribe*`` or ``unSubscribe*``, but not both in one object (a ``null``
+    or empty one is not given)."""
     if isinstance(data, dict):
         for kind in kinds:
-            if f"unsubscribe{kind}Uids" in data and f"unSubscribe{kind}Uids" in data:
+            spellings = (f"unsubscribe{kind}Uids", f"unSubscribe{kind}Uids")
+            if all(data.get(key) not in (None, []) for key in spellings):
                 raise _rule_error(
                     f"send only one of unSubscribe{kind}Uids / unsubscribe{kind}Uids "
                     "(two spellings of the same field)",
@@ -370,6 +402,9 @@ def _unsubscribe_field(kind: str) -> Any:
 class LayoutRegion(_Request):
     """One ``layoutConfig`` entry (3.3): a region of the canvas, as fractions of its size."""
 
+    # The Go client always sends uid; "" is an entry filled in join order.
+    blank_means_absent = frozenset({"uid"})
+
     uid: UidStr | None = None  # omitted: regions are filled in join order
     x_axis: Fraction
     y_axis: Fraction
@@ -388,7 +423,21 @@ class UserBackground(_Request):
 
 
 class _LayoutFields(_Request):
-    """The layout subset shared by transcodingConfig (3.3) and updateLayout (6)."""
+    """The layout subset shared by transcodingConfig (3.3) and updateLayout (6).
+
+    ``layoutConfig`` is only used with layout 3 (3.3): with a built-in layout it is accepted
+    and has no effect; layout 3 without regions shows the background."""
+
+    blank_means_absent = frozenset(
+        {
+            "maxResolutionUid",
+            "backgroundColor",
+            "backgroundImage",
+            "defaultUserBackgroundImage",
+            "layoutConfig",
+            "backgroundConfig",
+        }
+    )
 
     # 0 floating, 1 best fit, 2 vertical, 3 custom (layoutConfig)
     mixedVideoLayout: Annotated[StrictInt, Between(0, 3)] = 0
@@ -398,21 +447,6 @@ class _LayoutFields(_Request):
     defaultUserBackgroundImage: NonEmptyStr | None = None
     layoutConfig: Annotated[list[LayoutRegion], Field(max_length=MAX_LAYOUT_REGIONS)] | None = None
     backgroundConfig: list[UserBackground] | None = None
-
-    @model_validator(mode="after")
-    def _custom_layout_rule(self) -> _LayoutFields:
-        # 3.3: layoutConfig is for layout 3 only, and layout 3 needs it.
-        if self.layoutConfig is not None and self.mixedVideoLayout != 3:
-            raise _rule_error(
-                "is only allowed with mixedVideoLayout 3 "
-                f"(got mixedVideoLayout {self.mixedVideoLayout})",
-                "layoutConfig",
-            )
-        if self.mixedVideoLayout == 3 and not self.layoutConfig:
-            raise _rule_error(
-                "must have at least one region when mixedVideoLayout is 3", "layoutConfig"
-            )
-        return self
 
 
 class TranscodingConfig(_LayoutFields):
@@ -452,7 +486,26 @@ class LayoutUpdate(_LayoutFields):
 
 
 class RecordingConfig(_Request):
-    """``clientRequest.recordingConfig`` for composite mode (3.2)."""
+    """``clientRequest.recordingConfig`` for composite mode (3.2).
+
+    A subscription list of a kind ``streamTypes`` does not record is accepted and has no
+    effect (3.2: the lists are "only valid" with those stream types)."""
+
+    blank_means_absent = frozenset(
+        {
+            "secret",
+            "salt",
+            "subscribeAudioUids",
+            "unSubscribeAudioUids",
+            "unsubscribeAudioUids",
+            "subscribeVideoUids",
+            "unSubscribeVideoUids",
+            "unsubscribeVideoUids",
+            "streamMode",
+            "transcodingConfig",
+            "privateParams",
+        }
+    )
 
     channelType: Annotated[StrictInt, Between(0, 1)] = 0  # 0 communication, 1 live broadcast
     streamTypes: Annotated[StrictInt, Between(0, 2)] = 2  # 0 audio, 1 video, 2 both
@@ -503,15 +556,6 @@ class RecordingConfig(_Request):
                     f"subscribe{kind}Uids and unSubscribe{kind}Uids are mutually exclusive",
                     f"unSubscribe{kind}Uids",
                 )
-        # 3.2: no audio lists when recording video only, no video lists when audio only.
-        if self.streamTypes == 1:
-            for name in ("subscribeAudioUids", "unSubscribeAudioUids"):
-                if getattr(self, name) is not None:
-                    raise _rule_error("is not allowed with streamTypes 1 (video only)", name)
-        if self.streamTypes == 0:
-            for name in ("subscribeVideoUids", "unSubscribeVideoUids"):
-                if getattr(self, name) is not None:
-                    raise _rule_error("is not allowed with streamTypes 0 (audio only)", name)
         return self
 
 
@@ -526,6 +570,9 @@ class RecordingFileConfig(_Request):
     """``clientRequest.recordingFileConfig`` (3.4). ``["hls"]``: M3U8 + TS; ``["hls","mp4"]``:
     also MP4. ``["mp4"]`` alone is an error in mix mode."""
 
+    # The Go client sends null when unset; [] is no choice either: the default applies.
+    blank_means_absent = frozenset({"avFileType"})
+
     avFileType: list[FileType] = Field(default_factory=_default_file_types)
 
     @field_validator("avFileType")
@@ -539,7 +586,10 @@ class RecordingFileConfig(_Request):
 
 
 class StorageExtension(_Request):
-    """``storageConfig.extensionParams`` (3.5)."""
+    """``storageConfig.extensionParams`` (3.5). The Go client always sends ``sse`` and ``tag``,
+    empty when unset."""
+
+    blank_means_absent = frozenset({"sse", "tag", "endpoint"})
 
     sse: Literal["kms", "aes256"] | None = None  # S3 server-side encryption
     tag: str | None = None  # Alibaba and S3 object tag
@@ -547,7 +597,11 @@ class StorageExtension(_Request):
 
 
 class StorageConfig(_Request):
-    """``clientRequest.storageConfig`` (3.5): where the service uploads the files."""
+    """``clientRequest.storageConfig`` (3.5): where the service uploads the files.
+
+    ``stsToken`` is only used with vendors 1, 2 and 3; with another vendor it has no effect."""
+
+    blank_means_absent = frozenset({"stsToken", "fileNamePrefix", "extensionParams"})
 
     vendor: StrictInt
     region: Annotated[StrictInt, Between(0, 1_000)]
@@ -591,10 +645,6 @@ class StorageConfig(_Request):
             raise _rule_error(
                 "extensionParams.endpoint is required with vendor 11", "extensionParams"
             )
-        if self.stsToken is not None and self.vendor not in STS_VENDORS:
-            raise _rule_error(
-                f"is only supported with vendors 1, 2 and 3 (got vendor {self.vendor})", "stsToken"
-            )
         return self
 
     def object_key(self, file_name: str) -> str:
@@ -624,6 +674,8 @@ def _ranges(values: Sequence[int]) -> str:
 class AcquireClientRequest(_Request):
     """acquire ``clientRequest`` (2). It may be ``{}``."""
 
+    blank_means_absent = frozenset({"excludeResourceIds", "region", "startParameter"})
+
     scene: Annotated[StrictInt, Between(0, 2)] = 0  # 0 = real-time recording (mix)
     resourceExpiredHour: Annotated[StrictInt, Between(1, 720)] = 72
     excludeResourceIds: list[str] | None = None
@@ -635,16 +687,38 @@ class AcquireClientRequest(_Request):
 
 
 class StartClientRequest(_Request):
-    """start ``clientRequest`` in mix mode (3.1)."""
+    """start ``clientRequest`` in mix mode (3.1).
+
+    ``token`` absent, ``null`` or ``""`` is no token: the channel has no App Certificate (the
+    official clients send ``""`` then). ``recordingConfig`` and ``recordingFileConfig`` left
+    out take every default (the Python client sends no recordingConfig unless given one).
+    ``snapshotConfig`` and ``extensionServiceConfig`` belong to the other modes (3.1): accepted,
+    no effect in mix."""
+
+    blank_means_absent = frozenset(
+        {
+            "token",
+            "recordingConfig",
+            "recordingFileConfig",
+            "snapshotConfig",
+            "extensionServiceConfig",
+        }
+    )
 
     token: Secret | None = None  # the recorder's RTC token; cannot be renewed
-    recordingConfig: RecordingConfig
-    recordingFileConfig: RecordingFileConfig
+    recordingConfig: RecordingConfig = Field(default_factory=lambda: RecordingConfig())
+    recordingFileConfig: RecordingFileConfig = Field(default_factory=lambda: RecordingFileConfig())
     storageConfig: StorageConfig
+    snapshotConfig: dict[str, Any] | None = None  # individual mode only
+    extensionServiceConfig: dict[str, Any] | None = None  # web mode only
 
 
 class AudioUidList(_Request):
-    """``streamSubscribe.audioUidList`` (5): one of the two lists."""
+    """``streamSubscribe.audioUidList`` (5): one of the two lists (neither: no change)."""
+
+    blank_means_absent = frozenset(
+        {"subscribeAudioUids", "unSubscribeAudioUids", "unsubscribeAudioUids"}
+    )
 
     subscribeAudioUids: UidList | None = None
     unSubscribeAudioUids: UidList | None = _unsubscribe_field("Audio")
@@ -655,13 +729,22 @@ class AudioUidList(_Request):
         return _reject_both_spellings(data, ("Audio",))
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> AudioUidList:
-        _exactly_one_list(self.subscribeAudioUids, self.unSubscribeAudioUids, "Audio")
+    def _one_list(self) -> AudioUidList:
+        _at_most_one_list(self.subscribeAudioUids, self.unSubscribeAudioUids, "Audio")
         return self
+
+    @property
+    def given(self) -> bool:
+        """Whether a list was sent (an update without one leaves audio as it is)."""
+        return self.subscribeAudioUids is not None or self.unSubscribeAudioUids is not None
 
 
 class VideoUidList(_Request):
-    """``streamSubscribe.videoUidList`` (5): one of the two lists."""
+    """``streamSubscribe.videoUidList`` (5): one of the two lists (neither: no change)."""
+
+    blank_means_absent = frozenset(
+        {"subscribeVideoUids", "unSubscribeVideoUids", "unsubscribeVideoUids"}
+    )
 
     subscribeVideoUids: UidList | None = None
     unSubscribeVideoUids: UidList | None = _unsubscribe_field("Video")
@@ -672,33 +755,47 @@ class VideoUidList(_Request):
         return _reject_both_spellings(data, ("Video",))
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> VideoUidList:
-        _exactly_one_list(self.subscribeVideoUids, self.unSubscribeVideoUids, "Video")
+    def _one_list(self) -> VideoUidList:
+        _at_most_one_list(self.subscribeVideoUids, self.unSubscribeVideoUids, "Video")
         return self
 
+    @property
+    def given(self) -> bool:
+        """Whether a list was sent (an update without one leaves video as it is)."""
+        return self.subscribeVideoUids is not None or self.unSubscribeVideoUids is not None
 
-def _exactly_one_list(sub: list[str] | None, unsub: list[str] | None, kind: str) -> None:
+
+def _at_most_one_list(sub: list[str] | None, unsub: list[str] | None, kind: str) -> None:
     if sub is not None and unsub is not None:
         raise _rule_error(
             f"subscribe{kind}Uids and unSubscribe{kind}Uids are mutually exclusive",
             f"unSubscribe{kind}Uids",
         )
-    if sub is None and unsub is None:
-        raise _rule_error(f"needs subscribe{kind}Uids or unSubscribe{kind}Uids")
 
 
 class StreamSubscribe(_Request):
-    """update ``clientRequest.streamSubscribe`` (5)."""
+    """update ``clientRequest.streamSubscribe`` (5). A list of a kind the recording's
+    streamTypes does not record is accepted and has no effect ("only applies" with those)."""
+
+    blank_means_absent = frozenset({"audioUidList", "videoUidList"})
 
     audioUidList: AudioUidList | None = None  # only with streamTypes 0 or 2
     videoUidList: VideoUidList | None = None  # only with streamTypes 1 or 2
 
 
 class UpdateClientRequest(_Request):
-    """update ``clientRequest`` (5): new subscription lists and/or a refreshed storageConfig."""
+    """update ``clientRequest`` (5): new subscription lists and/or a refreshed storageConfig.
+    ``webRecordingConfig`` and ``rtmpPublishConfig`` belong to web mode (5): accepted, no effect
+    in mix."""
+
+    blank_means_absent = frozenset(
+        {"streamSubscribe", "storageConfig", "webRecordingConfig", "rtmpPublishConfig"}
+    )
 
     streamSubscribe: StreamSubscribe | None = None
     storageConfig: StorageConfig | None = None
+    webRecordingConfig: dict[str, Any] | None = None  # web mode only
+    rtmpPublishConfig: dict[str, Any] | None = None  # web mode only
 
 
 class StopClientRequest(_Request):

@@ -76,6 +76,13 @@ class JobSpec(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     callback: Callback | None = None
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        # An empty token is no token (a channel without App Certificate), as for the service
+        # (spec 3.1); the start request then carries no token field at all.
+        return None if value == "" else value
+
     @field_validator("job_id")
     @classmethod
     def _job_id_shape(cls, value: str | None) -> str | None:

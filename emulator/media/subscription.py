@@ -6,7 +6,7 @@ One definition serves the live service (``emulator.subscription``) and the offli
 * ``subscribe*Uids`` is a whitelist, ``unSubscribe*Uids`` (or ``unsubscribe*Uids``) a
   blacklist; ``"#allstream#"`` in either means every uid.
 * A list (white or black) set for one kind only means nothing of the other kind.
-* streamTypes 0 records no video, 1 no audio.
+* streamTypes 0 records no video, 1 no audio; lists of the kind not recorded have no effect.
 """
 
 from __future__ import annotations
@@ -43,13 +43,18 @@ class SubscriptionRules:
     def audio_for(self, uid: str) -> bool:
         if self.stream_types == 1:
             return False
-        video_lists = self.video_sub is not None or self.video_unsub is not None
+        # Video lists have no effect when no video is recorded (streamTypes 0).
+        video_lists = self.stream_types != 0 and (
+            self.video_sub is not None or self.video_unsub is not None
+        )
         return _subscribed(uid, self.audio_sub, self.audio_unsub, video_lists)
 
     def video_for(self, uid: str) -> bool:
         if self.stream_types == 0:
             return False
-        audio_lists = self.audio_sub is not None or self.audio_unsub is not None
+        audio_lists = self.stream_types != 1 and (
+            self.audio_sub is not None or self.audio_unsub is not None
+        )
         return _subscribed(uid, self.video_sub, self.video_unsub, audio_lists)
 
 
@@ -65,7 +70,8 @@ def _subscribed(
 
 
 def _uids(mapping: Mapping[str, Any], *keys: str) -> list[str] | None:
+    # An empty list is a list nobody set, as null is (what worker.api_models does too).
     for key in keys:
-        if mapping.get(key) is not None:
+        if mapping.get(key):
             return [str(uid) for uid in mapping[key]]
     return None

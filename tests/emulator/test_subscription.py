@@ -170,11 +170,6 @@ UPDATE_RULES = [
         "unSubscribeVideoUids / unsubscribeVideoUids (two spellings of the same field)",
     ),
     (
-        {"audioUidList": {}},
-        "clientRequest.streamSubscribe.audioUidList: needs subscribeAudioUids or "
-        "unSubscribeAudioUids",
-    ),
-    (
         {"videoUidList": {"subscribeVideoUids": [str(i) for i in range(1, 34)]}},
         "clientRequest.streamSubscribe.videoUidList.subscribeVideoUids: must have at most 32 "
         "entries (got 33)",
@@ -195,39 +190,45 @@ def test_update_rules_answer_code_2(api: Api, subscribe: dict[str, Any], reason:
     assert (r.status_code, r.json()) == (400, {"code": 2, "reason": reason})
 
 
+def test_lists_of_a_kind_not_recorded_are_accepted_and_change_nothing(
+    service: RecordingService,
+) -> None:
+    # spec 3.2 / 5: the lists are "only valid" / "only apply" with those streamTypes; the
+    # service takes them and still records nothing of that kind.
+    join(service, "1")
+    audio_only = start(service, uid="9001", streamTypes=0, subscribeVideoUids=["1"])
+    video_only = start(service, uid="9002", streamTypes=1, unsubscribeAudioUids=["2"])
+    assert seen(service, audio_only) == [("1", False, True)]
+    assert seen(service, video_only) == [("1", True, False)]
+    body = {
+        "cname": "room",
+        "uid": "9001",
+        "clientRequest": {"streamSubscribe": {"videoUidList": {"subscribeVideoUids": ["1"]}}},
+    }
+    assert (
+        service.update("app", _resource_of(service, audio_only), audio_only, "mix", body)[0] == 200
+    )
+    assert seen(service, audio_only) == [("1", False, True)]
+
+
 @pytest.mark.parametrize(
-    ("recording", "reason"),
+    "subscribe",
     [
-        (
-            {"streamTypes": 0, "subscribeVideoUids": ["1"]},
-            "clientRequest.recordingConfig.subscribeVideoUids: is not allowed with streamTypes 0 "
-            "(audio only)",
-        ),
-        (
-            {"streamTypes": 1, "unsubscribeAudioUids": ["1"]},
-            "clientRequest.recordingConfig.unSubscribeAudioUids: is not allowed with streamTypes "
-            "1 (video only)",
-        ),
+        {"audioUidList": {}},
+        {"audioUidList": {"subscribeAudioUids": []}},
+        {"audioUidList": None, "videoUidList": {"unSubscribeVideoUids": None}},
+        {},
     ],
 )
-def test_start_rules_answer_code_2(api: Api, recording: dict[str, Any], reason: str) -> None:
-    rid = api.acquire("room", "100")
-    r = api.start_raw(rid, "room", "100", start_request(**recording))
-    assert (r.status_code, r.json()) == (400, {"code": 2, "reason": reason})
-
-
-def test_update_of_the_kind_a_recording_does_not_record(api: Api) -> None:
-    rid, sid = api.start("room", "100", start_request(streamTypes=0))
-    body = {"streamSubscribe": {"videoUidList": {"subscribeVideoUids": ["1"]}}}
-    r = api.update(rid, sid, "room", "100", body)
-    assert (r.status_code, r.json()) == (
-        400,
-        {
-            "code": 2,
-            "reason": "clientRequest.streamSubscribe.videoUidList: only applies when streamTypes "
-            "is 1 or 2 (this recording has streamTypes 0)",
-        },
-    )
+def test_an_update_without_a_list_changes_nothing(
+    service: RecordingService, subscribe: dict[str, Any]
+) -> None:
+    join(service, "1")
+    join(service, "2")
+    sid = start(service, subscribeAudioUids=["1"], subscribeVideoUids=["2"])
+    body = {"cname": "room", "uid": "9000", "clientRequest": {"streamSubscribe": subscribe}}
+    assert service.update("app", _resource_of(service, sid), sid, "mix", body)[0] == 200
+    assert seen(service, sid) == [("1", False, True), ("2", True, False)]
 
 
 def test_layout_with_18_regions_is_refused(api: Api) -> None:

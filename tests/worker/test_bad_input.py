@@ -98,7 +98,8 @@ MUTATIONS: list[tuple[str, tuple[str, ...], st.SearchStrategy[Any]]] = [
     (
         f"{TC}.backgroundColor",
         ("recordingConfig", "transcodingConfig", "backgroundColor"),
-        st.one_of(st.text(alphabet="xyz#", max_size=8), st.integers()),
+        # "" is no colour given (the default), as on the service
+        st.one_of(st.text(alphabet="xyz#", min_size=1, max_size=8), st.integers()),
     ),
     (
         "recordingConfig.subscribeAudioUids",
@@ -108,7 +109,7 @@ MUTATIONS: list[tuple[str, tuple[str, ...], st.SearchStrategy[Any]]] = [
     (
         "recordingFileConfig.avFileType",
         ("recordingFileConfig", "avFileType"),
-        st.sampled_from([["mp4"], [], ["xyz"], "hls"]),
+        st.sampled_from([["mp4"], ["xyz"], "hls", ["hls", "hls"]]),  # [] is the default
     ),
     ("storage", ("storage",), st.text(alphabet="qwz", min_size=1, max_size=6)),
     (
