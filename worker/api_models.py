@@ -361,6 +361,8 @@ class _Request(BaseModel):
 
 
 def _is_blank(value: Any) -> bool:
+    if isinstance(value, SecretStr):  # a model built in code: the same rule as on the wire
+        return not value.get_secret_value()
     return (isinstance(value, str | list) and len(value) == 0) or value == {}
 
 

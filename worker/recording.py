@@ -130,7 +130,9 @@ def _job_token(rt: Runtime, spec: JobSpec, via_broker: bool) -> SecretStr | None
             "Flower shows it); seal it with worker.vault.seal_token, or submit through "
             "tasks.recording.submit_and_start / cloudrec record"
         )
-    return rt.vault.unseal(spec.token)
+    token = rt.vault.unseal(spec.token)
+    # A sealed empty token is no token either: the start then carries no token field.
+    return token if token.get_secret_value() else None
 
 
 def allocate_uid(settings: Settings, job_id: str, attempt: int) -> str:
