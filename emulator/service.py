@@ -244,6 +244,15 @@ def _validate(model: type[ModelT], data: Any) -> ModelT:
         raise errors.invalid_parameter(describe_validation_error(exc)) from None
 
 
+def _optional_client_request(body: Any) -> Any:
+    """``body`` with a missing or ``null`` clientRequest read as ``{}``: every field of it is
+    optional for acquire, update, updateLayout and stop (the Go client's low-level API sends
+    ``null`` for a request built without one)."""
+    if isinstance(body, dict) and body.get("clientRequest") is None:
+        return {**body, "clientRequest": {}}
+    return body
+
+
 def _default_recorder_factory(
     config: MediaConfig,
     *,
@@ -867,7 +876,7 @@ class RecordingService:
         cname = body.get("cname") if isinstance(body, dict) else None
         if isinstance(cname, str) and channel_name_problem(cname):
             raise errors.invalid_channel_name()  # spec 2: acquire answers 401, not 2
-        request = _validate(ApiRequest[AcquireClientRequest], body)
+        request = _validate(ApiRequest[AcquireClientRequest], _optional_client_request(body))
         resource = Resource(
             resource_id=secrets.token_urlsafe(168),  # 224 URL-safe characters, opaque
             appid=appid,
@@ -954,7 +963,7 @@ class RecordingService:
 
     def update(self, appid: str, resource_id: str, sid: str, mode: str, body: Any) -> ApiResult:
         self._check_mode(mode)
-        request = _validate(ApiRequest[UpdateClientRequest], body)
+        request = _validate(ApiRequest[UpdateClientRequest], _optional_client_request(body))
         client = request.clientRequest
         with self._lock:
             task = self._task(appid, resource_id, sid, "update")
@@ -972,7 +981,7 @@ class RecordingService:
         self, appid: str, resource_id: str, sid: str, mode: str, body: Any
     ) -> ApiResult:
         self._check_mode(mode)
-        request = _validate(ApiRequest[LayoutUpdate], body)
+        request = _validate(ApiRequest[LayoutUpdate], _optional_client_request(body))
         # spec 6: the whole layout is replaced; omitted fields are back to their defaults.
         spec = layout_spec_from_api(
             request.clientRequest.model_dump(mode="json", exclude_none=True)
@@ -989,7 +998,7 @@ class RecordingService:
 
     def stop(self, appid: str, resource_id: str, sid: str, mode: str, body: Any) -> ApiResult:
         self._check_mode(mode)
-        request = _validate(ApiRequest[StopClientRequest], body)
+        request = _validate(ApiRequest[StopClientRequest], _optional_client_request(body))
         with self._lock:
             task = self._task(appid, resource_id, sid, "stop")
             self._check_identity(task, request.cname, request.uid)

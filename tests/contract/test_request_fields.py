@@ -307,6 +307,7 @@ def test_start_refuses_what_the_service_refuses(
 
 ACQUIRE_CASES: list[tuple[str, Any]] = [
     ("clientRequest {}", {}),
+    ("clientRequest null", None),
     ("defaults", {"scene": 0, "resourceExpiredHour": 72, "regionAffinity": 0}),
     ("Go: scene 0 always, the rest omitted", {"scene": 0}),
     (
@@ -332,7 +333,7 @@ ACQUIRE_CASES: list[tuple[str, Any]] = [
 @pytest.mark.parametrize(
     "client", [case[1] for case in ACQUIRE_CASES], ids=[case[0] for case in ACQUIRE_CASES]
 )
-def test_acquire(agora: Agora, client: dict[str, Any]) -> None:
+def test_acquire(agora: Agora, client: dict[str, Any] | None) -> None:
     uid = str(next(_uids))
     r = agora.acquire({"cname": CNAME, "uid": uid, "clientRequest": client}, JSON_UTF8)
     assert r.status_code == 200, r.text
@@ -387,6 +388,7 @@ def test_query(agora: Agora, live: tuple[str, str, str], request_kw: dict[str, A
 
 UPDATE_CASES: list[tuple[str, Any]] = [
     ("clientRequest {} (Python, no streamSubscribe)", {}),
+    ("clientRequest null (Go, nil)", None),
     ("streamSubscribe {}", {"streamSubscribe": {}}),
     ("streamSubscribe null", {"streamSubscribe": None}),
     (
@@ -431,7 +433,7 @@ UPDATE_CASES: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize("client", [c[1] for c in UPDATE_CASES], ids=[c[0] for c in UPDATE_CASES])
-def test_update(agora: Agora, live: tuple[str, str, str], client: dict[str, Any]) -> None:
+def test_update(agora: Agora, live: tuple[str, str, str], client: dict[str, Any] | None) -> None:
     rid, sid, uid = live
     r = agora.update(rid, sid, {"cname": CNAME, "uid": uid, "clientRequest": client})
     assert r.status_code == 200, r.text
@@ -441,6 +443,7 @@ def test_update(agora: Agora, live: tuple[str, str, str], client: dict[str, Any]
 
 LAYOUT_CASES: list[tuple[str, Any]] = [
     ("clientRequest {} (every default)", {}),
+    ("clientRequest null (every default)", None),
     (
         "defaults",
         {"mixedVideoLayout": 0, "backgroundColor": "#000000"},
@@ -492,7 +495,9 @@ LAYOUT_CASES: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize("client", [c[1] for c in LAYOUT_CASES], ids=[c[0] for c in LAYOUT_CASES])
-def test_update_layout(agora: Agora, live: tuple[str, str, str], client: dict[str, Any]) -> None:
+def test_update_layout(
+    agora: Agora, live: tuple[str, str, str], client: dict[str, Any] | None
+) -> None:
     rid, sid, uid = live
     r = agora.update_layout(rid, sid, {"cname": CNAME, "uid": uid, "clientRequest": client})
     assert r.status_code == 200, r.text
@@ -504,6 +509,7 @@ def test_update_layout(agora: Agora, live: tuple[str, str, str], client: dict[st
 
 STOP_CASES: list[tuple[str, Any, bool]] = [
     ("clientRequest {}", {}, False),
+    ("clientRequest null (Go, nil)", None, False),
     ("async_stop false (Go, always sent)", {"async_stop": False}, False),
     ("async_stop null", {"async_stop": None}, False),
     ("async_stop true", {"async_stop": True}, True),
@@ -515,7 +521,9 @@ STOP_CASES: list[tuple[str, Any, bool]] = [
     [(c[1], c[2]) for c in STOP_CASES],
     ids=[c[0] for c in STOP_CASES],
 )
-def test_stop(agora: Agora, server: EmulatorServer, client: dict[str, Any], is_async: bool) -> None:
+def test_stop(
+    agora: Agora, server: EmulatorServer, client: dict[str, Any] | None, is_async: bool
+) -> None:
     body = _fresh_uid(START_BODY)
     rid, sid = agora.started(body)
     agora.running(rid, sid)
