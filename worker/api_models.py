@@ -345,7 +345,12 @@ class _Request(BaseModel):
     takes them as not given.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        json_schema_extra=lambda schema, cls: _describe_absent_values(schema, cls),
+    )
     blank_means_absent: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
@@ -358,6 +363,33 @@ class _Request(BaseModel):
             for key, value in data.items()
             if value is not None and not (key in cls.blank_means_absent and _is_blank(value))
         }
+
+
+_NULL_SCHEMA: dict[str, Any] = {"type": "null"}
+_BLANK_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string", "maxLength": 0},
+    "array": {"type": "array", "maxItems": 0},
+    "object": {"type": "object", "maxProperties": 0},
+}
+
+
+def _describe_absent_values(schema: dict[str, Any], cls: Any) -> None:
+    """The JSON schema (the emulator's OpenAPI) says what validation does: every optional
+    property may be ``null``, and those in ``blank_means_absent`` also ``""`` / ``[]`` / ``{}``
+    (a required one sent as ``null`` is missing)."""
+    blank: frozenset[str] = getattr(cls, "blank_means_absent", frozenset())
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        options = list(prop["anyOf"]) if "anyOf" in prop else [prop]
+        if name in blank:
+            options += [_BLANK_SCHEMAS["string"], _BLANK_SCHEMAS["array"], _BLANK_SCHEMAS["object"]]
+        if _NULL_SCHEMA not in options:
+            options.append(_NULL_SCHEMA)
+        if len(options) > 1:
+            keep = {k: v for k, v in prop.items() if k in ("title", "description", "default")}
+            schema["properties"][name] = {**keep, "anyOf": options}
 
 
 def _is_blank(value: Any) -> bool:

@@ -61,12 +61,19 @@ def test_openapi_describes_the_rest_api(api: Api) -> None:
     }
     components = schema["components"]["schemas"]
     recording = components["RecordingConfig"]["properties"]
-    assert recording["maxIdleTime"]["minimum"] == 5
-    assert recording["maxIdleTime"]["maximum"] == 2592000
+    # every field may be null (not given); optional ones may be empty too (issue 8 item 4)
+    assert {"type": "null"} in recording["maxIdleTime"]["anyOf"]
+    assert recording["maxIdleTime"]["anyOf"][0]["minimum"] == 5
+    assert recording["maxIdleTime"]["anyOf"][0]["maximum"] == 2592000
     assert components["RecordingConfig"]["additionalProperties"] is False
     transcoding = components["TranscodingConfig"]["properties"]
-    assert transcoding["backgroundColor"]["pattern"] == "^#[0-9A-Fa-f]{6}$"
-    assert components["StorageConfig"]["properties"]["secretKey"]["writeOnly"] is True
+    assert transcoding["backgroundColor"]["anyOf"][0]["pattern"] == "^#[0-9A-Fa-f]{6}$"
+    assert {"type": "string", "maxLength": 0} in transcoding["backgroundColor"]["anyOf"]
+    assert {"type": "string", "maxLength": 0} in (
+        components["StartClientRequest"]["properties"]["token"]["anyOf"]
+    )
+    secret_key = components["StorageConfig"]["properties"]["secretKey"]
+    assert secret_key["writeOnly"] is True and secret_key["minLength"] == 1  # required
     assert schema["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"
     assert "HTTPValidationError" not in components  # no 422 is ever sent
     for operations in paths.values():
