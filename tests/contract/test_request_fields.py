@@ -191,12 +191,18 @@ START_CASES: list[tuple[str, dict[tuple[str, ...], Any]]] = [
             (*TC, "layoutConfig"): None,
             (*SC, "fileNamePrefix"): None,
             (*SC, "stsToken"): None,
+            (*SC, "stsExpiration"): None,
             (*SC, "extensionParams"): None,
+            (*CR, "extensionServiceConfig"): None,
         },
     ),
     (
         "storage optionals empty",
         {(*SC, "stsToken"): "", (*SC, "fileNamePrefix"): [], (*SC, "extensionParams"): {}},
+    ),
+    (
+        "extensionParams fields empty",
+        {(*SC, "extensionParams"): {"sse": "", "tag": "", "endpoint": ""}},
     ),
     ("snapshotConfig null (Go struct, unset)", {(*CR, "snapshotConfig"): None}),
     # what the official clients send (spec 12)
@@ -327,6 +333,7 @@ ACQUIRE_CASES: list[tuple[str, Any]] = [
     ),
     ("startParameter: the start clientRequest", {"startParameter": START_BODY["clientRequest"]}),
     ("region and affinity", {"region": "NA", "regionAffinity": 4, "resourceExpiredHour": 1}),
+    ("excludeResourceIds (backup recording)", {"excludeResourceIds": ["a-resource-id"]}),
 ]
 
 
