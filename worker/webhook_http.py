@@ -137,8 +137,8 @@ def _category(address: IPAddress) -> str | None:
         ("the unspecified address", address.is_unspecified),
         ("a link-local address", address.is_link_local),
         ("a multicast address", address.is_multicast),
-        ("a private address", address.is_private),
         ("a reserved address", address.is_reserved),
+        ("a private address", address.is_private),
         ("not a globally routable address", not address.is_global),
     )
     return next((name for name, hit in checks if hit), None)
