@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -59,8 +60,16 @@ def _dispatcher(stop: threading.Event, interval: float) -> None:
 
 
 @pytest.fixture
-def stack(redis_url: str, emulator_server: object, tmp_path: Path) -> Iterator[Stack]:
-    settings = Settings(
+def stack_settings() -> dict[str, Any]:
+    """Settings a test module changes in its stack: override this fixture there."""
+    return {}
+
+
+@pytest.fixture
+def stack(
+    redis_url: str, emulator_server: object, tmp_path: Path, stack_settings: dict[str, Any]
+) -> Iterator[Stack]:
+    values: dict[str, Any] = dict(
         redis_url=redis_url,
         api_base_url=emulator_server.base_url,  # type: ignore[attr-defined]
         api_rate_limit=10,
@@ -72,6 +81,7 @@ def stack(redis_url: str, emulator_server: object, tmp_path: Path) -> Iterator[S
         orphan_scan_interval=0,
         dev_api=True,
     )
+    settings = Settings(**(values | stack_settings))
     configure(settings)
     stop = threading.Event()
     ticker = threading.Thread(target=_dispatcher, args=(stop, 0.25), daemon=True)
