@@ -2,7 +2,8 @@
 
 Every failure a caller or a task can see is one of these classes. Third-party errors
 (``requests``, ``redis``, ``pydantic``) are translated into them at exactly one boundary each
-(:mod:`worker.client` for HTTP, :mod:`worker.jobs` for spec validation) with ``raise ... from``.
+(:mod:`worker.client` for HTTP, :mod:`worker.webhook_http` for webhooks,
+:mod:`worker.jobs` for spec validation) with ``raise ... from``.
 
 ::
 

@@ -152,7 +152,7 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise WebhookError(None, f"cannot resolve {host!r} ({exc})") from None
+        raise WebhookError(None, f"cannot resolve {host!r} ({exc})") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -230,7 +230,7 @@ def post(
     except TimeoutError:
         raise WebhookError(None, f"no answer within the {timeout:g} s deadline") from None
     except (OSError, ssl.SSLError) as exc:
-        raise WebhookError(None, type(exc).__name__) from None
+        raise WebhookError(None, type(exc).__name__) from exc
     if not 200 <= status < 300:
         raise WebhookError(status, "not a 2xx answer")
     return status
