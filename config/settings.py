@@ -7,10 +7,59 @@ emulator so that ``cloudrec demo`` needs no configuration at all.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
+from typing import Annotated, Any
+
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STORAGE_PROFILE = "default"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+WEBHOOK_SECRET_PREFIX = "whsec_"
+MIN_WEBHOOK_KEY_BYTES = 24  # the Standard Webhooks specification: 24 to 64 random bytes
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret ``whsec_<base64>``.
+
+    Raises ValueError naming CLOUDREC_WEBHOOK_SECRET (never echoing it) if it has another form.
+    """
+    rule = (
+        f"CLOUDREC_WEBHOOK_SECRET must be {WEBHOOK_SECRET_PREFIX!r} followed by the base64 of "
+        f"at least {MIN_WEBHOOK_KEY_BYTES} random bytes (Standard Webhooks; see the README)"
+    )
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(rule)
+    encoded = secret[len(WEBHOOK_SECRET_PREFIX) :]
+    encoded += "=" * (-len(encoded) % 4)  # unpadded base64 is common (and accepted by receivers)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(rule) from None
+    if len(key) < MIN_WEBHOOK_KEY_BYTES:
+        raise ValueError(rule)
+    return key
+
+
+def parse_networks(value: Any) -> tuple[IPNetwork, ...]:
+    """CLOUDREC_WEBHOOK_ALLOW: comma-separated addresses or networks (``127.0.0.1/32,::1``)."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=True))
+        except ValueError as exc:
+            raise ValueError(
+                f"CLOUDREC_WEBHOOK_ALLOW: {text!r} is not an IP address or network ({exc}); "
+                "give comma-separated addresses or networks such as 127.0.0.1/32,10.0.0.0/8"
+            ) from None
+    return tuple(networks)
 
 
 class StorageProfile(BaseModel):
@@ -32,6 +81,8 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         case_sensitive=False,
         extra="ignore",
+        # A refused value may be a secret: errors name the variable and the rule, never echo it.
+        hide_input_in_errors=True,
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -65,12 +116,19 @@ class Settings(BaseSettings):
     dispatch_lookahead: float = Field(default=3.0, ge=0, le=10)
     stop_lease: float = Field(default=5.0, ge=1, le=60)
 
-    # Completion callbacks (worker.callbacks): webhooks are signed with HMAC-SHA256 under this
-    # key (a spec with a webhook is refused while it is unset), retried with backoff until
-    # delivered or until this many seconds after the job ended.
+    # Completion callbacks (worker.callbacks): webhooks are signed per Standard Webhooks with
+    # this ``whsec_<base64>`` secret (a spec with a webhook is refused while it is unset),
+    # retried with backoff until delivered or until this many seconds after the job ended.
     webhook_secret: SecretStr | None = None
     callback_give_up_after: float = Field(default=3600.0, gt=0)
-    webhook_timeout: float = Field(default=10.0, gt=0)
+    # One delivery's whole wall-clock budget: resolve, connect, TLS, send, read the status line.
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
+    # Webhook targets must be public addresses; these may be targeted anyway (an internal
+    # receiver). Comma-separated addresses or networks.
+    webhook_allow: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    # Deliveries one worker runs at once (the rest wait, holding no slot); None: a quarter of
+    # the worker's pool, at least one.
+    callback_slots: int | None = Field(default=None, ge=1)
     callback_queue: str = "celery"  # where callback tasks go: the caller's workers consume it
 
     # The reconciler (worker.reconcile, beat every 30 s).
@@ -83,6 +141,18 @@ class Settings(BaseSettings):
     # None: use it when the API base URL answers GET /dev/recordings (the emulator does, the
     # real service does not).
     dev_api: bool | None = None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            webhook_key(value.get_secret_value())  # refuse a bad form at load, not at delivery
+        return value
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: Any) -> tuple[IPNetwork, ...]:
+        return parse_networks(value)
 
     @field_validator("storage")
     @classmethod

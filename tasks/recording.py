@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from celery import Task, chain
 from celery.exceptions import Retry
+from celery.signals import worker_init
 
 from worker import callbacks, recording
 from worker.celery_app import PRIORITY, PRIORITY_STEPS, RECORDING_QUEUE, app, runtime
@@ -209,11 +210,34 @@ def stop(self: Task, job_id: str) -> None:
 
 @app.task(name="recording.callback", bind=True, priority=PRIORITY["callback"], max_retries=None)
 def callback(self: Task, job_id: str) -> None:
-    """Deliver a finished job's completion callbacks (:mod:`worker.callbacks`)."""
-    rt = runtime()
-    retry_in = callbacks.run_callbacks(rt, job_id, _send_callback_task)
+    """Deliver a finished job's completion callbacks (:mod:`worker.callbacks`), in one of this
+    worker's few delivery slots."""
+    retry_in = callbacks.deliver(
+        runtime(),
+        job_id,
+        _send_callback_task,
+        node=self.request.hostname or "local",
+        pool_size=_pool_size(),
+        waited=self.request.retries or 0,
+    )
     if retry_in is not None:
         raise self.retry(countdown=retry_in, max_retries=None)
+
+
+_worker: dict[str, Any] = {}
+
+
+@worker_init.connect
+def _remember_worker(sender: Any = None, **_: Any) -> None:
+    # The pool size is the worker's, not a setting: a task learns it from here (forked prefork
+    # children inherit it).
+    _worker["controller"] = sender
+
+
+def _pool_size() -> int:
+    controller = _worker.get("controller")
+    sizes = (getattr(controller, "concurrency", 0), getattr(controller, "max_concurrency", 0))
+    return max([s for s in sizes if isinstance(s, int)] or [1])
 
 
 def _send_callback_task(name: str, args: list[Any]) -> None:

@@ -19,8 +19,11 @@ Reliability choices (design.md section 3):
   no healthy message is ever held that long.
 - Message priorities (``PRIORITY``): a job's next step is served before new jobs.
 - Two queues, so a backlog of starts never delays a stop: ``cloudrec.control`` (stop, dispatch)
-  and ``cloudrec.recording`` (submit, acquire, start, watch, callback, reconcile). Completion
-  callback *tasks* named by a job go to ``CLOUDREC_CALLBACK_QUEUE`` (the caller's workers).
+  and ``cloudrec.recording`` (submit, acquire, start, watch, reconcile). Completion callbacks
+  (``recording.callback``) have their own, ``cloudrec.callbacks``, and a bounded share of each
+  worker (:mod:`worker.callbacks`): a slow webhook receiver never holds what a stop needs.
+  Completion callback *tasks* named by a job go to ``CLOUDREC_CALLBACK_QUEUE`` (the caller's
+  workers).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from worker.runtime import Runtime
 
 CONTROL_QUEUE = "cloudrec.control"
 RECORDING_QUEUE = "cloudrec.recording"
+CALLBACKS_QUEUE = "cloudrec.callbacks"
 DISPATCH_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
 VISIBILITY_TIMEOUT = 300  # longer than any countdown (< 60 s) or task run (a stop: < 60 s)
@@ -95,13 +99,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": RECORDING_QUEUE,
         # Each queue its own exchange and key: a bare Queue(name) would be bound to the default
         # exchange under the default queue's key, so both queues would share one binding.
-        "task_queues": [_queue(CONTROL_QUEUE), _queue(RECORDING_QUEUE)],
+        "task_queues": [_queue(CONTROL_QUEUE), _queue(RECORDING_QUEUE), _queue(CALLBACKS_QUEUE)],
         "task_routes": {
             "recording.stop": {"queue": CONTROL_QUEUE},
             "recording.dispatch": {"queue": CONTROL_QUEUE},
             # Not on the control queue: a round over 10,000 jobs takes a second of CPU, and
             # that second belongs to the stops.
             "recording.reconcile": {"queue": RECORDING_QUEUE},
+            "recording.callback": {"queue": CALLBACKS_QUEUE},
             "recording.*": {"queue": RECORDING_QUEUE},
         },
         "worker_hijack_root_logger": False,

@@ -160,7 +160,7 @@ def emulator(
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
     """Run a Celery worker for the recording queues."""
-    from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure
+    from worker.celery_app import CALLBACKS_QUEUE, CONTROL_QUEUE, RECORDING_QUEUE, app, configure
 
     _logging(_settings(ctx), loglevel.upper())
     configure(_settings(ctx))
@@ -171,7 +171,7 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> No
         [
             "worker",
             "-Q",
-            f"{CONTROL_QUEUE},{RECORDING_QUEUE}",
+            f"{CONTROL_QUEUE},{RECORDING_QUEUE},{CALLBACKS_QUEUE}",
             "-c",
             str(concurrency),
             "--pool",

@@ -2,7 +2,8 @@
 
 Every failure a caller or a task can see is one of these classes. Third-party errors
 (``requests``, ``redis``, ``pydantic``) are translated into them at exactly one boundary each
-(:mod:`worker.client` for HTTP, :mod:`worker.jobs` for spec validation) with ``raise ... from``.
+(:mod:`worker.client` for HTTP, :mod:`worker.webhook_http` for webhooks,
+:mod:`worker.jobs` for spec validation) with ``raise ... from``.
 
 ::
 
@@ -11,6 +12,7 @@ Every failure a caller or a task can see is one of these classes. Third-party er
     ├── JobNotFound               no job record with that id
     ├── RateLimitWait             the shared API budget is spent: try again after ``retry_after``
     ├── WebhookError              a completion webhook was not delivered (:mod:`worker.callbacks`)
+    │   └── WebhookRefused        its target is not allowed (not public, credentials): never sent
     └── ApiError                  the recording API failed; carries operation, status, code, reason,
         │                         request id and the :class:`Action` the worker takes
         ├── TransportError        no HTTP answer (connect error, timeout): RETRY
@@ -82,6 +84,15 @@ class WebhookError(CloudrecError):
         super().__init__(f"webhook not delivered: {shown}")
         self.status = status
         self.reason = reason
+
+
+class WebhookRefused(WebhookError):
+    """A webhook target the policy refuses (:mod:`worker.webhook_http`): a non-public address
+    not in CLOUDREC_WEBHOOK_ALLOW, a URL with credentials. Permanent: nothing was sent."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(None, f"refused: {rule}")
+        self.rule = rule
 
 
 class ApiError(CloudrecError):

@@ -35,7 +35,8 @@ from worker.api_models import (
     UidStr,
     describe_validation_error,
 )
-from worker.errors import JobSpecError
+from worker.errors import JobSpecError, WebhookRefused
+from worker.webhook_http import literal_address, parse_target, refusal
 
 _JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -54,6 +55,18 @@ class Callback(BaseModel):
     def _task_name(cls, value: str | None) -> str | None:
         if value is not None and not _TASK_NAME_RE.fullmatch(value):
             raise ValueError(f"must be a Celery task name like 'app.on_recording' (got {value!r})")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _no_credentials(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        # They would be stored on the job and sent in the clear; receivers authenticate
+        # deliveries by their Standard Webhooks signature instead.
+        if value is not None and (value.username is not None or value.password is not None):
+            raise ValueError(
+                "must not carry credentials (user:password@); receivers verify the "
+                "webhook-signature header instead"
+            )
         return value
 
 
@@ -144,6 +157,7 @@ def parse_job_spec(data: Any, settings: Settings) -> JobSpec:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise JobSpecError("; ".join([describe_validation_error(exc), *problems])) from None
+    problems += _webhook_target_problems(spec, settings)
     if problems:
         raise JobSpecError("; ".join(problems))
     return spec
@@ -161,10 +175,29 @@ def _settings_problems(data: dict[str, Any], settings: Settings) -> list[str]:
     callback = data.get("callback")
     if isinstance(callback, dict) and callback.get("webhook") and settings.webhook_secret is None:
         problems.append(
-            "callback.webhook: needs CLOUDREC_WEBHOOK_SECRET (the key its HMAC-SHA256 "
-            "signature is made with); none is configured"
+            "callback.webhook: needs CLOUDREC_WEBHOOK_SECRET (the Standard Webhooks "
+            "whsec_ secret its signature is made with); none is configured"
         )
     return problems
+
+
+def _webhook_target_problems(spec: JobSpec, settings: Settings) -> list[str]:
+    """A webhook to a literal address that is not public is refused now (a host name is
+    resolved and checked at each delivery, :mod:`worker.webhook_http`)."""
+    url = spec.callback.webhook if spec.callback else None
+    if url is None:
+        return []
+    try:
+        address = literal_address(parse_target(str(url)).host)
+    except WebhookRefused as exc:
+        return [f"callback.webhook: {exc.rule}"]
+    why = refusal(address, settings.webhook_allow) if address is not None else None
+    if why is None:
+        return []
+    return [
+        f"callback.webhook: must target a public address; {why} (list an internal receiver "
+        "in CLOUDREC_WEBHOOK_ALLOW)"
+    ]
 
 
 def resolve_times(spec: JobSpec, settings: Settings, now: float) -> JobTimes:

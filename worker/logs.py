@@ -148,12 +148,15 @@ class PlainFormatter(logging.Formatter):
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold (customer secret, storage keys, vault key)."""
+    """Every secret value the settings hold (customer secret, storage keys, vault key, webhook
+    secret)."""
     values = [settings.customer_secret.get_secret_value()]
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
     if settings.vault_key is not None:
         values.append(settings.vault_key.get_secret_value())
+    if settings.webhook_secret is not None:
+        values.append(settings.webhook_secret.get_secret_value())
     return values
 
 

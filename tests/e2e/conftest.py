@@ -7,17 +7,25 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
+from worker.celery_app import (
+    CALLBACKS_QUEUE,
+    CONTROL_QUEUE,
+    RECORDING_QUEUE,
+    app,
+    configure,
+    runtime,
+)
 from worker.devapi import DevApiClient
 from worker.runtime import Runtime
 
-WEBHOOK_SECRET = "e2e-webhook-signing-key"
+WEBHOOK_SECRET = "whsec_ZTJlLXdlYmhvb2stc2lnbmluZy1rZXktMzItYnl0ZXM="  # Standard Webhooks form
 
 
 @dataclass
@@ -52,18 +60,28 @@ def _dispatcher(stop: threading.Event, interval: float) -> None:
 
 
 @pytest.fixture
-def stack(redis_url: str, emulator_server: object, tmp_path: Path) -> Iterator[Stack]:
-    settings = Settings(
+def stack_settings() -> dict[str, Any]:
+    """Settings a test module changes in its stack: override this fixture there."""
+    return {}
+
+
+@pytest.fixture
+def stack(
+    redis_url: str, emulator_server: object, tmp_path: Path, stack_settings: dict[str, Any]
+) -> Iterator[Stack]:
+    values: dict[str, Any] = dict(
         redis_url=redis_url,
         api_base_url=emulator_server.base_url,  # type: ignore[attr-defined]
         api_rate_limit=10,
         start_confirm_timeout=20,
         failover_window=5,
         webhook_secret=WEBHOOK_SECRET,
+        webhook_allow="127.0.0.1/32",  # the tests' webhook receivers listen on loopback
         orphan_grace=2,
         orphan_scan_interval=0,
         dev_api=True,
     )
+    settings = Settings(**(values | stack_settings))
     configure(settings)
     stop = threading.Event()
     ticker = threading.Thread(target=_dispatcher, args=(stop, 0.25), daemon=True)
@@ -74,7 +92,7 @@ def stack(redis_url: str, emulator_server: object, tmp_path: Path) -> Iterator[S
         perform_ping_check=False,
         # The default "celery" queue too: completion callback tasks go there (tests register
         # their receiving tasks on the same app).
-        queues=[CONTROL_QUEUE, RECORDING_QUEUE, settings.callback_queue],
+        queues=[CONTROL_QUEUE, RECORDING_QUEUE, CALLBACKS_QUEUE, settings.callback_queue],
         shutdown_timeout=30,
     ):
         ticker.start()
