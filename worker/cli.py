@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -106,7 +106,9 @@ OFFLINE_COMMANDS = frozenset({"render"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cloudrec", prog_name="cloudrec", message="%(prog)s %(version)s")
+@click.version_option(
+    None, "--version", "-V", package_name="cloudrec", message="cloudrec %(version)s"
+)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """cloudrec: composite cloud recordings run by Celery workers."""
@@ -310,11 +312,10 @@ def health(ctx: click.Context, check_beat: bool, max_age: float, as_json: bool) 
     click.echo("ok")
 
 
-def _health_json(problems: list[str]) -> None:
-    """Print the health report as JSON; exit 1 if there is any problem."""
+def _health_json(problems: list[str]) -> NoReturn:
+    """Print the health report as JSON; exit 1 if there is any problem, else 0."""
     click.echo(json.dumps({"ok": not problems, "problems": problems}))
-    if problems:
-        sys.exit(Exit.ERROR)
+    sys.exit(Exit.ERROR if problems else Exit.OK)
 
 
 def _redis_problem(url: str) -> str | None:
