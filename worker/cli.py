@@ -123,16 +123,23 @@ def _logging(settings: Settings, level: int | str) -> None:
 
 
 def main() -> None:
-    import redis
-
     try:
         cli(standalone_mode=True)
-    except redis.RedisError as exc:  # Redis went away mid-command: one line, no traceback
-        click.echo(f"Error: Redis does not answer: {_redis_error(exc)}", err=True)
-        sys.exit(Exit.REDIS_DOWN)
     except CloudrecError as exc:  # pragma: no cover - click handles most; this is the backstop
         click.echo(f"Error: {exc}", err=True)
         sys.exit(Exit.ERROR)
+    except Exception as exc:
+        if not _is_redis_error(exc):
+            raise
+        # Redis went away in the middle of a command: one line, no traceback.
+        click.echo(f"Error: Redis does not answer: {_redis_error(exc)}", err=True)
+        sys.exit(Exit.REDIS_DOWN)
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    # Without importing redis: `cloudrec render` never loads it.
+    redis = sys.modules.get("redis")
+    return redis is not None and isinstance(exc, redis.RedisError)
 
 
 def _redis_error(exc: BaseException) -> str:
