@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,13 +49,12 @@ def _record(job_id: str, state: JobState = S.QUEUED, **fields: object) -> JobRec
     return JobRecord.model_validate(values)
 
 
-def _one_line_error(result: object, code: int, *fragments: str) -> str:
+def _one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
     """The command failed with ``code`` and said why in one line, with no traceback."""
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)  # type: ignore[attr-defined]
-    stderr: str = result.stderr  # type: ignore[attr-defined]
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
