@@ -442,10 +442,15 @@ class JobStore:
                     # An id used again after its old record expired: not the old one's to purge.
                     pipe.zrem(ENDED_KEY, record.job_id)
                     pipe.sadd(state_key(record.state), record.job_id)
-                    self._purge(
-                        keys=[JOBS_KEY, ENDED_KEY],
-                        args=[time.time() - self.retention, PURGE_ON_CREATE],
-                        client=pipe,
+                    # EVAL, not a registered script: in a pipeline that would cost a round trip
+                    # (SCRIPT EXISTS) per create. Redis caches the compiled script by its hash.
+                    pipe.eval(
+                        _PURGE_LUA,
+                        2,
+                        JOBS_KEY,
+                        ENDED_KEY,
+                        time.time() - self.retention,
+                        PURGE_ON_CREATE,
                     )
                     pipe.execute()
                     log.info(
