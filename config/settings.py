@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     customer_secret: SecretStr = SecretStr("demo-secret")
     api_rate_limit: float = Field(default=10.0, gt=0)
     max_duration: int = Field(default=14400, ge=1)
+    # Bounds on the times a job gives (worker.jobs): a start_at further ahead than this is a
+    # mistake (a wrong year or time zone), not a plan; recurring recordings are schedules.
+    max_start_ahead: int = Field(default=30 * 86400, ge=60)
+    # How long an ended job (its record and its place in the listing) is kept, seconds.
+    job_retention: int = Field(default=30 * 86400, ge=60)
     storage: dict[str, StorageProfile] = Field(
         default_factory=lambda: {DEFAULT_STORAGE_PROFILE: StorageProfile()}
     )

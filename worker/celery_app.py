@@ -35,6 +35,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from config import Settings
+from worker.logs import connect_celery_logging
 from worker.runtime import Runtime
 
 CONTROL_QUEUE = "cloudrec.control"
@@ -178,3 +179,6 @@ def runtime() -> Runtime:
 
 
 configure(Settings())
+# Every process started from this app (`celery -A worker.celery_app worker|beat` as much as
+# `cloudrec worker|beat`) logs the same way: set up through Celery's own signals.
+connect_celery_logging(settings)

@@ -1,14 +1,21 @@
-"""The ``cloudrec`` command line (design.md section 8 fixes its commands and flags)."""
+"""The ``cloudrec`` command line (design.md section 8 fixes its commands and flags).
+
+Scripts depend on it: every command that reports has ``--json``, errors are one line on stderr
+(never a traceback), and the exit code says what happened (:class:`Exit`, documented in the
+README's "Command line" section).
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
+import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -28,6 +35,44 @@ if TYPE_CHECKING:
 
 LAYOUTS = {"floating": 0, "best-fit": 1, "vertical": 2, "custom": 3}
 STREAMS = {"audio": 0, "video": 1, "both": 2}
+
+
+class Exit(enum.IntEnum):
+    """Exit codes. A job's end has its own code, so a script can tell them apart."""
+
+    OK = 0  # the command did what it was asked; for a job: it ended completed
+    ERROR = 1  # refused or failed (an invalid spec, an API or dev API error)
+    USAGE = 2  # bad options or arguments, or a spec file that is not a JSON object
+    NOT_FOUND = 3  # no such job or schedule
+    REDIS_DOWN = 4  # Redis does not answer
+    EMPTY = 10  # the job ended empty: nobody published
+    IDLE_EXIT = 11  # the recorder left by itself after maxIdleTime
+    FAILED = 12
+    CANCELLED = 13
+    ACTIVE = 14  # `status`: the job has not ended yet
+
+
+STATE_EXIT = {
+    JobState.COMPLETED: Exit.OK,
+    JobState.EMPTY: Exit.EMPTY,
+    JobState.IDLE_EXIT: Exit.IDLE_EXIT,
+    JobState.FAILED: Exit.FAILED,
+    JobState.CANCELLED: Exit.CANCELLED,
+}
+
+
+def state_exit(state: JobState) -> Exit:
+    """The exit code that tells a job's state apart (any active state: :attr:`Exit.ACTIVE`)."""
+    return STATE_EXIT.get(state, Exit.ACTIVE)
+
+
+class CliError(click.ClickException):
+    """One line on stderr, ``Error: <message>``, and the exit code of its kind."""
+
+    def __init__(self, message: str, code: Exit = Exit.ERROR) -> None:
+        super().__init__(message)
+        # click reads exit_code from the instance; its stub declares a ClassVar.
+        object.__setattr__(self, "exit_code", int(code))
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -61,6 +106,9 @@ OFFLINE_COMMANDS = frozenset({"render"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    None, "--version", "-V", package_name="cloudrec", message="cloudrec %(version)s"
+)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """cloudrec: composite cloud recordings run by Celery workers."""
@@ -79,7 +127,39 @@ def main() -> None:
         cli(standalone_mode=True)
     except CloudrecError as exc:  # pragma: no cover - click handles most; this is the backstop
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(Exit.ERROR)
+    except Exception as exc:
+        if not _is_redis_error(exc):
+            raise
+        # Redis went away in the middle of a command: one line, no traceback.
+        click.echo(f"Error: Redis does not answer: {_redis_error(exc)}", err=True)
+        sys.exit(Exit.REDIS_DOWN)
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    # Without importing redis: `cloudrec render` never loads it.
+    redis = sys.modules.get("redis")
+    return redis is not None and isinstance(exc, redis.RedisError)
+
+
+def _redis_error(exc: BaseException) -> str:
+    """The error's kind and message: redis-py's messages name host and port, never a password."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _runtime(ctx: click.Context) -> Any:
+    """The runtime for a command that reads or writes Redis, after a ping with short timeouts:
+    a Redis that is down or does not answer is one line and :attr:`Exit.REDIS_DOWN` in
+    seconds, not a hang or a traceback."""
+    from worker.celery_app import configure, runtime
+
+    settings = _settings(ctx)
+    configure(settings)
+    problem = _redis_problem(settings.redis_url)
+    if problem is not None:
+        raise CliError(problem, Exit.REDIS_DOWN)
+    return runtime()
 
 
 # -- services ----------------------------------------------------------------------------------
@@ -148,7 +228,13 @@ def emulator(
     )
 
 
-@cli.command()
+# Options cloudrec does not know go to Celery as they are: `cloudrec worker -n w1@%h
+# --autoscale 8,2 -Q cloudrec.control` is `celery -A worker.celery_app worker ...` with
+# cloudrec's defaults in front (Celery takes the last of a repeated option).
+PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+@cli.command(context_settings=PASS_THROUGH)
 @click.option("-c", "--concurrency", default=4, show_default=True, type=int)
 @click.option(
     "--pool",
@@ -157,42 +243,40 @@ def emulator(
     type=click.Choice(["prefork", "threads", "solo"]),
 )
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
-    """Run a Celery worker for the recording queues."""
-    from worker.celery_app import CALLBACKS_QUEUE, CONTROL_QUEUE, RECORDING_QUEUE, app, configure
+def worker(
+    ctx: click.Context, concurrency: int, pool: str, loglevel: str, celery_args: tuple[str, ...]
+) -> None:
+    """Run a Celery worker for the recording queues (the app's task_queues).
 
-    _logging(_settings(ctx), loglevel.upper())
-    configure(_settings(ctx))
-    from worker.logs import install_task_log_context
-
-    install_task_log_context()  # every line a task logs carries its job id, cname and sid
-    app.worker_main(
-        [
-            "worker",
-            "-Q",
-            f"{CONTROL_QUEUE},{RECORDING_QUEUE},{CALLBACKS_QUEUE}",
-            "-c",
-            str(concurrency),
-            "--pool",
-            pool,
-            "-E",
-            "-l",
-            loglevel,
-        ]
-    )
-
-
-@cli.command()
-@click.option("-l", "--loglevel", default="INFO", show_default=True)
-@click.pass_context
-def beat(ctx: click.Context, loglevel: str) -> None:
-    """Run celery beat: the deadline dispatcher, the reconciler, scheduled recordings."""
+    Any other option is Celery's (`celery worker --help`): -Q, -n, --autoscale, ...
+    """
     from worker.celery_app import app, configure
 
     _logging(_settings(ctx), loglevel.upper())
     configure(_settings(ctx))
-    app.start(["beat", "-l", loglevel])
+    # Logging, the job fields of each task's lines and redaction are installed by the app's
+    # own signals (worker.logs.connect_celery_logging), as under `celery -A worker.celery_app`.
+    app.worker_main(
+        ["worker", "-c", str(concurrency), "--pool", pool, "-E", "-l", loglevel, *celery_args]
+    )
+
+
+@cli.command(context_settings=PASS_THROUGH)
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def beat(ctx: click.Context, loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Run celery beat: the deadline dispatcher, the reconciler, scheduled recordings.
+
+    Any other option is Celery's (`celery beat --help`), e.g. --pidfile, --max-interval.
+    """
+    from worker.celery_app import app, configure
+
+    _logging(_settings(ctx), loglevel.upper())
+    configure(_settings(ctx))
+    app.start(["beat", "-l", loglevel, *celery_args])
 
 
 @cli.command()
@@ -213,9 +297,13 @@ def metrics(ctx: click.Context, host: str, port: int) -> None:
 @cli.command()
 @click.option("--beat", "check_beat", is_flag=True, help="also require an active celery beat")
 @click.option("--max-age", default=30.0, show_default=True, help="seconds since beat's last tick")
+@click.option("--json", "as_json", is_flag=True, help='{"ok": bool, "problems": [...]}')
 @click.pass_context
-def health(ctx: click.Context, check_beat: bool, max_age: float) -> None:
-    """Exit 0 if Redis answers (and, with --beat, a beat holds the lock and ticks)."""
+def health(ctx: click.Context, check_beat: bool, max_age: float, as_json: bool) -> None:
+    """Exit 0 if Redis answers (and, with --beat, a beat holds the lock and ticks); else 1.
+
+    Only 0 and 1, as container healthchecks expect.
+    """
     from worker.celery_app import app, configure
     from worker.schedules import beat_problem
 
@@ -224,19 +312,27 @@ def health(ctx: click.Context, check_beat: bool, max_age: float) -> None:
     problem = _redis_problem(settings.redis_url)
     if problem is None and check_beat:
         problem = beat_problem(app, time.time(), max_age)
+    if as_json:
+        _health_json([problem] if problem is not None else [])
     if problem is not None:
         raise click.ClickException(problem)
     click.echo("ok")
 
 
+def _health_json(problems: list[str]) -> NoReturn:
+    """Print the health report as JSON; exit 1 if there is any problem, else 0."""
+    click.echo(json.dumps({"ok": not problems, "problems": problems}))
+    sys.exit(Exit.ERROR if problems else Exit.OK)
+
+
 def _redis_problem(url: str) -> str | None:
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, retry=None)
     try:
         client.ping()
     except redis.RedisError as exc:
-        return f"Redis does not answer: {type(exc).__name__}"
+        return f"Redis does not answer: {_redis_error(exc)}"
     finally:
         client.close()
     return None
@@ -466,13 +562,16 @@ def record(
     wait: bool,
     as_json: bool,
 ) -> None:
-    """Record CNAME: submit a job and print its id."""
+    """Record CNAME: submit a job and print its id.
+
+    With --wait, the exit code is the job's end: 0 completed, 10 empty, 11 idle_exit, 12 failed,
+    13 cancelled.
+    """
     from tasks.recording import submit_and_start
-    from worker.celery_app import configure, runtime
 
     spec = build_spec(
         cname,
-        base=json.load(spec_file) if spec_file else None,
+        base=read_spec_file(spec_file) if spec_file else None,
         duration=duration,
         layout=layout,
         size=size,
@@ -487,17 +586,43 @@ def record(
         uid=uid,
         job_id=job_id,
     )
-    configure(_settings(ctx))
-    rt = runtime()
+    rt = _runtime(ctx)
     try:
         job, _ = submit_and_start(rt, spec)
     except CloudrecError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc)) from None
     if wait:
         job = follow_job(rt.store, job.job_id, quiet=as_json)
     click.echo(json.dumps(job.status_json(), indent=2) if as_json else job.job_id)
-    if wait and job.state != JobState.COMPLETED:
-        sys.exit(1)
+    if wait:
+        sys.exit(state_exit(job.state))
+
+
+def read_spec_file(spec_file: IO[str]) -> dict[str, Any]:
+    """A ``--spec`` file's JSON object; anything else is one line naming the cause (exit 2)."""
+    name = getattr(spec_file, "name", "--spec")
+    try:
+        data = json.load(spec_file)
+    except UnicodeDecodeError as exc:
+        raise CliError(f"--spec {name}: not UTF-8 text ({exc.reason})", Exit.USAGE) from None
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"--spec {name}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            Exit.USAGE,
+        ) from None
+    except RecursionError:
+        raise CliError(f"--spec {name}: JSON nested too deeply", Exit.USAGE) from None
+    if not isinstance(data, dict):
+        raise CliError(
+            f"--spec {name}: must be a JSON object (a job spec), got a JSON {_json_kind(data)}",
+            Exit.USAGE,
+        )
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def follow_job(store: Any, job_id: str, *, quiet: bool = False, poll: float = 0.5) -> JobRecord:
@@ -591,6 +716,8 @@ def _file_progress(job: JobRecord) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):  # a stored time no clock reaches: show it, never crash
+        return "-"
     whole = max(round(seconds), 0)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
@@ -679,22 +806,21 @@ def _watch_job(store: JobStore, job_id: str, interval: float) -> JobRecord:
 @click.option("--interval", default=1.0, show_default=True, help="seconds between refreshes")
 @click.pass_context
 def status(ctx: click.Context, job_id: str, as_json: bool, watch: bool, interval: float) -> None:
-    """Show one job."""
-    from worker.celery_app import configure, runtime
-
-    configure(_settings(ctx))
-    store = runtime().store
+    """Show one job. The exit code is its state: 0 completed, 10 empty, 11 idle_exit,
+    12 failed, 13 cancelled, 14 not ended yet (3: no such job)."""
+    store = _runtime(ctx).store
     try:
         if watch and not as_json:
-            _watch_job(store, job_id, interval)
-            return
-        job = follow_job(store, job_id, quiet=True) if watch else store.get(job_id)
+            job = _watch_job(store, job_id, interval)
+        else:
+            job = follow_job(store, job_id, quiet=True) if watch else store.get(job_id)
+            if as_json:
+                click.echo(json.dumps(job.status_json(), indent=2))
+            else:
+                _print_job(job)
     except JobNotFound as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(job.status_json(), indent=2))
-    else:
-        _print_job(job)
+        raise CliError(str(exc), Exit.NOT_FOUND) from None
+    sys.exit(state_exit(job.state))
 
 
 def _print_job(job: JobRecord) -> None:
@@ -711,73 +837,120 @@ def _print_job(job: JobRecord) -> None:
         click.echo(f"  error: {job.error}")
 
 
-def _list_jobs(store: JobStore, state: str | None, limit: int) -> list[JobRecord]:
-    ids = store.ids(JobState(state) if state else None, limit)
-    return [j for j in (store.find(i) for i in ids) if j is not None]
+ACTIVE_CHOICE = "active"  # `jobs --state active`: every job that has not ended
+
+
+def _list_jobs(store: JobStore, state: str | None, limit: int, offset: int = 0) -> list[JobRecord]:
+    return [job for page in _job_pages(store, state, limit, offset) for job in page]
+
+
+def _job_pages(
+    store: JobStore, state: str | None, limit: int, offset: int
+) -> Iterator[list[JobRecord]]:
+    """The listing's records a page at a time (``limit`` 0: every one), each page read with
+    pipelined round trips: no round trip per job, and memory for one page only."""
+    active = state == ACTIVE_CHOICE
+    chosen = JobState(state) if state and not active else None
+    pages = store.iter_ids(chosen, offset=offset, limit=limit or None, active=active)
+    for ids in pages:
+        yield store.listed_records(ids)
 
 
 @cli.command()
-@click.option("--state", type=click.Choice([s.value for s in JobState]))
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", default=50, show_default=True)
+@click.option(
+    "--state",
+    type=click.Choice([ACTIVE_CHOICE, *(s.value for s in JobState)]),
+    help="only jobs in this state (active: every job that has not ended)",
+)
+@click.option("--json", "as_json", is_flag=True, help="a JSON array of status objects")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0), help="0: all")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--watch", is_flag=True, help="refresh in place until Ctrl-C")
 @click.option("--interval", default=1.0, show_default=True, help="seconds between refreshes")
 @click.pass_context
 def jobs(
-    ctx: click.Context, state: str | None, as_json: bool, limit: int, watch: bool, interval: float
+    ctx: click.Context,
+    state: str | None,
+    as_json: bool,
+    limit: int,
+    offset: int,
+    watch: bool,
+    interval: float,
 ) -> None:
-    """List jobs, newest first."""
-    from worker.celery_app import configure, runtime
+    """List jobs, newest first: --limit of them from --offset (the next page: --offset
+    OFFSET+LIMIT)."""
+    store = _runtime(ctx).store
+    if watch:
+        live_until(
+            lambda now: jobs_table(_list_jobs(store, state, limit, offset), now), _never, interval
+        )
+        return
+    pages = _job_pages(store, state, limit, offset)
+    if as_json:
+        _echo_json_array(job.status_json() for page in pages for job in page)
+        return
+    for page in pages:
+        now = time.time()
+        click.echo("\n".join(_job_line(job, now) for job in page))
+
+
+def _job_line(job: JobRecord, now: float) -> str:
     from worker.store import iso
 
-    configure(_settings(ctx))
-    store = runtime().store
-    if watch:
-        live_until(lambda now: jobs_table(_list_jobs(store, state, limit), now), _never, interval)
-        return
-    records = _list_jobs(store, state, limit)
-    if as_json:
-        click.echo(json.dumps([j.status_json() for j in records], indent=2))
-        return
-    now = time.time()
-    for job in records:
-        view = job_view(job, now)
-        click.echo(
-            f"{job.job_id:<34} {view['state']:<10} {job.cname:<20} "
-            f"elapsed {view['elapsed']:<8} left {view['remaining']:<8} stop {iso(job.stop_at)}"
-        )
+    view = job_view(job, now)
+    return (
+        f"{job.job_id:<34} {view['state']:<10} {job.cname:<20} "
+        f"elapsed {view['elapsed']:<8} left {view['remaining']:<8} stop {iso(job.stop_at) or '-'}"
+    )
+
+
+def _echo_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written as it is produced (a listing of 100,000 jobs is not held whole)."""
+    out = sys.stdout
+    empty = True
+    out.write("[")
+    for item in items:
+        out.write("\n  " if empty else ",\n  ")
+        out.write(json.dumps(item, indent=2).replace("\n", "\n  "))
+        empty = False
+    out.write("]\n" if empty else "\n]\n")
 
 
 def _never() -> bool:
     return False
 
 
-def _stop_command(ctx: click.Context, job_id: str, reason: str) -> None:
+def _stop_command(ctx: click.Context, job_id: str, reason: str, as_json: bool) -> None:
     from tasks.recording import request_stop
-    from worker.celery_app import configure, runtime
 
-    configure(_settings(ctx))
+    rt = _runtime(ctx)
     try:
-        job = request_stop(runtime(), job_id, reason)
+        job = request_stop(rt, job_id, reason)
     except JobNotFound as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{job_id}: {job.state}" + ("" if job.terminal else f" ({reason} requested)"))
+        raise CliError(str(exc), Exit.NOT_FOUND) from None
+    if as_json:
+        # The job as `status --json` shows it, and what was asked: a script can poll to the end.
+        click.echo(json.dumps({**job.status_json(), "requested": reason}, indent=2))
+    else:
+        click.echo(f"{job_id}: {job.state}" + ("" if job.terminal else f" ({reason} requested)"))
 
 
 @cli.command()
 @click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="the job's status JSON, plus requested")
 @click.pass_context
-def stop(ctx: click.Context, job_id: str) -> None:
+def stop(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Stop a recording now, before its deadline (it ends completed)."""
-    _stop_command(ctx, job_id, "stop")
+    _stop_command(ctx, job_id, "stop", as_json)
 
 
 @cli.command()
 @click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="the job's status JSON, plus requested")
 @click.pass_context
-def cancel(ctx: click.Context, job_id: str) -> None:
+def cancel(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Cancel a job: never started if still queued, stopped at once if recording."""
-    _stop_command(ctx, job_id, "cancel")
+    _stop_command(ctx, job_id, "cancel", as_json)
 
 
 # -- scheduled recordings ----------------------------------------------------------------------
@@ -788,19 +961,27 @@ def schedule() -> None:
 
 def _book(ctx: click.Context) -> ScheduleBook:
     from tasks.schedules import schedule_book
-    from worker.celery_app import configure, runtime
 
-    configure(_settings(ctx))
-    return schedule_book(runtime())
+    return schedule_book(_runtime(ctx))
 
 
 def _schedule_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    from worker.schedules import ScheduleError
+    from worker.schedules import ScheduleError, ScheduleNotFound
 
     try:
         return func(*args, **kwargs)
+    except ScheduleNotFound as exc:
+        raise CliError(str(exc), Exit.NOT_FOUND) from None
     except (ScheduleError, JobSpecError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc)) from None
+
+
+def _schedule_done(book: ScheduleBook, name: str, as_json: bool, what: str) -> None:
+    """After a change: the schedule as `schedule list --json` shows it, or one line."""
+    if as_json:
+        click.echo(json.dumps(_schedule_call(book.info, name).as_json(), indent=2))
+    else:
+        click.echo(f"schedule {name}: {what}")
 
 
 @schedule.command("add")
@@ -823,10 +1004,7 @@ def schedule_add(
     """Add schedule NAME: each firing records the --spec template as job NAME:<slot time>."""
     from worker.schedules import Trigger
 
-    try:
-        template = json.load(spec_file)
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"--spec: not valid JSON: {exc}") from None
+    template = read_spec_file(spec_file)
     book = _book(ctx)
     trigger = _schedule_call(Trigger.parse, cron, every)
     _schedule_call(book.add, name, trigger, template, duration)
@@ -860,29 +1038,37 @@ def schedule_list(ctx: click.Context, as_json: bool) -> None:
 
 @schedule.command("remove")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help='{"name": NAME, "removed": true}')
 @click.pass_context
-def schedule_remove(ctx: click.Context, name: str) -> None:
+def schedule_remove(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove schedule NAME (jobs it already submitted are not touched)."""
     _schedule_call(_book(ctx).remove, name)
-    click.echo(f"schedule {name}: removed")
+    if as_json:
+        click.echo(json.dumps({"name": name, "removed": True}))
+    else:
+        click.echo(f"schedule {name}: removed")
 
 
 @schedule.command("pause")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="the schedule as `schedule list --json`")
 @click.pass_context
-def schedule_pause(ctx: click.Context, name: str) -> None:
+def schedule_pause(ctx: click.Context, name: str, as_json: bool) -> None:
     """Stop firing schedule NAME until it is resumed."""
-    _schedule_call(_book(ctx).pause, name)
-    click.echo(f"schedule {name}: paused")
+    book = _book(ctx)
+    _schedule_call(book.pause, name)
+    _schedule_done(book, name, as_json, "paused")
 
 
 @schedule.command("resume")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="the schedule as `schedule list --json`")
 @click.pass_context
-def schedule_resume(ctx: click.Context, name: str) -> None:
+def schedule_resume(ctx: click.Context, name: str, as_json: bool) -> None:
     """Fire schedule NAME again, from its next slot (missed slots are not caught up)."""
-    _schedule_call(_book(ctx).resume, name)
-    click.echo(f"schedule {name}: resumed")
+    book = _book(ctx)
+    _schedule_call(book.resume, name)
+    _schedule_done(book, name, as_json, "resumed")
 
 
 @cli.command()

@@ -201,23 +201,61 @@ def _webhook_target_problems(spec: JobSpec, settings: Settings) -> list[str]:
 
 
 def resolve_times(spec: JobSpec, settings: Settings, now: float) -> JobTimes:
-    """When the job starts (None: now) and must stop; enforces CLOUDREC_MAX_DURATION.
+    """When the job starts (None: now) and must stop, within the documented bounds:
+
+    - ``start_at`` at most ``CLOUDREC_MAX_START_AHEAD`` seconds ahead, and at most
+      ``CLOUDREC_MAX_DURATION`` in the past (later than that, the whole recording would be over:
+      a wrong date or time zone, not a late submit);
+    - ``duration`` 1 to ``CLOUDREC_MAX_DURATION`` seconds;
+    - ``stop_at`` after the start (and now), at most ``CLOUDREC_MAX_DURATION`` after it.
 
     With neither ``duration`` nor ``stop_at`` the recording runs to the hard cap: a recording
-    without a deadline is exactly the orphan this product exists to prevent.
+    without a deadline is exactly the orphan this product exists to prevent. Every time stored
+    is therefore within days of now, so nothing that formats one can overflow.
     """
-    start = spec.start_at.timestamp() if spec.start_at else None
+    start = _epoch(spec.start_at, "start_at")
+    if start is not None:
+        _check_start(start, settings, now)
     begin = max(start or now, now)
-    if spec.stop_at is not None:
-        stop = spec.stop_at.timestamp()
+    if spec.duration is not None and spec.duration > settings.max_duration:
+        raise JobSpecError(_over_cap("duration", settings, f"{spec.duration} s"))
+    stop = _epoch(spec.stop_at, "stop_at")
+    if stop is not None:
         if stop <= begin:
             raise JobSpecError("stop_at: must be later than start_at and than now")
+        if stop - begin > settings.max_duration:
+            raise JobSpecError(_over_cap("stop_at", settings, f"{stop - begin:.0f} s"))
     else:
         stop = begin + (spec.duration or settings.max_duration)
-    if stop - begin > settings.max_duration:
-        field = "duration" if spec.stop_at is None else "stop_at"
-        raise JobSpecError(
-            f"{field}: the recording may last at most CLOUDREC_MAX_DURATION = "
-            f"{settings.max_duration} s (got {stop - begin:.0f} s)"
-        )
     return JobTimes(start_at=start if start and start > now else None, stop_at=stop)
+
+
+def _epoch(moment: datetime | None, field: str) -> float | None:
+    if moment is None:
+        return None
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        raise JobSpecError(f"{field}: must be a time between the years 1 and 9999") from None
+
+
+def _check_start(start: float, settings: Settings, now: float) -> None:
+    ahead = settings.max_start_ahead
+    if start > now + ahead:
+        raise JobSpecError(
+            f"start_at: must be at most CLOUDREC_MAX_START_AHEAD = {ahead} s "
+            f"({ahead / 86400:g} days) from now (got {(start - now) / 86400:.1f} days ahead); "
+            "recurring recordings are schedules (cloudrec schedule add)"
+        )
+    if start < now - settings.max_duration:
+        raise JobSpecError(
+            f"start_at: must not be more than CLOUDREC_MAX_DURATION = {settings.max_duration} s "
+            f"in the past (got {now - start:.0f} s ago)"
+        )
+
+
+def _over_cap(field: str, settings: Settings, got: str) -> str:
+    return (
+        f"{field}: the recording may last at most CLOUDREC_MAX_DURATION = "
+        f"{settings.max_duration} s (got {got})"
+    )

@@ -165,10 +165,14 @@ def setup_logging(
     *,
     json_lines: bool = False,
     secrets: Iterable[str] = (),
+    logfile: str | None = None,
 ) -> None:
-    """Send every logger's lines to stderr, one per line, with the bound context attached."""
+    """Send every logger's lines to stderr (or ``logfile``), one per line, with the bound
+    context attached."""
     redact = Redactor(secrets)
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = (
+        logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(JsonFormatter(redact) if json_lines else PlainFormatter(redact))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
@@ -235,3 +239,37 @@ def install_task_log_context(lookup: JobLookup | None = runtime_job_lookup) -> N
 
     task_prerun.connect(_bind, weak=False, dispatch_uid="cloudrec-log-context-bind")
     task_postrun.connect(_unbind, weak=False, dispatch_uid="cloudrec-log-context-unbind")
+
+
+# -- every process Celery starts ------------------------------------------------------------------
+def connect_celery_logging(settings: Callable[[], Settings]) -> None:
+    """Make every process started from the Celery app log as ``cloudrec worker`` does.
+
+    Connected where the app is defined, so ``celery -A worker.celery_app worker`` or ``beat``
+    gets the same lines as ``cloudrec worker`` or ``beat``: plain or JSON
+    (``CLOUDREC_LOG_JSON``), secrets redacted, each task's lines carrying its job's fields.
+    Celery sends ``setup_logging`` from every worker and beat (and again in each prefork
+    child); a receiver there replaces Celery's own set-up. ``settings`` is read when the
+    signal comes, after the process's settings are configured.
+    """
+    from celery.signals import celeryd_init
+    from celery.signals import setup_logging as celery_setup_logging
+
+    def _setup(loglevel: int | str | None = None, logfile: str | None = None, **_: Any) -> None:
+        current = settings()
+        setup_logging(
+            loglevel or logging.INFO,
+            json_lines=current.log_json,
+            secrets=settings_secrets(current),
+            logfile=logfile or None,
+        )
+
+    def _early(options: Mapping[str, Any] | None = None, **_: Any) -> None:
+        # A worker warns (e.g. about running as root) before Celery sets logging up: set it up
+        # first, so those lines are formatted (JSON) like the rest.
+        options = options or {}
+        _setup(options.get("loglevel"), options.get("logfile"))
+
+    celery_setup_logging.connect(_setup, weak=False, dispatch_uid="cloudrec-setup-logging")
+    celeryd_init.connect(_early, weak=False, dispatch_uid="cloudrec-setup-logging-early")
+    install_task_log_context()

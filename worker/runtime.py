@@ -80,7 +80,7 @@ class Runtime:
         return cls(
             settings=settings,
             redis=client,
-            store=JobStore(client),
+            store=JobStore(client, retention=settings.job_retention),
             vault=TokenVault(client, settings),
             limiter=limiter,
             metrics=metrics,

@@ -6,7 +6,13 @@ Layout (all keys under ``cloudrec:``)::
                              values; defaults are not stored)
     jobdata:<id>      string the record's big fields (spec, resourceId, history, files, error,
                              callback status): one JSON object of JSON texts
-    jobs              zset   every job id, scored by creation time (listing, newest first)
+    jobs              zset   every job id that has a record, scored by creation time (listing,
+                             newest first); an entry leaves with its record (``ended``)
+    ended             zset   id -> when the job ended, for ended jobs only: a record expires
+                             ``retention`` seconds after that, and :meth:`JobStore.purge_expired`
+                             drops its ``jobs`` and ``ended`` entries then (each create purges a
+                             few, each listing all that are due), so the index never outgrows
+                             the records
     state:<state>     set    ids of jobs in each *active* state (reconciler, metrics)
     due               zset   "<action>:<id>" scored by due time: scheduled starts ("start"),
                              stop deadlines ("stop"), pending completion callbacks ("callback")
@@ -25,7 +31,10 @@ terminal state also, in the same script: drops the job's scheduled start; drops 
 *unless* the job holds a sid whose stop was never sent (a cancel or failure that raced a start),
 in which case the stop becomes due at once; makes its completion callback due (if it has one);
 and forgets its delivery counts and reconciler bookkeeping. A job that reaches a terminal state
-keeps its record for ``TERMINAL_RETENTION`` seconds.
+keeps its record for ``retention`` seconds (``CLOUDREC_JOB_RETENTION``), and its index entry as
+long. An active job's keys live until it ends (its deadline is at most ``CLOUDREC_MAX_START_AHEAD``
+plus ``CLOUDREC_MAX_DURATION`` away, and the reconciler ends any job that outlives it); every
+other per-job key (delivery counts, claims, the vault's token) carries its own TTL.
 
 Every due entry is *leased* when claimed (:meth:`JobStore.claim_due`): it stays in the zset with a
 later score and comes back unless its step removes it, so a process that dies between claiming an
@@ -36,10 +45,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -57,6 +67,7 @@ log = logging.getLogger("cloudrec.store")
 
 PREFIX = "cloudrec:"
 JOBS_KEY = PREFIX + "jobs"
+ENDED_KEY = PREFIX + "ended"
 DUE_KEY = PREFIX + "due"
 CHECKED_KEY = PREFIX + "checked"
 TERMINAL_RETENTION = 30 * 24 * 3600
@@ -86,11 +97,33 @@ def state_key(state: JobState | str) -> str:
     return f"{PREFIX}state:{state}"
 
 
+# The Gregorian calendar repeats every 400 years, to the second (146,097 days): a time outside
+# datetime's years 1-9999 is shifted by whole cycles into them and the years added back.
+_CYCLE_MS = 146_097 * 86_400_000
+_CYCLE_YEARS = 400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, the format of every time we show."""
-    if ts is None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, the format of every time we show.
+
+    Total: any stored number formats (a listing must never crash on one record). Years beyond
+    0001-9999 use ISO 8601's expanded form (``+10000-01-01T00:00:00.000Z``); a value that is
+    not a time at all (NaN, infinite) gives None, as a missing time does.
+    """
+    if ts is None or not math.isfinite(ts):
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    whole = math.floor(ts)  # exact integers from here on: no float is too big
+    ms = whole * 1000 + round((ts - whole) * 1000)
+    cycles = 0 if _FIRST_MS <= ms <= _LAST_MS else (ms - _FIRST_MS) // _CYCLE_MS
+    moment = _EPOCH + timedelta(milliseconds=ms - cycles * _CYCLE_MS)
+    text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if cycles == 0:
+        return text
+    year = moment.year + cycles * _CYCLE_YEARS
+    return f"{'-' if year < 0 else '+'}{abs(year):04d}{text[4:]}"
 
 
 class FileRecord(BaseModel):
@@ -203,6 +236,19 @@ def _record(job_id: str, raw: Mapping[Any, Any], blob: Any) -> JobRecord:
     return JobRecord.model_validate(data)
 
 
+def _is_state(raw: Any, state: JobState) -> bool:
+    return raw is not None and json.loads(raw) == str(state)
+
+
+def _window(ids: list[str], offset: int, limit: int | None) -> list[str]:
+    return ids[offset:] if limit is None else ids[offset : offset + limit]
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), LIST_CHUNK):
+        yield ids[start : start + LIST_CHUNK]
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -275,6 +321,7 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
     if f[3] == 'true' then redis.call('ZADD', due, now, 'callback:' .. id) end
     redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
     redis.call('ZREM', KEYS[2] .. 'checked', id)
+    redis.call('ZADD', KEYS[2] .. 'ended', now, id)
   else
     redis.call('SADD', KEYS[2] .. 'state:' .. new, id)
   end
@@ -322,6 +369,38 @@ return redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[2]), ARGV[1])
 """
 
 
+# KEYS: jobs zset, ended zset. ARGV: cutoff (ended at or before it: the record has expired),
+# max count. Drops those jobs' index entries; returns how many.
+_PURGE_LUA = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+end
+return #gone
+"""
+
+# KEYS: jobs zset, then one job hash per id. ARGV: the ids. Drops index entries whose record is
+# gone without an ``ended`` entry (kept by a version before it); atomic, so a job created again
+# meanwhile keeps its entry. Returns how many.
+_FORGET_MISSING_LUA = """
+local n = 0
+for i, id in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    n = n + redis.call('ZREM', KEYS[1], id)
+  end
+end
+return n
+"""
+
+# Index entries purged by each create: more than one, so a backlog of expired entries (a Redis
+# restored from an old snapshot) drains while jobs keep coming.
+PURGE_ON_CREATE = 8
+PURGE_BATCH = 1000
+# Ids read per round trip when a listing walks the index.
+LIST_CHUNK = 1000
+
+
 @dataclass(frozen=True)
 class DueEntry:
     """One claimed entry of the due-queue: what to do for which job, and when it was due."""
@@ -334,11 +413,14 @@ class DueEntry:
 class JobStore:
     """Typed access to job records, transitions and the due-queue in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, retention: float = TERMINAL_RETENTION) -> None:
         self.redis = client
+        self.retention = int(retention)
         self._transition = client.register_script(_TRANSITION_LUA)
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
         self._restore = client.register_script(_RESTORE_LUA)
+        self._purge = client.register_script(_PURGE_LUA)
+        self._forget_missing = client.register_script(_FORGET_MISSING_LUA)
 
     # -- records ---------------------------------------------------------------------------
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
@@ -357,7 +439,19 @@ class JobStore:
                     pipe.hset(key, mapping=fields)
                     pipe.set(data_key(record.job_id), data)
                     pipe.zadd(JOBS_KEY, {record.job_id: record.created_at})
+                    # An id used again after its old record expired: not the old one's to purge.
+                    pipe.zrem(ENDED_KEY, record.job_id)
                     pipe.sadd(state_key(record.state), record.job_id)
+                    # EVAL, not a registered script: in a pipeline that would cost a round trip
+                    # (SCRIPT EXISTS) per create. Redis caches the compiled script by its hash.
+                    pipe.eval(
+                        _PURGE_LUA,
+                        2,
+                        JOBS_KEY,
+                        ENDED_KEY,
+                        time.time() - self.retention,
+                        PURGE_ON_CREATE,
+                    )
                     pipe.execute()
                     log.info(
                         "job created",
@@ -388,6 +482,7 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.delete(job_key(job_id), data_key(job_id), deliveries_key(job_id))
             pipe.zrem(JOBS_KEY, job_id)
+            pipe.zrem(ENDED_KEY, job_id)
             for state in ACTIVE_STATES:
                 pipe.srem(state_key(state), job_id)
             pipe.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
@@ -419,7 +514,7 @@ class JobStore:
                 str(target) if target else "",
                 entry,
                 "1" if terminal else "0",
-                TERMINAL_RETENTION,
+                self.retention,
                 repr(now),
                 *flat,
             ],
@@ -454,21 +549,90 @@ class JobStore:
             extra["api_code"] = error.get("code")
         log.info("job %s: %s -> %s", job_id, from_state, target, extra=extra)
 
-    def ids(self, state: JobState | None = None, limit: int = 100) -> list[str]:
-        """Job ids, newest first; active states come from their index."""
-        if state is not None and state in ACTIVE_STATES:
-            return sorted(_text(m) for m in self.redis.smembers(state_key(state)))[:limit]
-        ids = [_text(m) for m in self.redis.zrevrange(JOBS_KEY, 0, -1)]
-        if state is None:
-            return ids[:limit]
-        out = []
-        for job_id in ids:
-            raw = self.redis.hget(job_key(job_id), "state")
-            if raw is not None and json.loads(raw) == state:
-                out.append(job_id)
-                if len(out) >= limit:
-                    break
+    # -- listing ------------------------------------------------------------------------------
+    def ids(
+        self, state: JobState | None = None, limit: int | None = 100, offset: int = 0
+    ) -> list[str]:
+        """Job ids, newest first (``limit`` None: all of them), from ``offset`` on."""
+        out: list[str] = []
+        for chunk in self.iter_ids(state, offset=offset, limit=limit):
+            out += chunk
         return out
+
+    def iter_ids(
+        self,
+        state: JobState | None = None,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        active: bool = False,
+    ) -> Iterator[list[str]]:
+        """Job ids newest first, a chunk per round trip or so: every job, the jobs in ``state``,
+        or (``active``) every active job. Active states come from their index (cost: the active
+        jobs); an ended state walks the job index reading only each job's state, pipelined."""
+        self.purge_expired()
+        if active or (state is not None and state in ACTIVE_STATES):
+            chosen = ACTIVE_STATES if state is None else (state,)
+            yield from _chunks(_window(self._active_newest_first(chosen), offset, limit))
+        elif state is None:
+            yield from self._index_pages(offset, limit)
+        else:
+            yield from self._state_pages(state, offset, limit)
+
+    def listed_records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """:meth:`records` for a listing: an id whose record is gone leaves the index."""
+        found = self.records(job_ids)
+        if len(found) < len(job_ids):
+            present = {r.job_id for r in found}
+            missing = [i for i in job_ids if i not in present]
+            self._forget_missing(keys=[JOBS_KEY, *map(job_key, missing)], args=missing)
+        return found
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Drop the index entries of jobs whose records have expired; returns how many."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        total = 0
+        while True:
+            gone = int(self._purge(keys=[JOBS_KEY, ENDED_KEY], args=[cutoff, PURGE_BATCH]))
+            total += gone
+            if gone < PURGE_BATCH:
+                return total
+
+    def _active_newest_first(self, states: Iterable[JobState]) -> list[str]:
+        ids = self.active_ids(states)
+        created = self.redis.zmscore(JOBS_KEY, ids) if ids else []
+        pairs = sorted(zip(created, ids, strict=True), key=lambda p: (-(p[0] or 0.0), p[1]))
+        return [job_id for _, job_id in pairs]
+
+    def _index_pages(self, offset: int, limit: int | None) -> Iterator[list[str]]:
+        position, left = offset, limit
+        while left is None or left > 0:
+            size = LIST_CHUNK if left is None else min(LIST_CHUNK, left)
+            page = [_text(m) for m in self.redis.zrevrange(JOBS_KEY, position, position + size - 1)]
+            if not page:
+                return
+            position += len(page)
+            if left is not None:
+                left -= len(page)
+            yield page
+
+    def _state_pages(self, state: JobState, offset: int, limit: int | None) -> Iterator[list[str]]:
+        skip, left = offset, limit
+        for page in self._index_pages(0, None):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in page:
+                    pipe.hget(job_key(job_id), "state")
+                states = pipe.execute()
+            matching = [i for i, raw in zip(page, states, strict=True) if _is_state(raw, state)]
+            taken = matching[skip:]
+            skip = max(skip - len(matching), 0)
+            if left is not None:
+                taken = taken[:left]
+                left -= len(taken)
+            if taken:
+                yield taken
+            if left == 0:
+                return
 
     def count_in(self, state: JobState) -> int:
         return int(self.redis.scard(state_key(state)))
@@ -549,7 +713,7 @@ class JobStore:
         key = deliveries_key(job_id)
         with self.redis.pipeline() as pipe:
             pipe.hincrby(key, step, 1)
-            pipe.expire(key, TERMINAL_RETENTION)
+            pipe.expire(key, self.retention)
             count, _ = pipe.execute()
         return int(count)
 

@@ -70,7 +70,7 @@ def test_status_text_shows_state_times_and_files(deployment: Deployment, finishe
 
 def test_status_of_an_unknown_job_fails(deployment: Deployment) -> None:
     result = deployment.cli("status", "no-such-job", "--json")
-    assert result.returncode == 1
+    assert result.returncode == 3  # Exit.NOT_FOUND
     assert "no job with id 'no-such-job'" in result.stderr
 
 

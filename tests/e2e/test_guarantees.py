@@ -26,6 +26,9 @@ from worker.metrics import LIMITER_WAITS
 from worker.recording import build_start_request
 from worker.store import JobRecord
 
+# A start_at a day ahead: later than any test runs, well within CLOUDREC_MAX_START_AHEAD.
+TOMORROW = datetime.fromtimestamp(time.time() + 86400, UTC).isoformat()
+
 pytestmark = pytest.mark.e2e
 
 CALLBACK_KEY = "test:callbacks"
@@ -178,7 +181,7 @@ def test_a_webhook_is_signed_retried_and_its_delivery_recorded(stack, webhook):
 def test_the_reconcile_task_stops_a_recording_no_job_holds(stack):
     rt = stack.runtime
     resource = rt.client.acquire("stray", "77", AcquireClientRequest()).resourceId
-    job, _ = submit_and_start(rt, _spec("stray", start_at="2099-01-01T00:00:00Z"))
+    job, _ = submit_and_start(rt, _spec("stray", start_at=TOMORROW))
     rt.client.start(resource, "stray", "77", build_start_request(rt, job))
     time.sleep(2.5)  # past the orphan grace of the stack's settings (a deadline, not a poll)
     app.send_task("recording.reconcile")
@@ -186,7 +189,7 @@ def test_the_reconcile_task_stops_a_recording_no_job_holds(stack):
 
 
 def test_redeliveries_of_a_step_are_capped_per_job(stack):
-    job, _ = submit_and_start(rt := stack.runtime, _spec("poison", start_at="2099-01-01T00:00Z"))
+    job, _ = submit_and_start(rt := stack.runtime, _spec("poison", start_at=TOMORROW))
     limit = rt.settings.max_deliveries
     delivery = f"acquire:{'the-same-message'}"
     # What `limit` deliveries of one message leave behind when each killed its worker mid-run
@@ -230,7 +233,7 @@ def test_work_waiting_for_the_budget_does_not_hold_worker_slots(stack, redis_cli
             rt,
             _spec(
                 "quick",
-                start_at="2099-01-01T00:00Z",
+                start_at=TOMORROW,
                 callback={"task": "tests.e2e.on_recording_done"},
             ),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,9 @@ from tests.mediacheck import (
 from worker.celery_app import app
 from worker.errors import JobSpecError
 from worker.store import JobRecord
+
+# A start_at a day ahead: later than any test runs, well within CLOUDREC_MAX_START_AHEAD.
+TOMORROW = datetime.fromtimestamp(time.time() + 86400, UTC).isoformat()
 
 pytestmark = pytest.mark.e2e
 
@@ -219,7 +222,7 @@ def test_stop_now_ends_completed_before_the_deadline(stack):
 
 
 def test_cancel_before_start_sends_nothing(stack):
-    spec = _spec("later", start_at="2099-01-01T00:00:00Z", duration=60)
+    spec = _spec("later", start_at=TOMORROW, duration=60)
     job, _ = submit_and_start(stack.runtime, spec)
     assert job.state == "queued"
     request_stop(stack.runtime, job.job_id, "cancel")

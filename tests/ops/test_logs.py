@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,14 @@ from tasks.recording import submit_and_start
 from tests.conftest import wait_for
 from tests.ops.harness import (
     FAST_EMULATOR,
+    Proc,
     cloudrec_env,
     processes,
     small_spec,
+    spawn,
     start_beat_process,
     start_worker_process,
+    wait_worker_ready,
 )
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
@@ -147,3 +151,109 @@ def test_the_formatters_add_the_bound_context_and_redact_secrets() -> None:
     outside = _record("no context")
     ContextFilter().filter(outside)
     assert "job_id" not in json.loads(JsonFormatter().format(outside))
+
+
+# -- `celery -A worker.celery_app` logs as `cloudrec` does ----------------------------------------
+CELERY_A = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
+
+
+def _job_lines(proc: Proc, job_id: str) -> list[dict[str, Any]]:
+    return [entry for entry in _lines(proc.log_path) if entry.get("job_id") == job_id]
+
+
+def _shape(entries: list[dict[str, Any]]) -> set[tuple[str, str, frozenset[str]]]:
+    """What a job's lines look like, without their values: (logger, level, field names)."""
+    return {(e["logger"], e["level"], frozenset(e)) for e in entries}
+
+
+def _run_one_job(store: JobStore, cname: str) -> tuple[str, str]:
+    job, _ = submit_and_start(runtime(), small_spec(cname, duration=4, token=TOKEN))
+    done = wait_for(lambda: (j := store.get(job.job_id)).terminal and j, 60, 0.3, "the job")
+    assert done.state == "completed", done.error
+    assert done.sid
+    return job.job_id, done.sid
+
+
+def test_celery_a_worker_logs_a_job_as_cloudrec_worker_does(
+    redis_url: str, redis_client: redis.Redis, log_dir: Path, tmp_path: Path
+) -> None:
+    """One job through `cloudrec worker`, one through `celery -A worker.celery_app worker` (with
+    a `celery -A ... beat`): the same JSON lines, the same fields, no secret in either."""
+    server = serve_in_thread(
+        EmulatorConfig(
+            storage_dir=tmp_path / "storage",
+            customer_secret=SECRETS["CLOUDREC_CUSTOMER_SECRET"],
+            **FAST_EMULATOR,  # type: ignore[arg-type]
+        )
+    )
+    env = cloudrec_env(redis_url, server.base_url, CLOUDREC_LOG_JSON="true", **SECRETS)
+    dev = DevApiClient(server.base_url)
+    store = JobStore(redis_client)
+    try:
+        from config import Settings
+
+        configure(Settings(_env_file=None, redis_url=redis_url, **_settings_kwargs()))
+        for cname in ("via-cloudrec", "via-celery"):
+            dev.join(cname, "1", video={"color": "#00FFFF"}, audio={"tone": 550})
+        with processes() as procs:
+            beat = spawn(
+                "beat", [*CELERY_A, "beat", "-l", "INFO"], env, log_dir, module=False, split=True
+            )
+            procs.append(beat)
+            # `cloudrec worker` passes options it does not know to Celery (-n, -Q here).
+            ours = spawn(
+                "cloudrec-worker",
+                ["worker", "-c", "2", "-n", "ours@%h", "-Q", "cloudrec.control,cloudrec.recording"],
+                env,
+                log_dir,
+                split=True,
+            )
+            procs.append(ours)
+            wait_worker_ready(ours)
+            ours_job, ours_sid = _run_one_job(store, "via-cloudrec")
+            ours.stop()
+            plain = spawn(
+                "celery-worker",
+                [
+                    *CELERY_A,
+                    "worker",
+                    "-c",
+                    "2",
+                    "--pool",
+                    "threads",
+                    "-n",
+                    "plain@%h",
+                    "-l",
+                    "INFO",
+                ],
+                env,
+                log_dir,
+                module=False,
+                split=True,
+            )
+            procs.append(plain)
+            wait_worker_ready(plain)
+            plain_job, plain_sid = _run_one_job(store, "via-celery")
+    finally:
+        server.stop()
+
+    assert "ours@" in (ours.out_path or ours.log_path).read_text()  # -n reached Celery
+    ours_lines, plain_lines = _job_lines(ours, ours_job), _job_lines(plain, plain_job)
+    # Every stderr line of both workers and of the beat is one JSON object (_lines parses all).
+    _lines(beat.log_path)
+    assert ours_lines and plain_lines
+    for lines, cname, sid in (
+        (ours_lines, "via-cloudrec", ours_sid),
+        (plain_lines, "via-celery", plain_sid),
+    ):
+        transitions = [e["to_state"] for e in lines if "to_state" in e]
+        assert transitions == ["acquiring", "starting", "recording", "stopping", "completed"]
+        assert all(e["cname"] == cname for e in lines)
+        assert all(e["sid"] == sid for e in lines if e.get("operation") == "stop")
+        assert {e["task"] for e in lines if "task" in e} >= {"recording.acquire", "recording.stop"}
+    assert _shape(plain_lines) == _shape(ours_lines)
+    everything = "".join(
+        p.read_text() for proc in (ours, plain, beat) for p in (proc.log_path, proc.out_path) if p
+    )
+    for secret in [*SECRETS.values(), TOKEN]:
+        assert secret not in everything

@@ -77,8 +77,63 @@ def test_start_at_in_the_future_is_kept_and_stop_at_must_follow_it():
     spec = parse_job_spec(
         {"cname": "c", "start_at": "2030-01-01T00:00:00Z", "duration": 60}, SETTINGS
     )
-    times = resolve_times(spec, SETTINGS, now=0.0)
+    times = resolve_times(spec, SETTINGS, now=1893456000.0 - 86400)
     assert times.start_at == 1893456000.0 and times.stop_at == 1893456060.0
     spec = parse_job_spec({"cname": "c", "stop_at": "2000-01-01T00:00:00Z"}, SETTINGS)
     with pytest.raises(JobSpecError, match="stop_at: must be later"):
         resolve_times(spec, SETTINGS, now=1e9)
+
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("times", "fragment"),
+    [
+        # start_at: at most CLOUDREC_MAX_START_AHEAD ahead (default 30 days) ...
+        ({"start_at": _iso(NOW + 31 * DAY)}, "start_at: must be at most CLOUDREC_MAX_START_AHEAD"),
+        ({"start_at": "9999-12-31T23:59:59-14:00"}, "start_at: must be at most"),
+        # ... and not so far in the past that the whole recording would be over
+        ({"start_at": _iso(NOW - 2 * 3600)}, "start_at: must not be more than CLOUDREC_MAX_"),
+        ({"start_at": "0001-01-01T00:00:00Z"}, "start_at: must not be more than"),
+        # duration: 1 .. CLOUDREC_MAX_DURATION, however big the number
+        ({"duration": 10**400}, "duration: the recording may last at most"),
+        ({"duration": 3601}, "duration: the recording may last at most"),
+        # stop_at: after the start, within CLOUDREC_MAX_DURATION of it
+        ({"stop_at": "9999-12-31T23:59:59Z"}, "stop_at: the recording may last at most"),
+        ({"stop_at": _iso(NOW - 1)}, "stop_at: must be later"),
+        (
+            {"start_at": _iso(NOW + DAY), "stop_at": _iso(NOW + DAY - 1)},
+            "stop_at: must be later than start_at",
+        ),
+        (
+            {"start_at": _iso(NOW + DAY), "stop_at": _iso(NOW + DAY + 3601)},
+            "stop_at: the recording may last at most",
+        ),
+    ],
+)
+def test_every_time_given_is_bounded(times, fragment):
+    spec = parse_job_spec({"cname": "c", **times}, SETTINGS)
+    with pytest.raises(JobSpecError, match=fragment):
+        resolve_times(spec, SETTINGS, now=NOW)
+
+
+def test_times_within_the_bounds_are_taken():
+    spec = parse_job_spec(
+        {"cname": "c", "start_at": _iso(NOW + 29 * DAY), "duration": 3600}, SETTINGS
+    )
+    assert resolve_times(spec, SETTINGS, now=NOW).stop_at == NOW + 29 * DAY + 3600
+    late = parse_job_spec({"cname": "c", "start_at": _iso(NOW - 600), "duration": 60}, SETTINGS)
+    times = resolve_times(late, SETTINGS, now=NOW)
+    assert times.start_at is None and times.stop_at == NOW + 60  # a late submit starts now
+    tight = Settings(max_duration=3600, max_start_ahead=3600)
+    ahead = parse_job_spec({"cname": "c", "start_at": _iso(NOW + 7200)}, tight)
+    with pytest.raises(JobSpecError, match="CLOUDREC_MAX_START_AHEAD = 3600 s"):
+        resolve_times(ahead, tight, now=NOW)

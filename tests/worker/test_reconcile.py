@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,6 +16,9 @@ from worker.reconcile import reconcile
 from worker.recording import DONE, Next, build_start_request
 from worker.runtime import Runtime
 from worker.states import JobState
+
+# A start_at a day ahead: later than any test runs, well within CLOUDREC_MAX_START_AHEAD.
+TOMORROW = datetime.fromtimestamp(time.time() + 86400, UTC).isoformat()
 
 S = JobState
 
@@ -43,7 +47,7 @@ def _runtime(redis_url: str, base_url: str, **overrides) -> Runtime:
 
 def test_only_jobs_that_stopped_moving_are_sent_their_step_again(rt):
     stuck_queued = _submit(rt, "a")
-    scheduled = _submit(rt, "b", start_at="2099-01-01T00:00:00Z")
+    scheduled = _submit(rt, "b", start_at=TOMORROW)
     in_flight = _submit(rt, "c")
     recording.acquire_step(rt, in_flight)
     rt.store.take_start_claim(in_flight, 600)

@@ -129,3 +129,73 @@ def test_status_json_has_the_fixed_fields(store):
     assert out["state"] == "acquiring"
     assert out["history"][0]["state"] == "acquiring"
     assert out["history"][0]["at"].endswith("Z")
+
+
+# -- retention and listing ----------------------------------------------------------------------
+def _end(store: JobStore, job_id: str) -> None:
+    store.transition(job_id, [S.QUEUED], S.CANCELLED)
+
+
+def test_an_ended_jobs_index_entry_leaves_with_its_record(redis_client):
+    store = JobStore(redis_client, retention=1)
+    for job_id in ("old", "live"):
+        store.create(_record(job_id))
+    _end(store, "old")
+    assert redis_client.ttl(job_key("old")) == 1 and redis_client.ttl(job_key("live")) == -1
+    assert store.ids() == ["live", "old"]
+    time.sleep(1.2)  # past the retention: Redis expired the record
+    assert not redis_client.exists(job_key("old"))
+    assert store.purge_expired() == 1
+    assert store.ids() == ["live"]
+    assert redis_client.zrange("cloudrec:jobs", 0, -1) == [b"live"]
+    assert redis_client.zcard("cloudrec:ended") == 0
+    assert store.purge_expired(time.time() + 10**6) == 0  # an active job is never purged
+
+
+def test_each_create_purges_expired_entries(redis_client):
+    store = JobStore(redis_client, retention=1)
+    for i in range(5):
+        store.create(_record(f"e{i}"))
+        _end(store, f"e{i}")
+    time.sleep(1.2)
+    store.create(_record("new"))  # no listing, no purge call: the create drains them
+    assert redis_client.zrange("cloudrec:jobs", 0, -1) == [b"new"]
+    assert redis_client.zcard("cloudrec:ended") == 0
+
+
+def test_an_id_used_again_after_expiry_keeps_its_new_entry(redis_client):
+    store = JobStore(redis_client, retention=1)
+    store.create(_record("again"))
+    _end(store, "again")
+    time.sleep(1.2)
+    store.create(_record("again"))  # the old record expired: a new job with the same id
+    assert store.purge_expired(time.time() + 0.5) == 0
+    assert store.ids() == ["again"]
+
+
+def test_a_listing_drops_entries_whose_record_is_gone(store, redis_client):
+    store.create(_record("kept"))
+    redis_client.zadd("cloudrec:jobs", {"vanished": time.time()})  # a record gone, no `ended`
+    assert [j.job_id for j in store.listed_records(store.ids())] == ["kept"]
+    assert store.ids() == ["kept"]
+
+
+def test_listing_pages_newest_first_by_state(store, monkeypatch):
+    monkeypatch.setattr("worker.store.LIST_CHUNK", 5)  # pages that cross round trips
+    now = time.time()
+    for i in range(12):
+        record = _record(f"j{i:02d}").model_copy(update={"created_at": now + i})
+        store.create(record)
+        if i % 3 == 0:
+            _end(store, f"j{i:02d}")
+    newest = [f"j{i:02d}" for i in reversed(range(12))]
+    assert store.ids(limit=None) == newest
+    assert store.ids(limit=4, offset=2) == newest[2:6]
+    assert store.ids(offset=20) == []
+    cancelled = [i for i in newest if int(i[1:]) % 3 == 0]
+    queued = [i for i in newest if i not in cancelled]
+    assert store.ids(S.CANCELLED, limit=None) == cancelled
+    assert store.ids(S.CANCELLED, limit=2, offset=1) == cancelled[1:3]
+    assert store.ids(S.QUEUED, limit=3, offset=1) == queued[1:4]
+    active = [i for chunk in store.iter_ids(active=True) for i in chunk]
+    assert active == queued
