@@ -196,7 +196,7 @@ def beat(ctx: click.Context, loglevel: str) -> None:
 
 
 @cli.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=9808, show_default=True, type=int)
 @click.pass_context
 def metrics(ctx: click.Context, host: str, port: int) -> None:

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from config import Settings
+from config.settings import url_password
 
 STRUCTURED_FIELDS = (
     "job_id",
@@ -148,12 +149,13 @@ class PlainFormatter(logging.Formatter):
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold (customer secret, storage keys, vault key)."""
+    """Every secret the settings hold: customer secret, storage keys, vault key, URL passwords."""
     values = [settings.customer_secret.get_secret_value()]
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
     if settings.vault_key is not None:
         values.append(settings.vault_key.get_secret_value())
+    values += [p for u in (settings.redis_url, settings.api_base_url) if (p := url_password(u))]
     return values
 
 
