@@ -78,7 +78,12 @@ DONE = Next()
 
 # -- submit ------------------------------------------------------------------------------------
 def submit(
-    rt: Runtime, data: Any, now: float | None = None, *, via_broker: bool = False
+    rt: Runtime,
+    data: Any,
+    now: float | None = None,
+    *,
+    via_broker: bool = False,
+    minted: bool = False,
 ) -> tuple[JobRecord, bool]:
     """Validate and store a job. Returns (job, created). Idempotent on ``job_id``.
 
@@ -88,7 +93,7 @@ def submit(
     (:func:`worker.vault.seal_token`); a plain one is refused, naming the field.
     """
     now = time.time() if now is None else now
-    spec = parse_job_spec(data, rt.settings)
+    spec = parse_job_spec(data, rt.settings, minted=minted)  # minted: a schedule's firing
     token = _job_token(rt, spec, via_broker)
     job_id = spec.job_id or uuid.uuid4().hex
     existing = rt.store.find(job_id)
