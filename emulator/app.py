@@ -31,6 +31,7 @@ from emulator.channels import ChannelError, JoinRequest, PatchRequest
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.faults import FailoverRequest, FaultSettings, Operation
+from emulator.limits import BodyLimitMiddleware, JsonTooDeep, load_json
 from emulator.openapi import install_openapi
 from emulator.ratelimit import SlidingWindowLimiter
 from emulator.service import ApiResult, RecordingService
@@ -154,7 +155,9 @@ async def _api_body(request: Request) -> Any:
         )
     raw = await request.body()
     try:
-        return json.loads(raw)
+        return load_json(raw)
+    except JsonTooDeep as exc:
+        raise errors.bad_request_header(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise errors.bad_request_header("body is not valid JSON") from None
 
@@ -162,7 +165,9 @@ async def _api_body(request: Request) -> Any:
 async def _dev_body(request: Request, model: type[BaseModel]) -> Any:
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = load_json(raw) if raw.strip() else {}
+    except JsonTooDeep as exc:
+        raise errors.bad_request_header(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise errors.bad_request_header("body is not valid JSON") from None
     try:
@@ -209,7 +214,8 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     )
     app.state.service = svc
     app.state.config = config
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     _install_error_handlers(app)
     install_openapi(app)
 
