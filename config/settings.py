@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # None: use it when the API base URL answers GET /dev/recordings (the emulator does, the
     # real service does not).
     dev_api: bool | None = None
+    # The emulator's dev API token (`cloudrec emulator --dev-token`, required when it listens
+    # beyond loopback); sent as "Authorization: Bearer" by every dev API client.
+    dev_token: SecretStr | None = None
 
     @field_validator("storage")
     @classmethod
@@ -141,6 +144,10 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # redis_url may hold the Redis password (redis://:pw@host): never show it in a repr.
         return _redacted_repr_args(iter(super().__repr_args__()))
+
+    @property
+    def dev_token_value(self) -> str | None:
+        return self.dev_token.get_secret_value() if self.dev_token is not None else None
 
     def storage_profile(self, name: str) -> StorageProfile:
         """The named profile; KeyError if it is not configured."""

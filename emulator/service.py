@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import re
 import secrets
@@ -64,6 +65,7 @@ from emulator.media import (
     layout_spec_from_api,
     media_config_from_api,
 )
+from emulator.media.access import MediaDirs
 from emulator.media.naming import failover_prefix
 from emulator.storage import (
     LocalDirectoryBackend,
@@ -253,6 +255,7 @@ def _default_recorder_factory(
     start_epoch_ms: int,
     on_file: Callable[[OutputFile], None],
     name_prefix: str = "",
+    media: MediaDirs | None = None,
 ) -> Recorder:
     return CompositeRecorder(
         config,
@@ -262,6 +265,7 @@ def _default_recorder_factory(
         start_epoch_ms=start_epoch_ms,
         on_file=on_file,
         name_prefix=name_prefix,
+        media=media or MediaDirs(),
     )
 
 
@@ -295,7 +299,9 @@ class RecordingService:
             retry_delays=config.ncs_retry_seconds,
             duplicate=self.faults.ncs_duplicate,
         )
-        self._recorder_factory = recorder_factory or _default_recorder_factory
+        self._recorder_factory = recorder_factory or functools.partial(
+            _default_recorder_factory, media=MediaDirs.of(config.media_dirs)
+        )
         self._clock = clock
         self._lock = threading.RLock()
         self._resources: dict[str, Resource] = {}

@@ -156,6 +156,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     if settings.vault_key is not None:
         values.append(settings.vault_key.get_secret_value())
     values += [p for u in (settings.redis_url, settings.api_base_url) if (p := url_password(u))]
+    if settings.dev_token is not None:
+        values.append(settings.dev_token.get_secret_value())
     return values
 
 
