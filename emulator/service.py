@@ -269,6 +269,13 @@ def _default_recorder_factory(
     )
 
 
+def _safe_reason(exc: Exception) -> str:
+    """What went wrong, for events and the dev API: the kind of error, never a local path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
 def _default_storage(config: EmulatorConfig) -> StorageBackend:
     s3 = S3Backend(config.s3_endpoint_url, timeout=config.s3_timeout_seconds)
     return VendorRouter(LocalDirectoryBackend(config.storage_dir), s3)
@@ -515,7 +522,7 @@ class RecordingService:
             )
         except Exception as exc:
             log.exception("recording %s: the recorder could not start", task.sid)
-            self._fail(task, f"recorder failed to start: {exc}")
+            self._fail(task, f"recorder failed to start: {_safe_reason(exc)}")
             return None
         with self._lock:
             first_start = task.recorder_start_ms
@@ -554,7 +561,7 @@ class RecordingService:
                 self._advance(task, recorder, self._clock() - started)
             except Exception as exc:
                 log.exception("recording %s: compositing failed", task.sid)
-                self._fail(task, f"compositing failed: {exc}")
+                self._fail(task, f"compositing failed: {_safe_reason(exc)}")
                 return False
             if stopping:
                 return False
@@ -566,7 +573,7 @@ class RecordingService:
             produced = recorder.finish()
         except Exception as exc:
             log.exception("recording %s: finishing a segment failed", task.sid)
-            self._fail(task, f"finishing failed: {exc}")
+            self._fail(task, f"finishing failed: {_safe_reason(exc)}")
             return False
         assert task.uploader is not None
         for output in produced:  # anything on_file did not see in its final form
@@ -754,7 +761,7 @@ class RecordingService:
                     produced = recorder.finish()
                 except Exception as exc:
                     log.exception("recording %s: finishing the recorder failed", task.sid)
-                    task.error = task.error or f"finishing failed: {exc}"
+                    task.error = task.error or f"finishing failed: {_safe_reason(exc)}"
                     produced = []
                 for output in produced:  # anything on_file did not see in its final form
                     uploader.submit(output)

@@ -143,7 +143,7 @@ class _Redirector(BaseHTTPRequestHandler):
     target = ""
     hits: list[str]
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.hits.append(self.path)
         self.send_response(302)
         self.send_header("Location", self.target)
@@ -159,7 +159,7 @@ def test_a_background_image_url_is_fetched_without_following_redirects(media: Pa
     internal_hits: list[str] = []
 
     class Internal(_Redirector):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             internal_hits.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", str(len(still)))
@@ -217,3 +217,36 @@ def test_cloudrec_emulator_refuses_to_listen_openly_without_a_token(tmp_path: Pa
     result = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "beyond loopback" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_recording_that_cannot_write_ends_with_the_services_error_answer(tmp_path: Path):
+    """Output that cannot be written (the staging area is not a directory): event 1 (fatal),
+    status 20, and no answer lists a file, since none exists."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config = replace(FAST, storage_dir=tmp_path / "storage", staging_dir=blocker / "staging")
+    server = serve_in_thread(config)
+    try:
+        api = Api(server)
+        api.join("room", "1", video={"color": "#FF0000"}, audio={"tone": 440})
+        rid, sid = api.start("room", "9")
+        row = wait_for(
+            lambda: (lambda r: r if r["status"] == 20 else None)(api.recording(sid)),
+            20,
+            "the recording to exit abnormally",
+        )
+        assert row["files"] == []
+        errors = [e for e in api.events(sid) if e["eventType"] == 1]
+        assert errors and errors[0]["payload"]["details"]["errorLevel"] == 5
+        assert str(blocker) not in str(errors) + str(row)  # no local path in what callers see
+        query = api.query(rid, sid)
+        assert query.status_code in (200, 404), query.text
+        if query.status_code == 200:
+            assert query.json()["serverResponse"]["status"] == 20
+            assert not query.json()["serverResponse"].get("fileList")
+        stopped = api.stop(rid, sid, "room", "9")
+        assert stopped.status_code in (400, 404), stopped.text  # 49 exiting, or gone
+        assert "serverResponse" not in stopped.json()
+        assert not list((tmp_path / "storage").rglob("*.m3u8"))
+    finally:
+        server.stop()
