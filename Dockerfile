@@ -1,6 +1,6 @@
 # One image for every cloudrec process: emulator, worker, beat, metrics exporter, Flower.
 # No setting and no secret is baked in: compose passes them from .env at run time.
-FROM python:3.11-slim
+FROM python:3.11.10-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
