@@ -394,6 +394,19 @@ def _source_text(source: dict[str, Any] | None, published: bool) -> str:
 
 
 # -- recordings ----------------------------------------------------------------------------------
+def _spec_object(spec_file: Any) -> dict[str, Any]:
+    """The --spec file as a JSON object; one line naming the problem otherwise."""
+    try:
+        data = json.load(spec_file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"--spec: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise click.ClickException("--spec: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise click.ClickException(f"--spec: must be a JSON object (got {type(data).__name__})")
+    return data
+
+
 def build_spec(
     cname: str,
     *,
@@ -416,6 +429,7 @@ def build_spec(
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
     spec["cname"] = cname
     rc = spec.setdefault("recordingConfig", {})
+    rc = rc if isinstance(rc, dict) else {}  # not an object: validation names the field
     tc_updates: dict[str, Any] = {}
     if layout is not None:
         tc_updates["mixedVideoLayout"] = LAYOUTS[layout]
@@ -424,8 +438,9 @@ def build_spec(
     for key, value in (("fps", fps), ("bitrate", bitrate), ("backgroundColor", background)):
         if value is not None:
             tc_updates[key] = value
-    if tc_updates:
-        rc.setdefault("transcodingConfig", {}).update(tc_updates)
+    tc = rc.setdefault("transcodingConfig", {}) if tc_updates else None
+    if isinstance(tc, dict):
+        tc.update(tc_updates)
     if streams is not None:
         rc["streamTypes"] = STREAMS[streams]
     if max_idle is not None:
@@ -494,7 +509,7 @@ def record(
 
     spec = build_spec(
         cname,
-        base=json.load(spec_file) if spec_file else None,
+        base=_spec_object(spec_file) if spec_file else None,
         duration=duration,
         layout=layout,
         size=size,
