@@ -465,8 +465,11 @@ def _stopped_state(job: JobRecord) -> JobState:
 
 
 def _gone_state(job: JobRecord) -> JobState:
-    """How a job whose recording is gone ends: stopped by us, or it left by itself."""
-    return _stopped_state(job) if job.stop_uncertain else S.IDLE_EXIT
+    """How a job whose recording is gone ends: stopped by us, or it left by itself. A recording
+    that never confirmed its start (or failed) and is gone did not end idle: it failed."""
+    if job.stop_uncertain or job.stop_reason in ("start_timeout", "error"):
+        return _stopped_state(job)
+    return S.IDLE_EXIT
 
 
 def _stop_again(rt: Runtime, job_id: str, delay: float, reason: str) -> Next:
@@ -577,8 +580,11 @@ def _finish(
     uploading_status: str | None = None,
     empty: bool = False,
 ) -> None:
-    # An empty recording has no files; elsewhere, without a file list, the name is derivable.
-    fields = {"files": []} if empty else _file_fields(job, response)
+    # An empty recording has no files; elsewhere, without a file list, the name is derivable,
+    # except for a failed recording: its files may never have been written, and a job never
+    # lists a file that does not exist.
+    unknown = response is None and target == S.FAILED
+    fields = {"files": []} if empty or unknown else _file_fields(job, response)
     if uploading_status is not None:
         fields["uploading_status"] = uploading_status
     if error is not None:
