@@ -250,3 +250,32 @@ def test_a_recording_that_cannot_write_ends_with_the_services_error_answer(tmp_p
         assert not list((tmp_path / "storage").rglob("*.m3u8"))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_local_background_image_is_read_only_inside_the_media_dirs(
+    api: Api, tmp_path: Path, media: Path, inside: bool
+) -> None:
+    """Through the REST API: a local path as backgroundImage shows only from a media dir (the
+    control case proves the test sees the image when it is allowed)."""
+    from tests.mediacheck import close_to, color_at, frame_at
+
+    image = write_image((media if inside else tmp_path) / "bg.png", (0, 255, 255), (32, 32))
+    api.join("bgroom", "1", video=None, audio={"tone": 440})  # records, draws no video
+    transcoding = {
+        "width": 160,
+        "height": 120,
+        "fps": 15,
+        "bitrate": 200,
+        "backgroundColor": "#000000",
+        "backgroundImage": str(image),
+    }
+    client = start_request(transcodingConfig=transcoding, files=["hls", "mp4"])
+    rid, sid = api.start("bgroom", "9", client)
+    wait_for(lambda: api.recording(sid)["files"], 20, "the first files")
+    time.sleep(1.0)
+    stopped = api.stop(rid, sid, "bgroom", "9")
+    assert stopped.status_code == 200, stopped.text
+    mp4 = next((tmp_path / "storage").rglob("*.mp4"))
+    centre = color_at(frame_at(mp4, 0.8), 0.5, 0.5)
+    assert close_to(centre, "#00FFFF") == inside, centre
