@@ -10,12 +10,48 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STORAGE_PROFILE = "default"
+REDACTED = "***"
+# Settings that are URLs and may carry a password in their userinfo (redis://:pw@host/0): kept
+# as plain strings because every client library takes them as such, so repr redacts them here.
+_URL_SETTINGS = frozenset({"redis_url", "api_base_url", "endpoint"})
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its userinfo replaced by ``***`` (unchanged without one)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED  # unparseable: it may be anything, show nothing of it
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in a URL's userinfo (decoded), for the log redaction; None without one."""
+    try:
+        password = urlsplit(url or "").password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def _redacted_repr_args(args: Iterator[tuple[str | None, Any]]) -> Iterator[tuple[str | None, Any]]:
+    for name, value in args:
+        if name in _URL_SETTINGS and isinstance(value, str):
+            value = redact_url(value)
+        yield name, value
+
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -71,6 +107,9 @@ class StorageProfile(BaseModel):
     access_key: SecretStr = SecretStr("demo-access-key")
     secret_key: SecretStr = SecretStr("demo-secret-key")
     endpoint: str | None = None  # required by vendor 11 (S3-compatible)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        return _redacted_repr_args(iter(super().__repr_args__()))
 
 
 class Settings(BaseSettings):
@@ -146,6 +185,9 @@ class Settings(BaseSettings):
     # None: use it when the API base URL answers GET /dev/recordings (the emulator does, the
     # real service does not).
     dev_api: bool | None = None
+    # The emulator's dev API token (`cloudrec emulator --dev-token`, required when it listens
+    # beyond loopback); sent as "Authorization: Bearer" by every dev API client.
+    dev_token: SecretStr | None = None
 
     @field_validator("webhook_secret")
     @classmethod
@@ -172,6 +214,14 @@ class Settings(BaseSettings):
         if self.recorder_uid_min > self.recorder_uid_max:
             raise ValueError("recorder_uid_min must not exceed recorder_uid_max")
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # redis_url may hold the Redis password (redis://:pw@host): never show it in a repr.
+        return _redacted_repr_args(iter(super().__repr_args__()))
+
+    @property
+    def dev_token_value(self) -> str | None:
+        return self.dev_token.get_secret_value() if self.dev_token is not None else None
 
     def storage_profile(self, name: str) -> StorageProfile:
         """The named profile; KeyError if it is not configured."""

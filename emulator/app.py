@@ -27,10 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator import errors
-from emulator.channels import ChannelError, JoinRequest, PatchRequest
+from emulator.channels import MEDIA_CONTEXT, ChannelError, JoinRequest, PatchRequest
 from emulator.config import EmulatorConfig
+from emulator.devauth import DevTokenMiddleware
 from emulator.errors import ApiError
 from emulator.faults import FailoverRequest, FaultSettings, Operation
+from emulator.limits import BodyLimitMiddleware, JsonTooDeep, load_json
+from emulator.media.access import MediaDirs
 from emulator.openapi import install_openapi
 from emulator.ratelimit import SlidingWindowLimiter
 from emulator.service import ApiResult, RecordingService
@@ -154,19 +157,25 @@ async def _api_body(request: Request) -> Any:
         )
     raw = await request.body()
     try:
-        return json.loads(raw)
+        return load_json(raw)
+    except JsonTooDeep as exc:
+        raise errors.bad_request_header(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise errors.bad_request_header("body is not valid JSON") from None
 
 
-async def _dev_body(request: Request, model: type[BaseModel]) -> Any:
+async def _dev_body(
+    request: Request, model: type[BaseModel], context: dict[str, Any] | None = None
+) -> Any:
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = load_json(raw) if raw.strip() else {}
+    except JsonTooDeep as exc:
+        raise errors.bad_request_header(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise errors.bad_request_header("body is not valid JSON") from None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise errors.invalid_parameter(describe_validation_error(exc)) from None
 
@@ -189,6 +198,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     """The emulator as an ASGI app. Its lifespan starts and stops the service's clock."""
     svc = service or RecordingService(config)
     gateway = _Gateway(config, svc)
+    media = {MEDIA_CONTEXT: MediaDirs.of(config.media_dirs)}  # where users' files may come from
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -209,7 +219,10 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     )
     app.state.service = svc
     app.state.config = config
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    if config.dev_token:
+        app.add_middleware(DevTokenMiddleware, token=config.dev_token)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     _install_error_handlers(app)
     install_openapi(app)
 
@@ -283,7 +296,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
 
     @app.post("/dev/channels/{cname}/users")
     async def join(request: Request, cname: str) -> JSONResponse:
-        body: JoinRequest = await _dev_body(request, JoinRequest)
+        body: JoinRequest = await _dev_body(request, JoinRequest, media)
         user = svc.channels.join(_dev_cname(cname), body)
         return JSONResponse({"cname": cname, **user.to_json()}, status_code=201)
 
@@ -294,7 +307,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
 
     @app.patch("/dev/channels/{cname}/users/{uid}")
     async def patch_user(request: Request, cname: str, uid: str) -> JSONResponse:
-        body: PatchRequest = await _dev_body(request, PatchRequest)
+        body: PatchRequest = await _dev_body(request, PatchRequest, media)
         user = svc.channels.patch(_dev_cname(cname), _dev_uid(uid), body)
         return JSONResponse({"cname": cname, **user.to_json()})
 

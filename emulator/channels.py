@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,10 +21,12 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     model_validator,
 )
 
 from emulator.media import AudioSource, VideoSource
+from emulator.media.access import MediaDirs, MediaRefused
 from worker.api_models import Color, uid_problem
 
 Role = Literal["host", "audience"]
@@ -84,10 +85,16 @@ def _uid_text(value: Any) -> Any:
 DevUid = Annotated[str, BeforeValidator(_uid_text)]
 
 
-def _existing_file(path: str) -> str:
-    if not Path(path).is_file():
-        raise ValueError(f"no such file: {path!r}")
-    return path
+MEDIA_CONTEXT = "media_dirs"  # validation context: the MediaDirs a "file" must be under
+
+
+def _media_file(path: str, info: ValidationInfo) -> str:
+    """The real path of an allowed media file. The refusal never says whether ``path`` exists."""
+    media = (info.context or {}).get(MEDIA_CONTEXT) or MediaDirs()
+    try:
+        return media.resolve(path)
+    except MediaRefused as exc:
+        raise ValueError(f"file: {exc}") from None
 
 
 class VideoSpec(BaseModel):
@@ -98,11 +105,11 @@ class VideoSpec(BaseModel):
     file: str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> VideoSpec:
+    def _exactly_one(self, info: ValidationInfo) -> VideoSpec:
         if (self.color is None) == (self.file is None):
             raise ValueError('give exactly one of "color" or "file"')
         if self.file is not None:
-            _existing_file(self.file)
+            self.file = _media_file(self.file, info)
         return self
 
     def source(self) -> VideoSource:
@@ -117,11 +124,11 @@ class AudioSpec(BaseModel):
     file: str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> AudioSpec:
+    def _exactly_one(self, info: ValidationInfo) -> AudioSpec:
         if (self.tone is None) == (self.file is None):
             raise ValueError('give exactly one of "tone" or "file"')
         if self.file is not None:
-            _existing_file(self.file)
+            self.file = _media_file(self.file, info)
         return self
 
     def source(self) -> AudioSource:

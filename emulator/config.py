@@ -53,6 +53,13 @@ class EmulatorConfig:
     ncs_timeout_seconds: float = 10.0  # the receiver must answer within this (spec 11.1)
     ncs_retry_seconds: tuple[float, ...] = (0.0, 1.0, 3.0)  # the 3 resends (spec 11.1)
     progress_seconds: float = 60.0  # event 33 uploading_progress period (spec 11.3)
+    max_body_bytes: int = 1024 * 1024  # REST and dev API request bodies (413 past it)
+    # Local files (users' {"file": PATH}, local backgroundImage paths) are read only under these
+    # directories (--media-dir); none: no local file at all (emulator.media.access).
+    media_dirs: tuple[Path, ...] = ()
+    # Required of every /dev/ request when set; required to be set beyond loopback
+    # (emulator.devauth).
+    dev_token: str | None = None
 
     @property
     def staging_root(self) -> Path:

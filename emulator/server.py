@@ -14,6 +14,7 @@ import uvicorn
 
 from emulator.app import create_app
 from emulator.config import EmulatorConfig
+from emulator.devauth import check_exposure
 from emulator.service import RecordingService
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 def serve(config: EmulatorConfig) -> None:
     """Serve until interrupted (``cloudrec emulator``)."""
+    check_exposure(config.host, config.dev_token)
     app = create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")
 
@@ -33,6 +35,7 @@ class EmulatorServer:
     """
 
     def __init__(self, config: EmulatorConfig) -> None:
+        check_exposure(config.host, config.dev_token)
         self.config = config
         self.service = RecordingService(config)
         self.app = create_app(config, self.service)
@@ -61,7 +64,7 @@ class EmulatorServer:
                 raise RuntimeError("the emulator server thread exited during startup")
             if self._server.started:
                 try:
-                    requests.get(f"{self.base_url}/dev/faults", timeout=1)
+                    requests.get(f"{self.base_url}/dev/faults", timeout=1)  # any answer
                     return self
                 except requests.RequestException:
                     pass

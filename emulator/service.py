@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import re
 import secrets
@@ -64,6 +65,7 @@ from emulator.media import (
     layout_spec_from_api,
     media_config_from_api,
 )
+from emulator.media.access import MediaDirs
 from emulator.media.naming import failover_prefix
 from emulator.storage import (
     LocalDirectoryBackend,
@@ -262,6 +264,7 @@ def _default_recorder_factory(
     start_epoch_ms: int,
     on_file: Callable[[OutputFile], None],
     name_prefix: str = "",
+    media: MediaDirs | None = None,
 ) -> Recorder:
     return CompositeRecorder(
         config,
@@ -271,7 +274,15 @@ def _default_recorder_factory(
         start_epoch_ms=start_epoch_ms,
         on_file=on_file,
         name_prefix=name_prefix,
+        media=media or MediaDirs(),
     )
+
+
+def _safe_reason(exc: Exception) -> str:
+    """What went wrong, for events and the dev API: the kind of error, never a local path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
 
 
 def _default_storage(config: EmulatorConfig) -> StorageBackend:
@@ -304,7 +315,9 @@ class RecordingService:
             retry_delays=config.ncs_retry_seconds,
             duplicate=self.faults.ncs_duplicate,
         )
-        self._recorder_factory = recorder_factory or _default_recorder_factory
+        self._recorder_factory = recorder_factory or functools.partial(
+            _default_recorder_factory, media=MediaDirs.of(config.media_dirs)
+        )
         self._clock = clock
         self._lock = threading.RLock()
         self._resources: dict[str, Resource] = {}
@@ -518,7 +531,7 @@ class RecordingService:
             )
         except Exception as exc:
             log.exception("recording %s: the recorder could not start", task.sid)
-            self._fail(task, f"recorder failed to start: {exc}")
+            self._fail(task, f"recorder failed to start: {_safe_reason(exc)}")
             return None
         with self._lock:
             first_start = task.recorder_start_ms
@@ -557,7 +570,7 @@ class RecordingService:
                 self._advance(task, recorder, self._clock() - started)
             except Exception as exc:
                 log.exception("recording %s: compositing failed", task.sid)
-                self._fail(task, f"compositing failed: {exc}")
+                self._fail(task, f"compositing failed: {_safe_reason(exc)}")
                 return False
             if stopping:
                 return False
@@ -569,7 +582,7 @@ class RecordingService:
             produced = recorder.finish()
         except Exception as exc:
             log.exception("recording %s: finishing a segment failed", task.sid)
-            self._fail(task, f"finishing failed: {exc}")
+            self._fail(task, f"finishing failed: {_safe_reason(exc)}")
             return False
         assert task.uploader is not None
         for output in produced:  # anything on_file did not see in its final form
@@ -757,7 +770,7 @@ class RecordingService:
                     produced = recorder.finish()
                 except Exception as exc:
                     log.exception("recording %s: finishing the recorder failed", task.sid)
-                    task.error = task.error or f"finishing failed: {exc}"
+                    task.error = task.error or f"finishing failed: {_safe_reason(exc)}"
                     produced = []
                 for output in produced:  # anything on_file did not see in its final form
                     uploader.submit(output)

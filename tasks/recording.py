@@ -145,14 +145,16 @@ def _redelivery_error(step: str) -> dict[str, Any]:
 
 
 # -- the tasks -----------------------------------------------------------------------------
-def submit_and_start(rt: Runtime, spec: Any, *, via_broker: bool = False) -> tuple[JobRecord, bool]:
+def submit_and_start(
+    rt: Runtime, spec: Any, *, via_broker: bool = False, minted: bool = False
+) -> tuple[JobRecord, bool]:
     """Store a job and send its acquire -> start chain (unless it has a later ``start_at``).
 
     If the chain cannot be sent, the job is removed again: nothing is left half-done. This is
     also the way to submit a spec with a plain RTC token: it goes into the vault encrypted
     before anything is queued.
     """
-    job, created = recording.submit(rt, spec, via_broker=via_broker)
+    job, created = recording.submit(rt, spec, via_broker=via_broker, minted=minted)
     if created and job.start_at is None:
         try:
             start_chain(job.job_id).apply_async()

@@ -40,7 +40,9 @@ def schedule_book(rt: Runtime) -> ScheduleBook:
 def fire_schedule(self: Task, name: str) -> str | None:
     """Submit this firing's job (id ``<name>:<slot>``); returns the job id, or None."""
     rt = runtime()
-    job = schedule_book(rt).fire(name, _fired_at(self, name), lambda s: submit_and_start(rt, s))
+    job = schedule_book(rt).fire(
+        name, _fired_at(self, name), lambda s: submit_and_start(rt, s, minted=True)
+    )
     return job.job_id if job is not None else None
 
 

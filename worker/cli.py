@@ -188,6 +188,20 @@ def _runtime(ctx: click.Context) -> Any:
     type=float,
     help="a synchronous stop longer than this answers 206 code 50",
 )
+@click.option(
+    "--media-dir",
+    "media_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="users' media files and local background images are read only under these "
+    "(repeatable; default: none)",
+)
+@click.option(
+    "--dev-token",
+    default=None,
+    help="require 'Authorization: Bearer TOKEN' on /dev/ (needed beyond loopback) "
+    "[default: CLOUDREC_DEV_TOKEN]",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -203,29 +217,36 @@ def emulator(
     ncs_secret: str | None,
     backup_transfer: float,
     sync_stop_timeout: float,
+    media_dirs: tuple[str, ...],
+    dev_token: str | None,
 ) -> None:
     """Run the recording-service emulator (REST API + dev API)."""
     from emulator.config import EmulatorConfig
+    from emulator.devauth import DevTokenMissing
     from emulator.server import serve
 
     settings = _settings(ctx)
     _logging(settings, logging.INFO)
-    serve(
-        EmulatorConfig(
-            host=host,
-            port=port,
-            storage_dir=Path(storage_dir),
-            customer_id=customer_id or settings.customer_id,
-            customer_secret=customer_secret or settings.customer_secret.get_secret_value(),
-            qps=qps,
-            slice_seconds=slice_seconds,
-            s3_endpoint_url=s3_endpoint,
-            ncs_url=ncs_url,
-            ncs_secret=ncs_secret or EmulatorConfig.ncs_secret,
-            backup_transfer_seconds=backup_transfer,
-            sync_stop_timeout_seconds=sync_stop_timeout,
-        )
+    config = EmulatorConfig(
+        host=host,
+        port=port,
+        storage_dir=Path(storage_dir),
+        customer_id=customer_id or settings.customer_id,
+        customer_secret=customer_secret or settings.customer_secret.get_secret_value(),
+        qps=qps,
+        slice_seconds=slice_seconds,
+        s3_endpoint_url=s3_endpoint,
+        ncs_url=ncs_url,
+        ncs_secret=ncs_secret or EmulatorConfig.ncs_secret,
+        backup_transfer_seconds=backup_transfer,
+        sync_stop_timeout_seconds=sync_stop_timeout,
+        media_dirs=tuple(Path(d) for d in media_dirs),
+        dev_token=dev_token or settings.dev_token_value,
     )
+    try:
+        serve(config)
+    except DevTokenMissing as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # Options cloudrec does not know go to Celery as they are: `cloudrec worker -n w1@%h
@@ -280,7 +301,7 @@ def beat(ctx: click.Context, loglevel: str, celery_args: tuple[str, ...]) -> Non
 
 
 @cli.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=9808, show_default=True, type=int)
 @click.pass_context
 def metrics(ctx: click.Context, host: str, port: int) -> None:
@@ -347,7 +368,8 @@ def channel() -> None:
 def _dev(ctx: click.Context) -> DevApiClient:
     from worker.devapi import DevApiClient
 
-    return DevApiClient(_settings(ctx).api_base_url)
+    settings = _settings(ctx)
+    return DevApiClient(settings.api_base_url, token=settings.dev_token_value)
 
 
 def _dev_call(func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -490,6 +512,7 @@ def build_spec(
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
     spec["cname"] = cname
     rc = spec.setdefault("recordingConfig", {})
+    rc = rc if isinstance(rc, dict) else {}  # not an object: validation names the field
     tc_updates: dict[str, Any] = {}
     if layout is not None:
         tc_updates["mixedVideoLayout"] = LAYOUTS[layout]
@@ -498,8 +521,9 @@ def build_spec(
     for key, value in (("fps", fps), ("bitrate", bitrate), ("backgroundColor", background)):
         if value is not None:
             tc_updates[key] = value
-    if tc_updates:
-        rc.setdefault("transcodingConfig", {}).update(tc_updates)
+    tc = rc.setdefault("transcodingConfig", {}) if tc_updates else None
+    if isinstance(tc, dict):
+        tc.update(tc_updates)
     if streams is not None:
         rc["streamTypes"] = STREAMS[streams]
     if max_idle is not None:

@@ -35,7 +35,13 @@ from worker.api_models import (
     UpdateClientRequest,
     to_wire,
 )
-from worker.errors import ApiError, RetryableApiError, TransportError, classify_api_error
+from worker.errors import (
+    ApiError,
+    PermanentApiError,
+    RetryableApiError,
+    TransportError,
+    classify_api_error,
+)
 from worker.limiter import Priority
 
 log = logging.getLogger("cloudrec.api")
@@ -159,7 +165,11 @@ class RecordingApiClient:
         self._acquire_slot(priority)
         timeout = self._stop_timeout if operation == "stop" else self._timeout
         try:
-            response = self._session.request(method, self._base + path, json=body, timeout=timeout)
+            # Never follow a redirect: requests would re-send the body (storage keys, token) to
+            # wherever the Location points, and re-send it again and again on a 307 loop.
+            response = self._session.request(
+                method, self._base + path, json=body, timeout=timeout, allow_redirects=False
+            )
         except requests.RequestException as exc:
             self._record_no_answer(operation, ids, type(exc).__name__)
             # The exception text may quote the URL, never the auth header or the body.
@@ -241,4 +251,9 @@ def _to_error(
 ) -> ApiError:
     if status == 200:
         return RetryableApiError(operation, status=200, reason="response body is not JSON")
+    if 300 <= status < 400:
+        # The API never redirects; one that does is misconfigured or hostile: do not retry.
+        return PermanentApiError(
+            operation, status=status, reason="redirect refused", request_id=request_id
+        )
     return classify_api_error(operation, status, payload, request_id)

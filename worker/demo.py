@@ -172,7 +172,7 @@ def _record_demo(
     from worker.celery_app import app, configure, runtime
     from worker.cli import follow_job
 
-    dev = DevApiClient(settings.api_base_url)
+    dev = DevApiClient(settings.api_base_url, token=settings.dev_token_value)
     wait_until(lambda: _answers(dev), 30, "the emulator to answer")
     configure(settings)
     print("Waiting for the Celery worker...")

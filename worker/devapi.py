@@ -16,10 +16,13 @@ class DevApiError(CloudrecError):
 
 
 class DevApiClient:
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+        """``token``: the emulator's dev token (CLOUDREC_DEV_TOKEN), needed beyond loopback."""
         self._base = base_url.rstrip("/") + "/dev"
         self._timeout = timeout
         self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def join(
         self,

@@ -254,7 +254,7 @@ def build_registry(client: redis.Redis, **options: Any) -> CollectorRegistry:
 
 
 def serve_metrics(
-    redis_url: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT
+    redis_url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT
 ) -> tuple[WSGIServer, Thread]:
     """Serve ``/metrics`` in a daemon thread; returns the server (``.shutdown()``) and thread."""
     registry = build_registry(redis.Redis.from_url(redis_url, socket_timeout=5))

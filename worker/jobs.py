@@ -10,6 +10,7 @@ translated.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,7 +41,20 @@ from worker.errors import JobSpecError, WebhookRefused
 from worker.webhook_http import literal_address, parse_target, refusal
 
 _JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-_TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+# ':' is reserved for the job ids cloudrec mints itself (schedule firings, ``<name>:<slot>``):
+# a caller who could submit one could take a firing's place before beat sends it.
+MINTED_ID_SEPARATOR = ":"
+MINTED = "minted"  # validation context flag: the spec comes from cloudrec, not from a caller
+_TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
+# Every size a caller controls is bounded: the job record is read on every step and listing, and
+# 10,000 active jobs pay for every byte (a 20 MB label made a 25 MB record).
+MAX_SPEC_BYTES = 64 * 1024  # the spec as compact JSON
+MAX_SPEC_DEPTH = 16  # nesting of objects and arrays; the deepest real spec field is 5
+MAX_LABELS = 32
+MAX_LABEL_KEY = 64
+MAX_LABEL_VALUE = 256
+LabelKey = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_KEY)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE)]
 
 
 class Callback(BaseModel):
@@ -54,7 +69,10 @@ class Callback(BaseModel):
     @classmethod
     def _task_name(cls, value: str | None) -> str | None:
         if value is not None and not _TASK_NAME_RE.fullmatch(value):
-            raise ValueError(f"must be a Celery task name like 'app.on_recording' (got {value!r})")
+            raise ValueError(
+                "must be a Celery task name like 'app.on_recording', at most 200 characters"
+                f" (got {value[:40]!r}{'...' if len(value) > 40 else ''})"
+            )
         return value
 
     @field_validator("webhook")
@@ -86,7 +104,7 @@ class JobSpec(BaseModel):
     start_at: datetime | None = None
     duration: Annotated[int, Field(ge=1)] | None = None
     stop_at: datetime | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     callback: Callback | None = None
 
     @field_validator("token", mode="before")
@@ -98,11 +116,24 @@ class JobSpec(BaseModel):
 
     @field_validator("job_id")
     @classmethod
-    def _job_id_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _JOB_ID_RE.fullmatch(value):
+    def _job_id_shape(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not _JOB_ID_RE.fullmatch(value):
             raise ValueError(
-                "must be 1-128 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit"
+                "must be 1-128 characters of A-Z a-z 0-9 _ . - starting with a letter or digit"
             )
+        if MINTED_ID_SEPARATOR in value and not (info.context or {}).get(MINTED):
+            raise ValueError(
+                "must not contain ':' (reserved for the ids cloudrec gives schedule firings)"
+            )
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_count(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) > MAX_LABELS:
+            raise ValueError(f"must have at most {MAX_LABELS} labels (got {len(value)})")
         return value
 
     @field_validator("fileNamePrefix")
@@ -144,23 +175,46 @@ class JobTimes(BaseModel):
     stop_at: float
 
 
-def parse_job_spec(data: Any, settings: Settings) -> JobSpec:
+def parse_job_spec(data: Any, settings: Settings, *, minted: bool = False) -> JobSpec:
     """Validate ``data`` as a job spec against the contract and the settings.
 
-    Raises :class:`JobSpecError` naming every bad field and its rule (all of them, not only the
-    first); never calls the API.
+    ``minted``: the spec is cloudrec's own (a schedule firing), whose job id may use the
+    reserved ':'; every spec from a caller is parsed without it. Raises :class:`JobSpecError`
+    naming every bad field and its rule (all of them, not only the first); never calls the API.
     """
     if not isinstance(data, dict):
         raise JobSpecError(f"job spec: must be a JSON object (got {type(data).__name__})")
+    _check_size(data)
     problems = _settings_problems(data, settings)
     try:
-        spec = JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data, context={MINTED: minted})
     except ValidationError as exc:
         raise JobSpecError("; ".join([describe_validation_error(exc), *problems])) from None
     problems += _webhook_target_problems(spec, settings)
     if problems:
         raise JobSpecError("; ".join(problems))
     return spec
+
+
+def _check_size(data: dict[str, Any]) -> None:
+    """Refuse a spec nested deeper than MAX_SPEC_DEPTH or larger than MAX_SPEC_BYTES, before
+    anything recurses into it (a spec nested 200,000 deep would overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_SPEC_DEPTH:
+            raise JobSpecError(f"job spec: nested deeper than {MAX_SPEC_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, dict | list | tuple):
+            stack.extend((child, depth + 1) for child in children)
+    try:
+        size = len(json.dumps(data, separators=(",", ":"), default=str).encode())
+    except (TypeError, ValueError):
+        return  # not JSON at all: the model's validation names the bad field
+    if size > MAX_SPEC_BYTES:
+        raise JobSpecError(
+            f"job spec: must be at most {MAX_SPEC_BYTES} bytes as JSON (got {size} bytes)"
+        )
 
 
 def _settings_problems(data: dict[str, Any], settings: Settings) -> list[str]:

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from config import Settings
+from config.settings import url_password
 
 STRUCTURED_FIELDS = (
     "job_id",
@@ -148,8 +149,8 @@ class PlainFormatter(logging.Formatter):
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold (customer secret, storage keys, vault key, webhook
-    secret)."""
+    """Every secret the settings hold: customer secret, storage keys, vault key, webhook secret,
+    URL passwords, the dev API token."""
     values = [settings.customer_secret.get_secret_value()]
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
@@ -157,6 +158,9 @@ def settings_secrets(settings: Settings) -> list[str]:
         values.append(settings.vault_key.get_secret_value())
     if settings.webhook_secret is not None:
         values.append(settings.webhook_secret.get_secret_value())
+    values += [p for u in (settings.redis_url, settings.api_base_url) if (p := url_password(u))]
+    if settings.dev_token is not None:
+        values.append(settings.dev_token.get_secret_value())
     return values
 
 

@@ -386,8 +386,8 @@ def _older_than(rec: KnownRecording, now: float, seconds: float) -> bool:
 class DevApiLocator:
     """The emulator's ``GET /dev/recordings`` as a :class:`RecordingLocator`."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self._dev = DevApiClient(base_url, timeout=timeout)
+    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+        self._dev = DevApiClient(base_url, timeout=timeout, token=token)
 
     def recordings(
         self, *, live_only: bool = False, resource_id: str | None = None
@@ -423,10 +423,10 @@ def locator_for(settings: Settings) -> RecordingLocator | None:
     whether the API base URL answers ``GET /dev/recordings`` (the emulator does)."""
     if settings.dev_api is False:
         return None
-    locator = DevApiLocator(settings.api_base_url)
+    locator = DevApiLocator(settings.api_base_url, token=settings.dev_token_value)
     if settings.dev_api:
         return locator
-    probe = DevApiLocator(settings.api_base_url, timeout=3.0)
+    probe = DevApiLocator(settings.api_base_url, timeout=3.0, token=settings.dev_token_value)
     try:
         probe.recordings(live_only=True)
     except DevApiError:

@@ -78,7 +78,12 @@ DONE = Next()
 
 # -- submit ------------------------------------------------------------------------------------
 def submit(
-    rt: Runtime, data: Any, now: float | None = None, *, via_broker: bool = False
+    rt: Runtime,
+    data: Any,
+    now: float | None = None,
+    *,
+    via_broker: bool = False,
+    minted: bool = False,
 ) -> tuple[JobRecord, bool]:
     """Validate and store a job. Returns (job, created). Idempotent on ``job_id``.
 
@@ -88,7 +93,7 @@ def submit(
     (:func:`worker.vault.seal_token`); a plain one is refused, naming the field.
     """
     now = time.time() if now is None else now
-    spec = parse_job_spec(data, rt.settings)
+    spec = parse_job_spec(data, rt.settings, minted=minted)  # minted: a schedule's firing
     token = _job_token(rt, spec, via_broker)
     job_id = spec.job_id or uuid.uuid4().hex
     existing = rt.store.find(job_id)
@@ -462,8 +467,11 @@ def _stopped_state(job: JobRecord) -> JobState:
 
 
 def _gone_state(job: JobRecord) -> JobState:
-    """How a job whose recording is gone ends: stopped by us, or it left by itself."""
-    return _stopped_state(job) if job.stop_uncertain else S.IDLE_EXIT
+    """How a job whose recording is gone ends: stopped by us, or it left by itself. A recording
+    that never confirmed its start (or failed) and is gone did not end idle: it failed."""
+    if job.stop_uncertain or job.stop_reason in ("start_timeout", "error"):
+        return _stopped_state(job)
+    return S.IDLE_EXIT
 
 
 def _stop_again(rt: Runtime, job_id: str, delay: float, reason: str) -> Next:
@@ -574,8 +582,11 @@ def _finish(
     uploading_status: str | None = None,
     empty: bool = False,
 ) -> None:
-    # An empty recording has no files; elsewhere, without a file list, the name is derivable.
-    fields = {"files": []} if empty else _file_fields(job, response)
+    # An empty recording has no files; elsewhere, without a file list, the name is derivable,
+    # except for a failed recording: its files may never have been written, and a job never
+    # lists a file that does not exist.
+    unknown = response is None and target == S.FAILED
+    fields = {"files": []} if empty or unknown else _file_fields(job, response)
     if uploading_status is not None:
         fields["uploading_status"] = uploading_status
     if error is not None:

@@ -16,6 +16,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from emulator.media.access import open_media
 from emulator.media.models import AudioSource
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class FileAudio:
     def _decode_once(self) -> Iterator[Samples]:
         layout = "stereo" if self._channels == 2 else "mono"
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
-        with av.open(self._path) as container:
+        with open_media(self._path) as container:  # allowed demuxers only
             stream = container.streams.audio[0]
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):

@@ -1,9 +1,13 @@
 """Background images: load from a path or an http(s) URL, decode once, cache scaled pictures.
 
-Local files load synchronously. URLs download on a background thread so a live recording's
-clock loop never waits on the network; until the download finishes the image is treated as
-not configured (spec 3.3: "The setting only takes effect once the image has downloaded").
-A failed load is logged once and the image ignored.
+Every image loads on a background thread, local files too, so a live recording's clock loop
+never waits on the network or the disk (a named pipe given as a path once blocked it for good);
+until the load finishes the image is treated as not configured (spec 3.3: "The setting only
+takes effect once the image has downloaded"). A failed load is logged once and the image
+ignored. Local paths are read only under the emulator's media directories
+(:class:`emulator.media.access.MediaDirs`; unrestricted only for an offline render, which reads
+the operator's own scenario), and only regular files. URLs are fetched without following
+redirects, so a public URL cannot bounce the fetch to an internal address.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
 import av
 
+from emulator.media.access import MediaDirs, read_regular_file
 from emulator.media.canvas import Picture
 from emulator.media.pictures import scale_to_region
 
@@ -28,7 +34,9 @@ _FETCH_TIMEOUT_S = 10.0
 class ImageStore:
     """Decoded images by reference (path or URL) and their scaled pictures by size and mode."""
 
-    def __init__(self) -> None:
+    def __init__(self, media: MediaDirs | None = None) -> None:
+        """``media``: where local images may come from; None: anywhere (offline render)."""
+        self._media = media
         self._lock = threading.Lock()
         self._frames: dict[str, av.VideoFrame | None] = {}  # None: failed to load
         self._pending: dict[str, Future[None]] = {}
@@ -39,9 +47,6 @@ class ImageStore:
         """Start loading `ref` unless it is loaded, loading or known bad."""
         with self._lock:
             if ref in self._frames or ref in self._pending:
-                return
-            if not _is_url(ref):
-                self._frames[ref] = _load_quietly(ref, _read_file)
                 return
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="images")
@@ -82,25 +87,31 @@ class ImageStore:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _download(self, ref: str) -> None:
-        frame = _load_quietly(ref, _fetch_url)
+        frame = _load_quietly(ref, _fetch_url if _is_url(ref) else self._read_file)
         with self._lock:
             self._frames[ref] = frame
             del self._pending[ref]
+
+    def _read_file(self, ref: str) -> bytes:
+        path = ref if self._media is None else self._media.resolve(ref)
+        return read_regular_file(path, _MAX_IMAGE_BYTES + 1)
 
 
 def _is_url(ref: str) -> bool:
     return ref.startswith(("http://", "https://"))
 
 
-def _read_file(ref: str) -> bytes:
-    with open(ref, "rb") as handle:
-        return handle.read(_MAX_IMAGE_BYTES + 1)
-
-
 def _fetch_url(ref: str) -> bytes:
     import urllib.request  # here: it costs ~25 ms of start-up and most renders use no URL
 
-    with urllib.request.urlopen(ref, timeout=_FETCH_TIMEOUT_S) as response:
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        """A 3xx is an error (HTTPError), never followed: it could point at an internal address."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirects())
+    with opener.open(ref, timeout=_FETCH_TIMEOUT_S) as response:
         data: bytes = response.read(_MAX_IMAGE_BYTES + 1)
         return data
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from emulator.media.access import MediaDirs
 from emulator.media.audio_sources import SAMPLE_RATE, Samples
 from emulator.media.compositor import Compositor
 from emulator.media.encoder_thread import EncoderThread
@@ -82,9 +83,11 @@ class CompositeRecorder:
         start_epoch_ms: int,
         on_file: Callable[[OutputFile], None] | None = None,
         name_prefix: str = "",
+        media: MediaDirs | None = None,
     ) -> None:
         """`name_prefix` goes before every file name: "bak<n>_" when this recorder continues
-        a task after its n-th HA failover (spec 9.2)."""
+        a task after its n-th HA failover (spec 9.2). `media`: where local background images
+        may be read (None: anywhere, for offline renders of the operator's own scenario)."""
         if config.has_video and (config.width % 2 or config.height % 2):
             raise ValueError("yuv420p needs an even canvas width and height")
         self._config = config
@@ -94,7 +97,7 @@ class CompositeRecorder:
         self._timeline = Timeline(self._slice_length())
         fmt = audio_format(config.audio_profile)
         self._channels = fmt.channels
-        self._images = ImageStore()
+        self._images = ImageStore(media)
         self._frame_base = Fraction(1, config.fps)
         self._frames = 0
         self._samples = 0

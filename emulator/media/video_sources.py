@@ -13,6 +13,7 @@ from typing import Protocol
 
 import av
 
+from emulator.media.access import open_media
 from emulator.media.canvas import Canvas, Picture, Rect
 from emulator.media.colors import hex_to_yuv
 from emulator.media.models import VideoSource
@@ -78,9 +79,10 @@ class ColorPattern:
 class FileVideo:
     """A media file's video, looping, decoded on demand and scaled only when it changes.
 
-    Any container and codec PyAV reads. A file with a single picture (a still image) shows
-    that picture without re-reading the file; a file without a readable video stream shows
-    nothing (the region then behaves as if the user sent no video yet).
+    Any codec PyAV reads, in a container of `access.ALLOWED_DEMUXERS`. A file with a single
+    picture (a still image) shows that picture without re-reading the file; a file without a
+    readable video stream (or refused) shows nothing (the region then behaves as if the user
+    sent no video yet).
     """
 
     def __init__(self, path: str) -> None:
@@ -143,7 +145,7 @@ class FileVideo:
             offset += last_end
 
     def _decode_once(self) -> Iterator[tuple[float, float, av.VideoFrame]]:
-        with av.open(self._path) as container:
+        with open_media(self._path) as container:  # allowed demuxers only
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate or 25

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.emulator.conftest import Api, start_request, wait_for
+from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -60,7 +60,8 @@ def test_default_sources_for_hosts(api: Api) -> None:
     assert body["video"]["color"].startswith("#") and body["audio"] == {"tone": 440.0}
 
 
-def test_file_sources(api: Api, tmp_path: Path) -> None:
+def test_file_sources(make_emulator: EmulatorFactory, tmp_path: Path) -> None:
+    api = make_emulator(media_dirs=(tmp_path,))  # files are read only under --media-dir
     media = tmp_path / "clip.mp4"
     media.write_bytes(b"not really a video, only existence is checked here")
     r = api.join("room", "1", video={"file": str(media)}, audio={"file": str(media)})

@@ -27,7 +27,18 @@ ENV_EXAMPLE = REPO / ".env.example"
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
 SECRETISH = re.compile(r"secret|password|passwd|token|access_key|_key\b", re.IGNORECASE)
 # Variables compose interpolates that are not cloudrec settings, and who reads them.
-OTHER_VARIABLES = {"FLOWER_USER": "flower --basic-auth", "FLOWER_PASSWORD": "flower --basic-auth"}
+OTHER_VARIABLES = {
+    "FLOWER_USER": "FLOWER_BASIC_AUTH",
+    "FLOWER_PASSWORD": "FLOWER_BASIC_AUTH",
+    "REDIS_PASSWORD": "redis requirepass, and every CLOUDREC_REDIS_URL",
+    "REDIS_MAXMEMORY": "redis --maxmemory",
+}
+# Environment variables a service gets that are not cloudrec settings, by service.
+OTHER_ENVIRONMENT = {
+    "redis": {"REDIS_PASSWORD", "REDISCLI_AUTH", "REDIS_MAXMEMORY"},
+    "flower": {"FLOWER_BASIC_AUTH"},
+}
+SCHEMA = Path(__file__).with_name("compose-schema.json")
 CLOUDREC_SERVICES = ("emulator", "worker", "beat", "metrics", "flower")
 
 
@@ -105,6 +116,8 @@ def resolve(argv: list[str]) -> None:
         compile(argv[2], "<healthcheck>", "exec")
     elif program in ("redis-server", "redis-cli"):
         pass  # the redis image's own programs
+    elif program == "sh":
+        assert argv[1] == "-c" and "exec redis-server" in argv[2], argv  # redis with its config
     else:
         raise AssertionError(f"unknown program {program!r} in {argv!r}")
 
@@ -187,7 +200,15 @@ def test_redis_persists_every_write_and_never_evicts(services: dict[str, dict[st
     command = " ".join(argv_of(services["redis"]))
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
+    assert '--maxmemory "$$REDIS_MAXMEMORY"' in command  # noeviction alone: grows until killed
+    assert "--requirepass" not in command  # the password is in a file, not on a command line
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+    env = environment_of(services["redis"])
+    assert (
+        env["REDIS_PASSWORD"]
+        == env["REDISCLI_AUTH"]
+        == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    )
 
 
 def test_settings_come_from_an_env_file_and_wait_for_redis(
@@ -212,6 +233,8 @@ def test_every_variable_set_or_read_is_a_real_setting(
         assert name in OTHER_VARIABLES or setting_exists(name), name
     for name, service in services.items():
         for key, raw in environment_of(service).items():
+            if key in OTHER_ENVIRONMENT.get(name, ()):
+                continue
             assert setting_exists(key), f"{name}: {key} is not a setting"
             monkeypatch.setenv(key, interpolated(raw))
     Settings()  # and their values parse
@@ -240,3 +263,126 @@ def test_no_secret_is_written_in_the_deployment(services: dict[str, dict[str, An
         key, _, value = line.partition("=")
         if not line.startswith("#") and SECRETISH.search(key):
             assert value == "", f".env.example ships a value for {key}"
+
+
+def test_every_cloudrec_service_reaches_redis_with_its_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in CLOUDREC_SERVICES:
+        url = environment_of(services[name])["CLOUDREC_REDIS_URL"]
+        assert url == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379/0", name
+
+
+def test_flower_takes_its_password_from_the_environment(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    flower = services["flower"]
+    assert not any("auth" in arg for arg in argv_of(flower))  # docker inspect shows the argv
+    auth = environment_of(flower)["FLOWER_BASIC_AUTH"]
+    assert auth == "${FLOWER_USER:-admin}:${FLOWER_PASSWORD:?set FLOWER_PASSWORD in .env}"
+    # That Flower enforces FLOWER_BASIC_AUTH: tests/ops/test_flower.py, a real Flower process.
+
+
+def test_no_public_default_for_the_customer_secret_or_the_vault_key(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in CLOUDREC_SERVICES:
+        env = environment_of(services[name])
+        for key in ("CLOUDREC_CUSTOMER_SECRET", "CLOUDREC_VAULT_KEY"):
+            assert env[key] == f"${{{key}:?set {key} in .env}}", (name, key)
+    example = ENV_EXAMPLE.read_text()
+    for key in ("CLOUDREC_CUSTOMER_SECRET", "CLOUDREC_VAULT_KEY", "REDIS_PASSWORD"):
+        assert re.search(rf"^{key}=$", example, re.MULTILINE), f".env.example: set {key}"
+
+
+def pinned(image: str) -> bool:
+    """By digest, or by an exact version tag (x.y.z, optionally with a variant: 3.11.10-slim)."""
+    by_digest = re.fullmatch(r"[a-z0-9./:-]+@sha256:[0-9a-f]{64}", image)
+    return bool(by_digest or re.fullmatch(r"[a-z0-9./-]+:\d+\.\d+\.\d+(-[a-z0-9.-]+)?", image))
+
+
+def test_images_are_pinned_to_an_exact_version(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert pinned(service["image"]), (name, service["image"])
+    bases = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), re.MULTILINE)
+    assert bases and all(pinned(b) for b in bases), bases
+    for floating in ("redis:7.4", "redis", "python:3.11-slim", "cloudrec:latest"):
+        assert not pinned(floating), floating
+
+
+def test_compose_matches_the_compose_spec_schema(compose: dict[str, Any]) -> None:
+    import json
+
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
+    # A misspelled key anywhere fails it.
+    for path, wrong in (
+        (("services", "worker"), "enviroment"),
+        (("services", "redis", "healthcheck"), "intervall"),
+        ((), "volume"),
+        (("services", "beat", "deploy"), "replica"),
+    ):
+        broken = json.loads(json.dumps(compose))
+        node = broken
+        for key in path:
+            node = node[key]
+        node[wrong] = "x"
+        assert not validator.is_valid(broken), (path, wrong)
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["worker"]["restart"] = "unless-stoped"
+    assert not validator.is_valid(broken)
+
+
+def test_the_redis_command_runs_with_a_password_and_bounded_memory(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """compose's Redis command, run for real (this machine's redis-server): it refuses clients
+    without the password, bounds memory, and keeps the password off its command line."""
+    import os
+    import subprocess
+    import time
+
+    import redis as redis_lib
+
+    from tests.ops.harness import free_port
+
+    password, port = "composeRedisPass123", free_port()
+    script = services["redis"]["command"][2].replace("$$", "$")
+    script = script.replace("/tmp/auth.conf", str(tmp_path / "auth.conf"))
+    script += f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --save ''"
+    env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": password, "REDIS_MAXMEMORY": "64mb"}
+    server = subprocess.Popen(["sh", "-c", script], env=env, cwd=tmp_path)
+    try:
+        client = redis_lib.Redis(port=port, password=password, socket_timeout=2)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis_lib.ConnectionError:
+                assert time.monotonic() < deadline, "compose's redis command did not start"
+                time.sleep(0.1)
+        with pytest.raises(redis_lib.AuthenticationError):
+            redis_lib.Redis(port=port, socket_timeout=2).set("k", "v")
+        assert client.config_get("maxmemory")["maxmemory"] == str(64 * 1024 * 1024)
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert b"redis-server" in cmdline and password.encode() not in cmdline
+        check = services["redis"]["healthcheck"]["test"][1:]  # redis-cli ping, REDISCLI_AUTH
+        ping = subprocess.run(
+            [*check[:1], "-p", str(port), *check[1:]],
+            env={**env, "REDISCLI_AUTH": password},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert ping.stdout.strip() == "PONG", ping
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -70,13 +70,15 @@ def test_flower_shows_the_recording_tasks_and_workers(
         "flower",
         f"--port={port}",
         "--address=127.0.0.1",
-        f"--basic-auth={AUTH[0]}:{AUTH[1]}",
     ]
+    # As compose.yaml runs it: the password in the environment, never on the command line.
+    flower_env = dict(env, FLOWER_BASIC_AUTH=f"{AUTH[0]}:{AUTH[1]}")
     DevApiClient(emulator.base_url).join("flower", "1", video={"color": "#FFFF00"}, audio=None)
     store = JobStore(redis_client)
     with processes() as procs:
-        procs.append(spawn("flower", flower_argv, env, log_dir, module=False))
+        procs.append(spawn("flower", flower_argv, flower_env, log_dir, module=False))
         wait_http(f"{base}/healthcheck")
+        assert AUTH[1] not in Path(f"/proc/{procs[-1].pid}/cmdline").read_text()
         worker = start_worker_process(env, log_dir)
         procs.append(worker)
         procs.append(start_beat_process(env, log_dir))
