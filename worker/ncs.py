@@ -295,8 +295,19 @@ class NcsRecording:
 
     @property
     def finished(self) -> bool:
-        """The session is over and its files are known: 31/32 (the upload's outcome) or 11."""
-        return self.upload_status is not None or self.exit_status is not None
+        """The session is over and its files are known: 31 uploaded or 32 backuped."""
+        return self.upload_status is not None
+
+    @property
+    def over(self) -> bool:
+        """The recorder left (41) or the session exited (11); 31/32 may still be on the way
+        (delivery is not ordered), or never come (a recording with no data has none)."""
+        return self.leave_code is not None or self.exit_status is not None
+
+    def settled(self, now: float, seconds: float) -> bool:
+        """Over, and nothing heard for ``seconds``: the files will not be told any more."""
+        quiet = self.last_ms is None or now - self.last_ms / 1000 >= seconds
+        return self.finished or (self.over and quiet)
 
     @property
     def idle_exit(self) -> bool:

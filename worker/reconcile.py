@@ -49,6 +49,7 @@ from worker.errors import ApiError, RateLimitWait, WorkerNotFound
 from worker.ncs import NcsRecording
 from worker.recording import (
     DONE,
+    NCS_SETTLE_SECONDS,
     SID_UNKNOWN_KEY,
     Next,
     clear_missing,
@@ -249,8 +250,6 @@ def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileR
 
 
 # -- 2. recordings believed live -------------------------------------------------------------------
-# A recorder that left (event 41) ends its job once this long has passed without 31/32/11 (lost).
-NCS_LEAVE_SETTLE = 30.0
 NCS_CHUNK = 500
 
 
@@ -273,9 +272,7 @@ def _settle_from_ncs(
     rt: Runtime, candidate: LiveJob, rec: NcsRecording, now: float, report: ReconcileReport
 ) -> bool:
     """True if NCS settles this job for the round (ended, or recently heard from)."""
-    ended = rec.finished or (
-        rec.left and rec.last_ms is not None and now - rec.last_ms / 1000 > NCS_LEAVE_SETTLE
-    )
+    ended = rec.settled(now, NCS_SETTLE_SECONDS)
     job = rt.store.find(candidate.job_id)
     if job is None or job.state != S.RECORDING or job.stop_reason:
         return True  # it moved on since the round read it

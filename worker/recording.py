@@ -425,7 +425,7 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
         return DONE
     age = now - (job.started_at or now)
     heard = rt.ncs.get(job.sid)
-    if heard is not None and heard.started and not heard.left:
+    if heard is not None and heard.started and not heard.over:
         # Event 40 (recorder_started, status 0) says what a query's status 4/5 would.
         rt.store.transition(job_id, {S.STARTING}, S.RECORDING)
         return DONE
@@ -580,11 +580,17 @@ def _stop_again(rt: Runtime, job_id: str, delay: float, reason: str) -> Next:
     return Next("stop", delay=delay, reason=reason)
 
 
+# NCS told the recording is over (41, 11) but not its files (31/32): they are waited for this
+# long after the last event (delivery is not ordered), then the job ends without them.
+NCS_SETTLE_SECONDS = 15.0
+
+
 def _finish_from_ncs(rt: Runtime, job: JobRecord, target: JobState) -> bool:
     """End a stopping job from what NCS said, if it says the session is over (31/32 with the
-    files, or 11): no more probes of a task that is gone. Returns whether it did."""
+    files, or 41/11 and then quiet): no more probes of a task that is gone. Returns whether it
+    did."""
     heard = rt.ncs.get(job.sid) if job.sid else None
-    if heard is None or not heard.finished:
+    if heard is None or not heard.settled(time.time(), NCS_SETTLE_SECONDS):
         return False
     rt.store.transition(job.job_id, {S.STOPPING}, target, **ncs_end_fields(job, heard))
     return True
