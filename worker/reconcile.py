@@ -280,6 +280,8 @@ def _settle_from_ncs(
         _ended_per_ncs(rt, job, rec)
         report.ncs_ended += 1
         return True
+    if rec.over:
+        return True  # it left: its files (31/32) are waited for, then it ends (settled)
     if rec.new_uids and any(u not in job.failover_uids for u in rec.new_uids):
         uids = [*job.failover_uids, *(u for u in rec.new_uids if u not in job.failover_uids)]
         rt.store.transition(job.job_id, {S.RECORDING}, None, failover_uids=uids)
