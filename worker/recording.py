@@ -45,6 +45,7 @@ from worker.errors import (
     RateLimitWait,
     ReacquireError,
     TaskConflict,
+    TransportError,
     WorkerNotFound,
 )
 from worker.jobs import JobSpec, parse_job_spec, resolve_times
@@ -797,7 +798,20 @@ def fail_job(rt: Runtime, job_id: str, error: ApiError | dict[str, Any]) -> Next
     if job.sid:
         rt.store.transition(job_id, LIVE_STATES, None, error=record, stop_reason="error")
         return Next("stop")
+    if job.state == S.STARTING and _start_may_have_run(error):
+        # The last start got no answer (or its worker died): it may be recording. Stop it as
+        # soon as its sid is known, through the stop step's search (never "never started").
+        rt.store.transition(job_id, {S.STARTING}, None, error=record, stop_reason="error")
+        rt.store.schedule("stop", job_id, time.time())
+        return Next("stop")
     return _fail(rt, job_id, record, sources={S.QUEUED, S.ACQUIRING, S.STARTING})
+
+
+def _start_may_have_run(error: ApiError | dict[str, Any]) -> bool:
+    """Whether the last failure leaves open that a start took effect: no answer (a timeout, a
+    lost connection) or a worker lost mid-step. An answer means it did not: a resource that
+    started answers every later start with 201/7."""
+    return not isinstance(error, ApiError) or isinstance(error, TransportError)
 
 
 __all__ = [
