@@ -232,6 +232,10 @@ def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Nex
     except AlreadyStarted:
         return _recover_sid(rt, job)
     except TaskConflict:
+        if job.start_sent_at is not None:
+            # A start went out on this resource before, unanswered: the recording holding this
+            # channel and uid may be that one. Look for its sid; never start a second one.
+            return _recover_sid(rt, job)
         return _reacquire(rt, job, "task conflict (53): another recorder uid", new_uid=True)
     except ReacquireError as exc:
         return _reacquire(rt, job, str(exc))
@@ -404,7 +408,14 @@ def _too_late_to_start(job: JobRecord, now: float) -> bool:
 
 
 def _reacquire(rt: Runtime, job: JobRecord, why: str, *, new_uid: bool = False) -> Next:
-    fields: dict[str, Any] = {"resource_id": None, "acquired_at": None}
+    # The old resource's start was refused (an answer, not 201/7): nothing runs from it.
+    fields: dict[str, Any] = {
+        "resource_id": None,
+        "acquired_at": None,
+        "start_sent_at": None,
+        "sid_wait_since": None,
+        "sid_provoked_at": None,
+    }
     if new_uid:
         attempt = job.uid_attempt + 1
         fields |= {"uid_attempt": attempt, "uid": allocate_uid(rt.settings, job.job_id, attempt)}

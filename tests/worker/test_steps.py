@@ -333,3 +333,21 @@ def test_giving_up_on_a_start_without_an_answer_stops_it_once_its_sid_is_known(
         assert live_recordings(dev, "unanswered") == []
     finally:
         rt.close()
+
+
+def test_a_conflict_after_an_unanswered_start_is_taken_for_that_start_not_a_new_uid(rt, dev):
+    job_id = _acquired(rt, "conflict")
+    uid = rt.store.get(job_id).uid
+    dev.set_faults(
+        {"latency": [{"operations": ["start"], "seconds": 3, "when": "after", "count": 1}]}
+    )
+    with pytest.raises(TransportError):
+        recording.start_step(rt, job_id)
+    # The repeat answers 53 "task conflict": the recording holding this channel and uid is
+    # most likely the unanswered one. A new uid would start a second recording.
+    dev.set_faults({"errors": [{"operations": ["start"], "status": 400, "code": 53, "count": 1}]})
+    assert recording.start_step(rt, job_id).step == "watch"
+    job = rt.store.get(job_id)
+    assert (job.state, job.uid) == (S.STARTING, uid)
+    assert job.sid is not None  # found (this runtime may use the dev API; NCS in real mode)
+    assert len(recordings_of(dev, "conflict")) == 1
