@@ -470,9 +470,12 @@ def adopt(rt: Runtime, job_id: str, sid: str) -> Next:
     job = rt.store.find(job_id)
     if job is None or job.sid or job.state != S.STARTING:
         return DONE
-    moved, _ = rt.store.transition(job_id, {S.STARTING}, None, sid=sid, started_at=time.time())
+    moved, _ = rt.store.transition(
+        job_id, {S.STARTING}, None, sid=sid, started_at=time.time(), sid_source="dev_api"
+    )
     if not moved:
         return DONE
+    rt.ncs.claim(sid, job_id)
     log.info(
         "reconcile: job %s adopts recording %s",
         job_id,
