@@ -314,6 +314,8 @@ class RecordingService:
             timeout=config.ncs_timeout_seconds,
             retry_delays=config.ncs_retry_seconds,
             duplicate=self.faults.ncs_duplicate,
+            drop=self.faults.ncs_drop,
+            delay=self.faults.ncs_delay,
         )
         self._recorder_factory = recorder_factory or functools.partial(
             _default_recorder_factory, media=MediaDirs.of(config.media_dirs)
