@@ -100,6 +100,14 @@ class Settings(BaseSettings):
         # Setting one CLOUDREC_STORAGE__X__... variable must not silently drop "default".
         return {DEFAULT_STORAGE_PROFILE: StorageProfile(), **profiles}
 
+    @field_validator("intake_queue")
+    @classmethod
+    def _intake_not_internal(cls, name: str) -> str:
+        # The internal queues (cloudrec.control, cloudrec.recording, ...) serve steps only.
+        if name.startswith("cloudrec."):
+            raise ValueError("the prefix 'cloudrec.' is reserved for cloudrec's internal queues")
+        return name
+
     @model_validator(mode="after")
     def _uid_range_not_empty(self) -> Settings:
         if self.recorder_uid_min > self.recorder_uid_max:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 import redis
 from prometheus_client import generate_latest
+from pydantic import ValidationError
 
 from config import Settings
 from worker.celery_app import app, celery_config, configure
@@ -109,3 +111,10 @@ def test_the_exporter_exposes_a_gauge_per_watched_queue(redis_client: redis.Redi
 
     assert 'cloudrec_stranded_tasks{queue="celery"} 2.0' in text
     assert 'cloudrec_stranded_tasks{queue="cloudrec"} 1.0' in text
+
+
+def test_the_intake_cannot_take_an_internal_queue_name() -> None:
+    with pytest.raises(ValidationError, match="reserved for cloudrec's internal queues"):
+        Settings(intake_queue="cloudrec.control")
+    with pytest.raises(ValidationError, match="intake_queue"):
+        Settings(intake_queue="two,queues")
