@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         return name
 
     @model_validator(mode="after")
+    def _callbacks_not_on_the_intake(self) -> Settings:
+        # A callback task sent to a queue cloudrec's workers serve would be taken by them and
+        # dropped (it is the caller's task, unknown here).
+        if self.callback_queue == self.intake_queue or (
+            self.intake_default_queue and self.callback_queue == "celery"
+        ):
+            raise ValueError(
+                f"callback_queue: callback tasks must go to a queue the caller's workers serve, "
+                f"not one cloudrec serves as intake (got {self.callback_queue!r}); set "
+                f"CLOUDREC_CALLBACK_QUEUE to your workers' queue"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _uid_range_not_empty(self) -> Settings:
         if self.recorder_uid_min > self.recorder_uid_max:
             raise ValueError("recorder_uid_min must not exceed recorder_uid_max")

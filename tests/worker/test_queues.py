@@ -55,7 +55,7 @@ def test_public_tasks_route_to_the_intake_and_steps_do_not(redis_url: str) -> No
 
 
 def test_opt_in_adds_the_default_queue_to_the_intake() -> None:
-    settings = Settings(intake_default_queue=True)
+    settings = Settings(intake_default_queue=True, callback_queue="myapp")
     assert queue_layout(settings)[-2:] == ["cloudrec", "celery"]
     assert watched_queues(settings) == []
     assert watched_queues(Settings()) == ["celery"]
@@ -83,7 +83,8 @@ def test_stranded_messages_are_found_on_every_priority_list(redis_client: redis.
     line = stranded.describe()
     assert "3 cloudrec task message(s)" in line and "queue 'celery'" in line
     assert "queue='cloudrec'" in line and "\n" not in line
-    assert find_stranded(redis_client, Settings(intake_default_queue=True)) == []
+    opted_in = Settings(intake_default_queue=True, callback_queue="myapp")
+    assert find_stranded(redis_client, opted_in) == []
 
 
 def test_reading_is_bounded_by_the_sample(redis_client: redis.Redis) -> None:
@@ -118,3 +119,11 @@ def test_the_intake_cannot_take_an_internal_queue_name() -> None:
         Settings(intake_queue="cloudrec.control")
     with pytest.raises(ValidationError, match="intake_queue"):
         Settings(intake_queue="two,queues")
+
+
+def test_callback_tasks_never_go_to_a_queue_cloudrec_serves() -> None:
+    with pytest.raises(ValidationError, match="CLOUDREC_CALLBACK_QUEUE"):
+        Settings(intake_default_queue=True)  # callbacks default to "celery"
+    with pytest.raises(ValidationError, match="callback_queue"):
+        Settings(callback_queue="cloudrec")
+    assert Settings(intake_default_queue=True, callback_queue="myapp").intake_default_queue
