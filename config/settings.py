@@ -175,6 +175,14 @@ class Settings(BaseSettings):
     callback_slots: int | None = Field(default=None, ge=1)
     callback_queue: str = "celery"  # where callback tasks go: the caller's workers consume it
 
+    # The public intake (worker.celery_app): the one queue callers send recording.submit,
+    # status, cancel and stop_now to. Internal steps keep their own queues.
+    intake_queue: str = Field(default="cloudrec", min_length=1, pattern=r"^[^\s,]+$")
+    # Also serve Celery's default queue "celery" as intake, for callers that forget the queue.
+    # Only on a broker that is cloudrec's alone: on a shared one, a cloudrec worker would take
+    # the other apps' tasks from "celery" and drop them (unregistered here).
+    intake_default_queue: bool = False
+
     # The reconciler (worker.reconcile, beat every 30 s).
     reconcile_stuck_after: float = Field(default=60.0, gt=0)  # no progress this long: re-drive
     reconcile_query_budget: int = Field(default=60, ge=0)  # API queries per round, at most
@@ -219,6 +227,28 @@ class Settings(BaseSettings):
     ) -> dict[str, StorageProfile]:
         # Setting one CLOUDREC_STORAGE__X__... variable must not silently drop "default".
         return {DEFAULT_STORAGE_PROFILE: StorageProfile(), **profiles}
+
+    @field_validator("intake_queue")
+    @classmethod
+    def _intake_not_internal(cls, name: str) -> str:
+        # The internal queues (cloudrec.control, cloudrec.recording, ...) serve steps only.
+        if name.startswith("cloudrec."):
+            raise ValueError("the prefix 'cloudrec.' is reserved for cloudrec's internal queues")
+        return name
+
+    @model_validator(mode="after")
+    def _callbacks_not_on_the_intake(self) -> Settings:
+        # A callback task sent to a queue cloudrec's workers serve would be taken by them and
+        # dropped (it is the caller's task, unknown here).
+        if self.callback_queue == self.intake_queue or (
+            self.intake_default_queue and self.callback_queue == "celery"
+        ):
+            raise ValueError(
+                f"callback_queue: callback tasks must go to a queue the caller's workers serve, "
+                f"not one cloudrec serves as intake (got {self.callback_queue!r}); set "
+                f"CLOUDREC_CALLBACK_QUEUE to your workers' queue"
+            )
+        return self
 
     @model_validator(mode="after")
     def _uid_range_not_empty(self) -> Settings:

@@ -310,7 +310,7 @@ def metrics(ctx: click.Context, host: str, port: int) -> None:
 
     settings = _settings(ctx)
     _logging(settings, logging.INFO)
-    _, thread = serve_metrics(settings.redis_url, host, port)
+    _, thread = serve_metrics(settings.redis_url, host, port, settings)
     click.echo(f"serving metrics on http://{host}:{port}/metrics", err=True)
     thread.join()
 
@@ -321,7 +321,9 @@ def metrics(ctx: click.Context, host: str, port: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help='{"ok": bool, "problems": [...]}')
 @click.pass_context
 def health(ctx: click.Context, check_beat: bool, max_age: float, as_json: bool) -> None:
-    """Exit 0 if Redis answers (and, with --beat, a beat holds the lock and ticks); else 1.
+    """Exit 0 if Redis answers, no cloudrec task waits on a queue no cloudrec worker serves
+    (a caller that forgot queue="cloudrec"), and, with --beat, a beat holds the lock and ticks;
+    else 1.
 
     Only 0 and 1, as container healthchecks expect.
     """
@@ -331,6 +333,8 @@ def health(ctx: click.Context, check_beat: bool, max_age: float, as_json: bool) 
     settings = _settings(ctx)
     configure(settings)
     problem = _redis_problem(settings.redis_url)
+    if problem is None:
+        problem = _stranded_problem(settings)  # a caller sending to a queue nobody serves
     if problem is None and check_beat:
         problem = beat_problem(app, time.time(), max_age)
     if as_json:
@@ -357,6 +361,19 @@ def _redis_problem(url: str) -> str | None:
     finally:
         client.close()
     return None
+
+
+def _stranded_problem(settings: Settings) -> str | None:
+    import redis
+
+    from worker.queues import find_stranded
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        stranded = find_stranded(client, settings)
+    finally:
+        client.close()
+    return "; ".join(s.describe() for s in stranded) or None
 
 
 # -- channels (emulator dev API) ---------------------------------------------------------------
