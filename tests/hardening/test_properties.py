@@ -15,6 +15,7 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +272,8 @@ def test_dev_faults_and_failover_bodies(emulator: EmulatorServer, faults: bytes,
 VALID_SPEC = {
     "cname": "cliprops",
     "duration": 60,
-    "start_at": "2999-01-01T00:00:00Z",  # nothing starts: the job waits, the test inspects it
+    # Nothing starts: the job waits (within CLOUDREC_MAX_START_AHEAD), the test inspects it.
+    "start_at": (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "recordingConfig": {"maxIdleTime": 30, "transcodingConfig": {"width": 320, "height": 240}},
     "recordingFileConfig": {"avFileType": ["hls"]},
     "labels": {"team": "a"},
@@ -293,7 +295,7 @@ def test_cli_spec_files(redis_url: str, tmp_path: Path, raw: bytes) -> None:
         assert client.exists(f"cloudrec:job:{job_id}")
         assert client.zscore(DUE_KEY, f"stop:{job_id}") is not None
     else:
-        assert result.exit_code == 1, result.output
+        assert result.exit_code in (1, 2), result.output  # refused spec (1), unusable file (2)
         errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
         assert len(errors) == 1 and "Traceback" not in result.output, result.output
         assert client.keys("cloudrec:*") == []  # nothing half-made
