@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     # real service does not).
     dev_api: bool | None = None
 
+    # NCS notifications (worker.ncs, ``cloudrec ncs``): the receiver refuses to start without
+    # the secret (the HMAC key of Agora-Signature / Agora-Signature-V2, set in Agora's console).
+    # What it learns per recording is kept this long in Redis.
+    ncs_secret: SecretStr | None = None
+    ncs_ttl: float = Field(default=3 * 24 * 3600.0, ge=60)
+    ncs_max_body: int = Field(default=256 * 1024, ge=1024)  # bytes; a larger post is refused
+    # A start that may have reached the service but whose sid is unknown (its answer was lost):
+    # how long the job keeps looking for the sid (NCS events, repeated starts on its resource)
+    # before it ends failed, "sid unknown" (worker.recording.SID_UNKNOWN).
+    sid_unknown_window: float = Field(default=60.0, gt=0)
+
     @field_validator("storage")
     @classmethod
     def _keep_default_profile(

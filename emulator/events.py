@@ -96,10 +96,14 @@ class EventLog:
         timeout: float = 10.0,
         retry_delays: tuple[float, ...] = (0.0, 1.0, 3.0),
         duplicate: Callable[[], bool] = lambda: False,
+        drop: Callable[[], bool] = lambda: False,
+        delay: Callable[[], float] = lambda: 0.0,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.url = url
         self._duplicate = duplicate
+        self._drop = drop
+        self._delay = delay
         self._secret = secret
         self._timeout = timeout
         self._retry_delays = retry_delays
@@ -110,7 +114,14 @@ class EventLog:
         self._outbox: list[_Attempt] = []
         self._order = 0
         self._closed = False
-        self._stats = {"attempts": 0, "delivered": 0, "failed": 0, "duplicates": 0}
+        self._stats = {
+            "attempts": 0,
+            "delivered": 0,
+            "failed": 0,
+            "duplicates": 0,
+            "dropped": 0,
+            "delayed": 0,
+        }
         self._in_flight = 0
         self._sender: threading.Thread | None = None
         self._http: requests.Session | None = None
@@ -147,7 +158,7 @@ class EventLog:
             self._events.append(envelope)
             del self._events[:-_LOG_LIMIT]
             if self._sender is not None:
-                self._schedule(envelope, 0, time.monotonic())
+                self._queue_first_send(envelope)
         log.debug("event %s %s for %s", event_type, name, sid)
         return envelope
 
@@ -183,6 +194,17 @@ class EventLog:
             self._http.close()
 
     # -- delivery ------------------------------------------------------------------------------
+
+    def _queue_first_send(self, envelope: dict[str, Any]) -> None:
+        """Caller holds the lock. Faults: lose the event, or hold it back (later ones
+        overtake it)."""
+        if self._drop():
+            self._stats["dropped"] += 1
+            return
+        held = self._delay()
+        if held > 0:
+            self._stats["delayed"] += 1
+        self._schedule(envelope, 0, time.monotonic() + held)
 
     def _schedule(self, envelope: dict[str, Any], attempt: int, due: float) -> None:
         """Caller holds the lock."""

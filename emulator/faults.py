@@ -15,7 +15,10 @@ What can go wrong with the real service, on demand:
 * ``startNotFoundSeconds``: every task answers 404 during its first seconds (spec 14.4);
 * ``uploadFailures`` / ``uploadFailureRate`` / ``uploadLatency``: storage uploads fail (the
   file goes to the backup area) or are slow;
-* ``ncsDuplicateRate``: notifications are delivered twice, the copy later (out of order).
+* ``ncsDuplicateRate``: notifications are delivered twice, the copy later (out of order);
+  ``ncsDropRate``: notifications are lost (never posted, as when NCS gives up);
+  ``ncsDelayRate`` / ``ncsDelaySeconds``: notifications are held back, so later ones overtake
+  them (reordered).
 
 ``PUT`` replaces the whole setting; ``GET`` shows what is left of it (remaining counts, the
 seconds left before and in the 404 window).
@@ -117,6 +120,11 @@ class FaultSettings(_Strict):
     # Each delivered notification is delivered once more, a little later (spec 11.1: NCS may
     # duplicate and reorder; receivers deduplicate on noticeId).
     ncsDuplicateRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    # Each notification is lost with this probability (spec 10.5: NCS is not 100% reliable).
+    ncsDropRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    # Each notification is held back ncsDelaySeconds with this probability: later ones overtake.
+    ncsDelayRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
+    ncsDelaySeconds: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 1.0
     seed: int | None = None  # for reproducible rates
 
 
@@ -247,6 +255,20 @@ class FaultInjector:
     def upload_latency(self) -> float:
         with self._lock:
             return self._settings.uploadLatency
+
+    def ncs_drop(self) -> bool:
+        """Whether to lose this notification."""
+        with self._lock:
+            rate = self._settings.ncsDropRate
+            return rate > 0 and self._ncs_rng.random() < rate
+
+    def ncs_delay(self) -> float:
+        """Seconds to hold this notification back (0: send it in its turn)."""
+        with self._lock:
+            rate = self._settings.ncsDelayRate
+            if rate > 0 and self._ncs_rng.random() < rate:
+                return self._settings.ncsDelaySeconds
+            return 0.0
 
     def ncs_duplicate(self) -> bool:
         """Whether to deliver this notification a second time."""

@@ -294,6 +294,8 @@ class RecordingService:
             timeout=config.ncs_timeout_seconds,
             retry_delays=config.ncs_retry_seconds,
             duplicate=self.faults.ncs_duplicate,
+            drop=self.faults.ncs_drop,
+            delay=self.faults.ncs_delay,
         )
         self._recorder_factory = recorder_factory or _default_recorder_factory
         self._clock = clock

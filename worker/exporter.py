@@ -38,10 +38,14 @@ from worker.metrics import (
     CALLBACKS,
     COUNTER_LABELS,
     LIMITER_WAITS,
+    NCS_EVENTS,
+    NCS_REJECTED,
     RETRIES,
+    SID_UNKNOWN,
     CounterSnapshot,
     read_counters,
 )
+from worker.ncs import UNCLAIMED_GRACE, NcsLedger
 from worker.schedules import SCHEDULES_KEY, schedule_key
 from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from worker.store import DUE_KEY, JOBS_KEY, job_key, state_key
@@ -59,6 +63,13 @@ _COUNTERS = {
     RETRIES: ("cloudrec_retries", "Step retries by step and kind of failure"),
     LIMITER_WAITS: ("cloudrec_limiter_waits", "API calls deferred by the shared rate limiter"),
     CALLBACKS: ("cloudrec_callbacks", "Completion callback deliveries by kind and outcome"),
+    NCS_EVENTS: ("cloudrec_ncs_events", "NCS notifications received by event type and outcome"),
+    NCS_REJECTED: ("cloudrec_ncs_rejected", "NCS posts refused (unsigned, bad signature, ...)"),
+    SID_UNKNOWN: (
+        "cloudrec_sid_unknown",
+        "Jobs ended not knowing the sid of a start that may have reached the service "
+        "(a recording may be running that cloudrec cannot stop)",
+    ),
 }
 _LIVE = (JobState.STARTING, JobState.RECORDING, JobState.STOPPING)
 
@@ -74,6 +85,7 @@ class JobFacts:
     max_overdue: float = 0.0
     due: dict[str, int] = field(default_factory=dict)
     schedules: dict[str, int] = field(default_factory=dict)
+    ncs_unclaimed: int = 0
 
 
 def read_job_facts(
@@ -91,6 +103,7 @@ def read_job_facts(
     facts.terminal = _terminal_counts(client, now - window)
     facts.due = _due_counts(client)
     facts.schedules = _schedule_counts(client)
+    facts.ncs_unclaimed = NcsLedger(client).count_unclaimed(now)
     return facts
 
 
@@ -234,6 +247,12 @@ def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:
     )
     yield _labelled("cloudrec_due", "Scheduled starts and stops waiting", "action", facts.due)
     yield _labelled("cloudrec_schedules", "Recurring schedules", "status", facts.schedules)
+    yield _gauge(
+        "cloudrec_ncs_unclaimed_recordings",
+        f"Recordings heard of through NCS that no job holds, first heard over "
+        f"{UNCLAIMED_GRACE:.0f} s ago (cloudrec ncs unclaimed)",
+        facts.ncs_unclaimed,
+    )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -22,6 +22,9 @@ RETRIES = PREFIX + "retries"  # field "<step>|<kind>"
 LIMITER_WAITS = PREFIX + "limiter_waits"  # field "<priority>"
 CALLBACKS = PREFIX + "callbacks"  # field "<kind>|<outcome>"
 STOP_LATENESS = PREFIX + "stop_lateness"  # histogram: field "le=<bound>", "count", "sum"
+NCS_EVENTS = PREFIX + "ncs_events"  # field "<event type>|<outcome: stored, duplicate>"
+NCS_REJECTED = PREFIX + "ncs_rejected"  # field "<reason>"
+SID_UNKNOWN = PREFIX + "sid_unknown"  # field "total": jobs ended "sid unknown"
 
 # Seconds between a job's stop_at and the moment the service answered its stop.
 LATENESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -49,6 +52,16 @@ class Metrics:
     def callback(self, kind: str, outcome: str) -> None:
         self._incr(CALLBACKS, f"{kind}|{outcome}")
 
+    def ncs_event(self, event_type: int, outcome: str) -> None:
+        self._incr(NCS_EVENTS, f"{event_type}|{outcome}")
+
+    def ncs_rejected(self, reason: str) -> None:
+        self._incr(NCS_REJECTED, reason)
+
+    def sid_unknown(self) -> None:
+        """A job ended not knowing the sid of a start that may have reached the service."""
+        self._incr(SID_UNKNOWN, "total")
+
     def stop_lateness(self, seconds: float) -> None:
         try:
             with self._redis.pipeline(transaction=False) as pipe:
@@ -75,6 +88,9 @@ COUNTER_LABELS: dict[str, tuple[str, ...]] = {
     RETRIES: ("step", "kind"),
     LIMITER_WAITS: ("priority",),
     CALLBACKS: ("kind", "outcome"),
+    NCS_EVENTS: ("event_type", "outcome"),
+    NCS_REJECTED: ("reason",),
+    SID_UNKNOWN: (),
 }
 
 

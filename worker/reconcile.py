@@ -19,6 +19,13 @@ A round, cheapest first:
    several probes): the job is then stopped through the stop step, which ends it ``idle_exit``
    (the recorder left by itself) unless the stop finds it alive after all. Status 6/7/8 also
    means it left; 20 means it died (``failed``).
+   Before any query, the NCS ledger (:mod:`worker.ncs`) is read for the same jobs, free: a
+   recording whose session NCS saw end (31/32 with the files, 11, or 41 long enough ago) ends
+   its job with those files and upload status (``idle_exit``: the recorder left by itself),
+   event 12's new uids are recorded, and a recording heard from within
+   ``reconcile_check_interval`` (event 33 comes every minute) is not queried.
+   Jobs that ended "sid unknown" are matched against the ledger too: a late event still gets
+   their recording stopped.
 3. **Find recordings whose job lost track** (only where the service can list them: the
    emulator's dev API). A live recording that no active job holds by sid is either adopted by the
    job whose start it answered (matched by resourceId: the start's answer was lost) or, once
@@ -39,14 +46,19 @@ from typing import TYPE_CHECKING, Any
 from config import Settings
 from worker.devapi import DevApiClient, DevApiError
 from worker.errors import ApiError, RateLimitWait, WorkerNotFound
+from worker.ncs import NcsRecording
 from worker.recording import (
     DONE,
+    NCS_SETTLE_SECONDS,
+    SID_UNKNOWN_KEY,
     Next,
     clear_missing,
     expected_playlist_name,
     missing_probe_interval,
+    ncs_end_fields,
     note_missing,
 )
+from worker.recording import find_sid as find_job_sid
 from worker.runtime import KnownRecording, RecordingLocator
 from worker.states import ACTIVE_STATES, JobState
 from worker.store import FileRecord, JobRecord
@@ -74,6 +86,9 @@ class ReconcileReport:
     died: int = 0
     adopted: int = 0
     orphans_stopped: int = 0
+    ncs_ended: int = 0  # jobs ended from NCS events, without a query
+    ncs_fresh: int = 0  # live jobs not queried: NCS heard from them within the check interval
+    late_adopted: int = 0  # "sid unknown" jobs whose sid NCS told later (their stop is sent)
     budget_exhausted: bool = False
 
     def summary(self) -> dict[str, int | bool]:
@@ -85,6 +100,9 @@ class ReconcileReport:
             "died": self.died,
             "adopted": self.adopted,
             "orphans_stopped": self.orphans_stopped,
+            "ncs_ended": self.ncs_ended,
+            "ncs_fresh": self.ncs_fresh,
+            "late_adopted": self.late_adopted,
             "budget_exhausted": self.budget_exhausted,
         }
 
@@ -108,8 +126,10 @@ def reconcile(rt: Runtime, now: float | None = None, *, backlog: int = 0) -> Rec
         jobs = rt.store.records(ids[start : start + READ_CHUNK])
         redrive_stuck(rt, jobs, now, report, backlog=backlog)
         seen.add(jobs)
+    adopt_late(rt, now, report)
+    live = apply_ncs(rt, seen.live, now, report)
     budget = rt.settings.reconcile_query_budget
-    budget -= check_live(rt, seen.live, now, budget, report)
+    budget -= check_live(rt, live, now, budget, report)
     if rt.locator is not None and not report.budget_exhausted and _scan_due(rt, now):
         scan_service(rt, rt.locator, seen, now, budget, report)
     return report
@@ -125,6 +145,7 @@ class LiveJob:
     job_id: str
     stop_at: float
     missing_since: float | None
+    sid: str = ""
 
 
 @dataclass
@@ -142,7 +163,7 @@ class Seen:
             elif job.state == S.STARTING and job.resource_id:
                 self.waiting[job.resource_id] = job.job_id
             if job.state == S.RECORDING and job.sid and not job.stop_reason:
-                self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since))
+                self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
 
 
 SCANNED_KEY = "cloudrec:reconcile:scanned"
@@ -190,6 +211,11 @@ def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> 
         if job.start_at is not None and job.start_at > now - stuck:
             return DONE  # a scheduled start: the dispatcher fires it
         return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+    if job.state == S.STARTING and not job.sid and job.sid_wait_since is not None:
+        # Its sid is being sought (worker.recording.seek_sid): re-drive the search if it went
+        # quiet (the search repeats the start at least every half of the time it has spent).
+        quiet = now - max(job.sid_wait_since, job.sid_provoked_at or 0.0)
+        return Next("watch") if quiet > stuck and not rt.store.start_claimed(job.job_id) else DONE
     if job.state == S.ACQUIRING or (job.state == S.STARTING and not job.sid):
         if rt.store.start_claimed(job.job_id):
             return DONE  # a start request is in flight
@@ -224,6 +250,99 @@ def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileR
 
 
 # -- 2. recordings believed live -------------------------------------------------------------------
+NCS_CHUNK = 500
+
+
+def apply_ncs(
+    rt: Runtime, live: Sequence[LiveJob], now: float, report: ReconcileReport
+) -> list[LiveJob]:
+    """Settle what the NCS ledger already tells about the live jobs; returns the ones that
+    still need a query (not ended, not heard from within ``reconcile_check_interval``)."""
+    remaining: list[LiveJob] = []
+    for start in range(0, len(live), NCS_CHUNK):
+        chunk = live[start : start + NCS_CHUNK]
+        heard = rt.ncs.get_many([j.sid for j in chunk])
+        for candidate, rec in zip(chunk, heard, strict=True):
+            if rec is None or not _settle_from_ncs(rt, candidate, rec, now, report):
+                remaining.append(candidate)
+    return remaining
+
+
+def _settle_from_ncs(
+    rt: Runtime, candidate: LiveJob, rec: NcsRecording, now: float, report: ReconcileReport
+) -> bool:
+    """True if NCS settles this job for the round (ended, or recently heard from)."""
+    ended = rec.settled(now, NCS_SETTLE_SECONDS)
+    job = rt.store.find(candidate.job_id)
+    if job is None or job.state != S.RECORDING or job.stop_reason:
+        return True  # it moved on since the round read it
+    if ended:
+        _ended_per_ncs(rt, job, rec)
+        report.ncs_ended += 1
+        return True
+    if rec.new_uids and any(u not in job.failover_uids for u in rec.new_uids):
+        uids = [*job.failover_uids, *(u for u in rec.new_uids if u not in job.failover_uids)]
+        rt.store.transition(job.job_id, {S.RECORDING}, None, failover_uids=uids)
+    fresh = (
+        rec.last_ms is not None and now - rec.last_ms / 1000 < rt.settings.reconcile_check_interval
+    )
+    if fresh and candidate.missing_since is None:
+        report.ncs_fresh += 1
+        return True
+    return False
+
+
+def _ended_per_ncs(rt: Runtime, job: JobRecord, rec: NcsRecording) -> None:
+    """The recorder left by itself (nobody asked it to stop): the job ends with the files and
+    upload status the events gave, ``failed`` if the session exited abnormally."""
+    abnormal = rec.exit_status == 1 or rec.error is not None
+    code = "unknown" if rec.leave_code is None else str(rec.leave_code)
+    reason = f"recorder left by itself (NCS: leaveCode {code}, exitStatus {rec.exit_status})"
+    moved, _ = rt.store.transition(
+        job.job_id,
+        {S.RECORDING},
+        S.FAILED if abnormal else S.IDLE_EXIT,
+        error={"operation": "ncs", "reason": reason},
+        **ncs_end_fields(job, rec),
+    )
+    if moved:
+        log.info(
+            "reconcile: job %s ended per NCS: %s",
+            job.job_id,
+            reason,
+            extra={"job_id": job.job_id, "sid": job.sid},
+        )
+
+
+def adopt_late(rt: Runtime, now: float, report: ReconcileReport) -> None:
+    """Jobs that ended "sid unknown": if NCS has told their sid since, record it on the job and
+    make its stop due (the stop step stops the recording of a failed job that holds a sid)."""
+    rt.redis.zremrangebyscore(SID_UNKNOWN_KEY, "-inf", now - rt.settings.ncs_ttl)
+    for raw in rt.redis.zrange(SID_UNKNOWN_KEY, 0, NCS_CHUNK - 1):
+        job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        job = rt.store.find(job_id)
+        if job is None or job.sid:
+            rt.redis.zrem(SID_UNKNOWN_KEY, job_id)
+            continue
+        found = find_job_sid(rt, job)
+        if found is None:
+            continue
+        sid, source = found
+        rt.ncs.claim(sid, job_id)
+        moved, _ = rt.store.transition(job_id, {job.state}, None, sid=sid, sid_source=source)
+        rt.redis.zrem(SID_UNKNOWN_KEY, job_id)
+        if moved:
+            log.warning(
+                "reconcile: job %s learnt its sid late (from %s): stopping its recording",
+                job_id,
+                source,
+                extra={"job_id": job_id, "sid": sid},
+            )
+            rt.store.schedule("stop", job_id, now)
+            report.late_adopted += 1
+            report.redrive.append((job_id, Next("stop")))
+
+
 def check_live(
     rt: Runtime, live: Sequence[LiveJob], now: float, budget: int, report: ReconcileReport
 ) -> int:
@@ -451,6 +570,8 @@ __all__ = [
     "DevApiLocator",
     "ReconcileReport",
     "adopt",
+    "adopt_late",
+    "apply_ncs",
     "check_live",
     "find_sid",
     "locator_for",

@@ -48,6 +48,7 @@ from worker.errors import (
     WorkerNotFound,
 )
 from worker.jobs import JobSpec, parse_job_spec, resolve_times
+from worker.ncs import NcsRecording
 from worker.runtime import Runtime
 from worker.states import LIVE_STATES, JobState
 from worker.store import FileRecord, JobRecord
@@ -151,6 +152,8 @@ def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     rt.store.unschedule("start", job_id)
     if job.state not in (S.QUEUED, S.ACQUIRING):
         return DONE  # already past this step, or finished
+    if _too_late_to_start(job, now):
+        return _end_unstarted(rt, job)
     if job.state == S.QUEUED:
         moved, state = rt.store.transition(job_id, {S.QUEUED}, S.ACQUIRING)
         if not moved and state != S.ACQUIRING:
@@ -178,8 +181,9 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
       recording: a repeat that reaches the service after the first one answers 201/7), and a
       new resource is acquired only after the service said the old one did not start
       (433/432/1001/502, or 53 with another uid);
-    - 201/7 without a known sid: the sid is looked up (the emulator's dev API lists it); if it
-      cannot be found the job fails saying so.
+    - 201/7 without a known sid: the sid is looked up (NCS events, :mod:`worker.ncs`; the
+      emulator's dev API where it is enabled); until it is found the job keeps looking
+      (:func:`seek_sid`), and ends "sid unknown" only after ``sid_unknown_window``.
     """
     now = time.time() if now is None else now
     job = rt.store.get(job_id)
@@ -189,6 +193,8 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
         return Next("watch") if job.state == S.STARTING else DONE
     if job.state not in (S.ACQUIRING, S.STARTING):
         return DONE
+    if job.state == S.ACQUIRING and _too_late_to_start(job, now):
+        return _end_unstarted(rt, job)  # no start went out on this resource: nothing runs
     if job.state == S.ACQUIRING and (
         not job.resource_id or not job.acquired_at or now - job.acquired_at > RESOURCE_FRESH_SECONDS
     ):
@@ -203,7 +209,14 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     with rt.leases.hold("start", job_id) as mine:
         if not mine:
             return DONE  # another delivery's request is in flight
-        moved, _ = rt.store.transition(job_id, {job.state}, S.STARTING, resource_id=job.resource_id)
+        # From here on a recording may exist at the service: remember since when.
+        moved, _ = rt.store.transition(
+            job_id,
+            {job.state},
+            S.STARTING,
+            resource_id=job.resource_id,
+            start_sent_at=job.start_sent_at or now,
+        )
         return _send_start(rt, job, request) if moved else DONE
 
 
@@ -253,14 +266,17 @@ def storage_config(
     )
 
 
-def _record_sid(rt: Runtime, job_id: str, sid: str) -> Next:
+def _record_sid(rt: Runtime, job_id: str, sid: str, source: str = "start") -> Next:
     started = time.time()
-    done, state = rt.store.transition(job_id, {S.STARTING}, None, sid=sid, started_at=started)
+    rt.ncs.claim(sid, job_id)  # its notifications belong to this job now
+    done, state = rt.store.transition(
+        job_id, {S.STARTING}, None, sid=sid, started_at=started, sid_source=source
+    )
     if done:
         return Next("watch", delay=2.0)
     # Ended while start was in flight (cancel, deadline): keep the sid so it can be stopped, and
     # make the stop due now, so it survives this process dying before the stop task is sent.
-    rt.store.transition(job_id, set(JobState), None, sid=sid, started_at=started)
+    rt.store.transition(job_id, set(JobState), None, sid=sid, started_at=started, sid_source=source)
     rt.store.schedule("stop", job_id, started)
     log.warning(
         "job %s: started after it ended (%s); stopping it",
@@ -272,20 +288,114 @@ def _record_sid(rt: Runtime, job_id: str, sid: str) -> Next:
 
 
 def _recover_sid(rt: Runtime, job: JobRecord) -> Next:
-    """201/7: this resource already started a recording. Find its sid, or fail saying so."""
+    """201/7: this resource already started a recording, whose answer was lost. Adopt its sid
+    if it is known already, else keep looking for it (:func:`seek_sid`)."""
     current = rt.store.get(job.job_id)
     if current.sid:
         return Next("watch") if current.state == S.STARTING else DONE
-    assert job.resource_id is not None
-    sid = rt.locate_sid(job.resource_id)
+    found = find_sid(rt, current)
+    if found is not None:
+        return _adopt_sid(rt, current, *found)
+    now = time.time()
+    rt.store.transition(
+        job.job_id,
+        {S.STARTING},
+        None,
+        sid_wait_since=current.sid_wait_since or now,
+        sid_provoked_at=now,  # this 201/7 made the service say "already started" (event 3)
+    )
+    return Next("watch", delay=SID_POLL_SECONDS)
+
+
+# -- a start whose sid is not known --------------------------------------------------------------
+# How often a job looks in the NCS ledger for the sid of its start (Redis only, no API call).
+SID_POLL_SECONDS = 1.0
+# The first repeated start on the resource goes out this long after the sid went missing; later
+# ones at half the time spent looking (5, 10, 20 s ... apart).
+SID_PROVOKE_SECONDS = 5.0
+SID_UNKNOWN_REASON = "sid unknown: a recording may be running that cloudrec cannot stop"
+SID_UNKNOWN_KEY = "cloudrec:sid_unknown"  # zset job id -> when it ended "sid unknown"
+
+
+def find_sid(rt: Runtime, job: JobRecord) -> tuple[str, str] | None:
+    """(sid, how it was learnt) of the recording the job's start began, if anything tells.
+
+    NCS first: a recording of the job's channel by its recorder uid that began after the job's
+    resource was acquired and that no other job holds (the service runs one recording per
+    channel and uid). Then the emulator's dev API, where it is enabled (never in real-service
+    mode, ``CLOUDREC_DEV_API=false``)."""
+    since = job.acquired_at or job.created_at
+    sid = rt.ncs.find_sid(job.cname, job.uid, since, job.job_id)
     if sid is not None:
-        log.info(
-            "job %s: recovered the sid of a start whose answer was lost",
+        return sid, "ncs"
+    if job.resource_id and rt.locator is not None:
+        sid = rt.locate_sid(job.resource_id)
+        if sid is not None:
+            return sid, "dev_api"
+    return None
+
+
+def _adopt_sid(rt: Runtime, job: JobRecord, sid: str, source: str) -> Next:
+    log.info(
+        "job %s: recovered the sid of a start whose answer was lost (from %s)",
+        job.job_id,
+        source,
+        extra={"job_id": job.job_id, "sid": sid},
+    )
+    return _record_sid(rt, job.job_id, sid, source)
+
+
+def seek_sid(rt: Runtime, job: JobRecord, now: float) -> Next:
+    """One look for the sid of a start that may have reached the service (no answer, or 201/7).
+
+    The job is never closed as "never started" while that is unknown. It looks in the NCS
+    ledger every ``SID_POLL_SECONDS``; now and then it repeats the start on the same resource
+    (which cannot start a second recording: 201/7, and the service's event 3 carries the sid;
+    a start that had not arrived starts now and answers its sid). After ``sid_unknown_window``
+    without a sid the job ends failed with :data:`SID_UNKNOWN_REASON`, counted and alerted on.
+    """
+    found = find_sid(rt, job)
+    if found is not None:
+        return _adopt_sid(rt, job, *found)
+    if rt.store.start_claimed(job.job_id):
+        return Next("watch", delay=SID_POLL_SECONDS)  # a start is in flight: its answer tells
+    since = job.sid_wait_since or now
+    if job.sid_wait_since is None:
+        rt.store.transition(job.job_id, {S.STARTING}, None, sid_wait_since=since)
+    waited = now - since
+    if waited >= rt.settings.sid_unknown_window:
+        return _end_sid_unknown(rt, job, now)
+    last = job.sid_provoked_at or job.start_sent_at or since
+    if now - last >= max(SID_PROVOKE_SECONDS, waited / 2):
+        rt.store.transition(job.job_id, {S.STARTING}, None, sid_provoked_at=now)
+        return Next("acquire")  # acquire -> start: a job already starting sends its start again
+    return Next("watch", delay=SID_POLL_SECONDS)
+
+
+def _end_sid_unknown(rt: Runtime, job: JobRecord, now: float) -> Next:
+    error = {"operation": "start", "kind": "SidUnknown", "reason": SID_UNKNOWN_REASON}
+    moved, _ = rt.store.transition(
+        job.job_id, {S.STARTING}, S.FAILED, stop_reason="sid_unknown", error=error
+    )
+    if moved:
+        rt.metrics.sid_unknown()
+        # The reconciler keeps looking in the NCS ledger: a late event still gets it stopped.
+        rt.redis.zadd(SID_UNKNOWN_KEY, {job.job_id: now})
+        log.error(
+            "job %s: %s (resource started %.0f s ago, channel %s, uid %s)",
             job.job_id,
-            extra={"job_id": job.job_id, "sid": sid},
+            SID_UNKNOWN_REASON,
+            now - (job.start_sent_at or now),
+            job.cname,
+            job.uid,
+            extra={"job_id": job.job_id, "cname": job.cname},
         )
-        return _record_sid(rt, job.job_id, sid)
-    return _fail(rt, job.job_id, _lost_sid_error(), sources={S.STARTING})
+    return DONE
+
+
+def _too_late_to_start(job: JobRecord, now: float) -> bool:
+    """No start has gone out on the job's resource and it should no longer start one."""
+    return job.stop_reason is not None or now >= job.stop_at
 
 
 def _reacquire(rt: Runtime, job: JobRecord, why: str, *, new_uid: bool = False) -> Next:
@@ -300,25 +410,21 @@ def _reacquire(rt: Runtime, job: JobRecord, why: str, *, new_uid: bool = False) 
     return Next("acquire")
 
 
-def _lost_sid_error() -> dict[str, Any]:
-    return {
-        "operation": "start",
-        "status": 201,
-        "code": 7,
-        "reason": "already started, but the sid was never received; "
-        "the recorder will leave at maxIdleTime",
-        "kind": "AlreadyStarted",
-    }
-
-
 # -- watch -------------------------------------------------------------------------------------
 def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     """Query until the recording is running (status 4 or 5): starting -> recording."""
     now = time.time() if now is None else now
     job = rt.store.get(job_id)
+    if job.state == S.STARTING and not job.sid:
+        return seek_sid(rt, job, now)
     if job.state != S.STARTING or not job.sid or not job.resource_id:
         return DONE
     age = now - (job.started_at or now)
+    heard = rt.ncs.get(job.sid)
+    if heard is not None and heard.started and not heard.over:
+        # Event 40 (recorder_started, status 0) says what a query's status 4/5 would.
+        rt.store.transition(job_id, {S.STARTING}, S.RECORDING)
+        return DONE
     try:
         status = rt.client.query(job.resource_id, job.sid).serverResponse.status
     except WorkerNotFound as exc:
@@ -381,6 +487,10 @@ def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
             return _stop_orphan(rt, job, now)
         rt.store.unschedule("stop", job_id)
         return DONE
+    if job.sid is None and job.state == S.STARTING:
+        job = _sid_for_stop(rt, job, now)
+        if job.sid is None:
+            return _stop_without_sid(rt, job, now)
     if job.sid is None:
         return _end_unstarted(rt, job)
     # Hold the deadline's lease on a heartbeat: if this process dies during the call, the
@@ -466,9 +576,42 @@ def _stop_again(rt: Runtime, job_id: str, delay: float, reason: str) -> Next:
     return Next("stop", delay=delay, reason=reason)
 
 
+# NCS told the recording is over (41, 11) but not its files (31/32): they are waited for this
+# long after the last event (delivery is not ordered), then the job ends without them.
+NCS_SETTLE_SECONDS = 15.0
+
+
+def _finish_from_ncs(rt: Runtime, job: JobRecord, target: JobState) -> bool:
+    """End a stopping job from what NCS said, if it says the session is over (31/32 with the
+    files, or 41/11 and then quiet): no more probes of a task that is gone. Returns whether it
+    did."""
+    heard = rt.ncs.get(job.sid) if job.sid else None
+    if heard is None or not heard.settled(time.time(), NCS_SETTLE_SECONDS):
+        return False
+    rt.store.transition(job.job_id, {S.STOPPING}, target, **ncs_end_fields(job, heard))
+    return True
+
+
+def ncs_end_fields(job: JobRecord, heard: NcsRecording) -> dict[str, Any]:
+    """The files, upload status and failover uids a finished recording's events gave."""
+    names = heard.file_names or ([expected_playlist_name(job.sid, job.cname)] if job.sid else [])
+    prefix = job.spec.get("fileNamePrefix") or []
+    return {
+        "files": [FileRecord(fileName=n, key="/".join([*prefix, n])) for n in names],
+        "uploading_status": heard.upload_status or "unknown",
+        "failover_uids": _merged_uids(job, heard),
+    }
+
+
+def _merged_uids(job: JobRecord, heard: NcsRecording) -> list[str]:
+    return [*job.failover_uids, *(u for u in heard.new_uids if u not in job.failover_uids)]
+
+
 def _after_already_stopping(rt: Runtime, job: JobRecord, now: float) -> Next:
     # 49: the task is exiting (our own earlier stop, or the recorder leaving by itself). Give
     # the stop that is under way time to record the files, then settle for what we know.
+    if _finish_from_ncs(rt, job, _gone_state(job)):
+        return DONE
     count = rt.store.count_delivery(job.job_id, "stop49")
     if count < MAX_ALREADY_STOPPING:
         return _stop_again(rt, job.job_id, 5.0, "the task is already exiting (49)")
@@ -477,6 +620,8 @@ def _after_already_stopping(rt: Runtime, job: JobRecord, now: float) -> Next:
 
 
 def _after_not_found(rt: Runtime, job: JobRecord, exc: ApiError, now: float) -> Next:
+    if _finish_from_ncs(rt, job, _gone_state(job)):
+        return DONE  # NCS saw the session end: the 404 is not a failover
     if not note_missing(rt, job, {S.STOPPING}, now):
         return _stop_again(rt, job.job_id, missing_probe_interval(rt.settings), "404")
     target = _gone_state(job)
@@ -517,14 +662,45 @@ def clear_missing(rt: Runtime, job: JobRecord, sources: set[JobState]) -> None:
 def _end_unstarted(rt: Runtime, job: JobRecord) -> Next:
     """The deadline, a stop or a cancel reached a job that never got a sid."""
     if job.stop_reason == "cancel":
-        rt.store.transition(job.job_id, {S.QUEUED, S.ACQUIRING, S.STARTING}, S.CANCELLED)
+        rt.store.transition(job.job_id, {S.QUEUED, S.ACQUIRING}, S.CANCELLED)
         return DONE
     why = {
         "stop": "stopped before the recording started",
         "error": "failed before the recording started",
     }.get(job.stop_reason or "", "the deadline passed before the recording started")
-    _fail(rt, job.job_id, {"reason": why}, sources={S.QUEUED, S.ACQUIRING, S.STARTING})
+    # STARTING is left out on purpose: its start may have reached the service (seek_sid).
+    _fail(rt, job.job_id, {"reason": why}, sources={S.QUEUED, S.ACQUIRING})
     return DONE
+
+
+def _sid_for_stop(rt: Runtime, job: JobRecord, now: float) -> JobRecord:
+    """The job, with the sid of its start if anything tells it now."""
+    found = find_sid(rt, job)
+    if found is None:
+        return job
+    sid, source = found
+    rt.ncs.claim(sid, job.job_id)
+    rt.store.transition(job.job_id, {S.STARTING}, None, sid=sid, started_at=now, sid_source=source)
+    log.info(
+        "job %s: stopping the recording whose start answer was lost (sid from %s)",
+        job.job_id,
+        source,
+        extra={"job_id": job.job_id, "sid": sid},
+    )
+    return rt.store.get(job.job_id)
+
+
+def _stop_without_sid(rt: Runtime, job: JobRecord, now: float) -> Next:
+    """The deadline (or a stop, a cancel) reached a job whose start may be running, sid unknown:
+    keep the stop coming back every second while the sid is sought; never close the job as
+    "never started"."""
+    nxt = seek_sid(rt, job, now)
+    if nxt.step == "watch":
+        return _stop_again(rt, job.job_id, SID_POLL_SECONDS, "sid not known yet")
+    if nxt.step == "acquire":
+        # The start goes out again; the deadline's lease brings this stop back after it.
+        rt.store.extend_due("stop", job.job_id, now + rt.settings.stop_lease)
+    return nxt
 
 
 def _needs_orphan_stop(job: JobRecord) -> bool:
@@ -570,6 +746,9 @@ def _finish(
 ) -> None:
     # An empty recording has no files; elsewhere, without a file list, the name is derivable.
     fields = {"files": []} if empty else _file_fields(job, response)
+    heard = rt.ncs.get(job.sid) if job.sid else None
+    if heard is not None and heard.new_uids:
+        fields["failover_uids"] = _merged_uids(job, heard)
     if uploading_status is not None:
         fields["uploading_status"] = uploading_status
     if error is not None:
@@ -625,7 +804,10 @@ __all__ = [
     "acquire_step",
     "allocate_uid",
     "fail_job",
+    "find_sid",
+    "ncs_end_fields",
     "request_stop",
+    "seek_sid",
     "start_step",
     "stop_step",
     "submit",

@@ -18,6 +18,7 @@ from worker.client import RecordingApiClient
 from worker.leases import LeaseKeeper
 from worker.limiter import ApiRateLimiter
 from worker.metrics import Metrics
+from worker.ncs import NcsLedger
 from worker.store import JobStore
 from worker.vault import TokenVault
 
@@ -67,6 +68,7 @@ class Runtime:
     limiter: ApiRateLimiter
     metrics: Metrics
     leases: LeaseKeeper
+    ncs: NcsLedger  # what NCS notifications said per recording (worker.ncs)
     client: RecordingApiClient = field(repr=False)
     # None: not decided yet (see Settings.dev_api); decided on first use.
     _locator: RecordingLocator | None = field(default=None, repr=False)
@@ -85,6 +87,7 @@ class Runtime:
             limiter=limiter,
             metrics=metrics,
             leases=LeaseKeeper(client, settings.stop_lease),
+            ncs=NcsLedger(client, settings.ncs_ttl),
             client=RecordingApiClient(
                 settings,
                 acquire_slot=limiter.acquire,

@@ -133,6 +133,16 @@ class JobRecord(BaseModel):
     # several probes, means the task is gone (worker.recording.note_missing).
     missing_since: float | None = None
     missing_count: int = 0
+    # When a start request was first sent on the current resource: from then on a recording may
+    # exist at the service, whether or not its answer (the sid) ever arrives.
+    start_sent_at: float | None = None
+    # The sid of a start that may have taken effect is being looked for (NCS events, repeated
+    # starts on the same resource) since then; the last repeated start (worker.recording).
+    sid_wait_since: float | None = None
+    sid_provoked_at: float | None = None
+    sid_source: str | None = None  # how the sid was learnt: start, ncs, dev_api
+    # The recorder's uid after each HA failover (NCS event 12's newUid, spec 10.3).
+    failover_uids: list[str] = Field(default_factory=list)
     has_callback: bool = False
     files: list[FileRecord] = Field(default_factory=list)
     uploading_status: str | None = None
@@ -166,6 +176,8 @@ class JobRecord(BaseModel):
             "uploading_status": self.uploading_status,
             "error": self.error,
             "stop_reason": self.stop_reason,
+            "sid_source": self.sid_source,
+            "failover_uids": self.failover_uids,
             "labels": self.spec.get("labels") or {},
             "callback": self.callback_status,
             "history": [{"state": str(h.state), "at": iso(h.at)} for h in self.history],

@@ -14,7 +14,8 @@ from tests.worker.conftest import live_recordings, make_settings, recordings_of,
 from worker import recording
 from worker.api_models import AcquireClientRequest
 from worker.errors import TransportError
-from worker.metrics import STOP_LATENESS
+from worker.metrics import SID_UNKNOWN, STOP_LATENESS
+from worker.ncs import Envelope
 from worker.recording import DONE, Next
 from worker.runtime import Runtime
 from worker.states import JobState
@@ -65,8 +66,12 @@ def test_a_start_whose_answer_was_lost_recovers_its_sid_and_records_once(rt, dev
     assert rt.store.get(job_id).sid == started[0]["sid"]
 
 
-def test_a_lost_sid_that_cannot_be_found_fails_the_job_saying_so(redis_url, emulator, dev):
-    rt = Runtime.build(make_settings(redis_url, emulator.base_url, dev_api=False))
+def test_a_lost_sid_is_sought_never_closed_as_unstarted_then_ends_sid_unknown(
+    redis_url, emulator, dev
+):
+    rt = Runtime.build(
+        make_settings(redis_url, emulator.base_url, dev_api=False, sid_unknown_window=20)
+    )
     try:
         job_id = _acquired(rt, "nosid")
         dev.set_faults(
@@ -74,11 +79,46 @@ def test_a_lost_sid_that_cannot_be_found_fails_the_job_saying_so(redis_url, emul
         )
         with pytest.raises(TransportError):
             recording.start_step(rt, job_id)
-        assert recording.start_step(rt, job_id) == DONE
+        # 201/7 and no way to know the sid yet (no dev API, no NCS): keep looking.
+        assert recording.start_step(rt, job_id) == Next("watch", delay=1.0)
         job = rt.store.get(job_id)
-        assert job.state == S.FAILED
-        assert job.error["code"] == 7 and "sid was never received" in job.error["reason"]
+        assert job.state == S.STARTING and job.sid_wait_since is not None
+        # The deadline does not close it as "never started": the stop keeps coming back.
+        assert recording.stop_step(rt, job_id).step == "stop"
+        assert rt.store.get(job_id).state == S.STARTING
+        since = job.sid_wait_since
+        # Now and then the start is repeated on the same resource (201/7: event 3 has the sid).
+        assert recording.watch_step(rt, job_id, now=since + 6) == Next("acquire")
+        assert recording.watch_step(rt, job_id, now=since + 7).step == "watch"
+        # Past the window it ends with its own reason, counted for the alert.
+        assert recording.watch_step(rt, job_id, now=since + 21) == DONE
+        job = rt.store.get(job_id)
+        assert (job.state, job.stop_reason) == (S.FAILED, "sid_unknown")
+        assert job.error["kind"] == "SidUnknown"
+        assert job.error["reason"].startswith("sid unknown: a recording may be running")
+        assert rt.redis.hget(SID_UNKNOWN, "total") == b"1"
         assert len(recordings_of(dev, "nosid")) == 1  # still one recording, never a second
+    finally:
+        rt.close()
+
+
+def test_a_lost_sid_is_adopted_from_ncs_events_without_the_dev_api(redis_url, emulator, dev):
+    rt = Runtime.build(make_settings(redis_url, emulator.base_url, dev_api=False))
+    try:
+        job_id = _acquired(rt, "ncssid")
+        dev.set_faults(
+            {"latency": [{"operations": ["start"], "seconds": 3, "when": "after", "count": 1}]}
+        )
+        with pytest.raises(TransportError):
+            recording.start_step(rt, job_id)
+        (started,) = recordings_of(dev, "ncssid")
+        # What NCS would have posted (the HTTP path is tested in test_ncs and the e2e tests).
+        for event in dev.events(started["sid"]):
+            rt.ncs.record(Envelope.parse(event))
+        assert recording.start_step(rt, job_id).step == "watch"
+        job = rt.store.get(job_id)
+        assert (job.sid, job.sid_source) == (started["sid"], "ncs")
+        assert rt.ncs.get(job.sid).job_id == job_id  # claimed: not "unclaimed" any more
     finally:
         rt.close()
 

@@ -1,0 +1,482 @@
+"""What Agora's notifications (NCS, spec section 11) tell cloudrec about its recordings.
+
+The real service has no list of recordings: a job whose start answer was lost knows its
+resourceId but not its sid, and a recorder that leaves by itself (maxIdleTime) is otherwise seen
+only by spending query budget. NCS posts each recording's events (30/40 when it starts, 41 when
+the recorder leaves, 31/32 with its files, 11 when the session is over, 12 after a failover);
+``cloudrec ncs`` receives them and :class:`NcsLedger` keeps, per recording, what they said.
+
+Redis layout (keys under ``cloudrec:ncs:``, each with the ledger's TTL, ``Settings.ncs_ttl``)::
+
+    rec:<sid>           hash  cname, uid, first_ms/last_ms (sendts), types (event types seen,
+                              ",3,40,"), started (event 40's status), left (event 41's
+                              leaveCode), exit (event 11's exitStatus), upload ("uploaded" from
+                              31, "backuped" from 32), files (31/32's fileList, JSON), new_uids
+                              (event 12, JSON list), playlist (event 4), error (event 1 at level
+                              5, JSON), job (the job that holds this sid)
+    log:<sid>           list  the events, compact (type, sequence, sendts), the last LOG_LIMIT
+    seq:<sid>           set   the sequences seen: a copy with a new noticeId is still a duplicate
+    notice:<noticeId>   str   seen marker: NCS resends with the same noticeId (spec 11.1)
+    uid:<uid>:<cname>   zset  sid -> first_ms: who recorded this channel with this recorder uid
+    unclaimed           zset  sid -> first_ms of every recording no job holds (yet)
+
+Events arrive in any order, any number of times, or not at all (spec 11.1: NCS is not 100%
+reliable): every field is set on its own, so the order does not matter; duplicates are counted
+once; and the job machine treats a missing event as "not known", never as "did not happen".
+
+The write is one Lua script (deduplication, fields, indexes and the unclaimed set together),
+so a receiver answers within milliseconds and two receivers behind a load balancer agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+log = logging.getLogger("cloudrec.ncs")
+
+PREFIX = "cloudrec:ncs:"
+UNCLAIMED_KEY = PREFIX + "unclaimed"
+PRODUCT_CLOUD_RECORDING = 3
+LOG_LIMIT = 200
+# The service's clock (sendts) against ours: a recording whose first event is this much older
+# than a job's acquire can still be that job's.
+CLOCK_SKEW_MS = 10_000
+# A recording whose events arrive before its start's answer is unclaimed for a moment; it counts
+# as unclaimed (metrics, ``cloudrec ncs unclaimed``) only once it is this old.
+UNCLAIMED_GRACE = 60.0
+
+# Event types (spec 11.3) the job machine reads.
+EV_STATUS_UPDATE = 3
+EV_FILE_INFOS = 4
+EV_SESSION_EXIT = 11
+EV_FAILOVER = 12
+EV_UPLOADED = 31
+EV_BACKUPED = 32
+EV_RECORDER_STARTED = 40
+EV_RECORDER_LEAVE = 41
+LEAVE_NO_USERS = 4  # leaveCode bit: the idle exit (spec 10.1)
+
+
+def rec_key(sid: str) -> str:
+    return f"{PREFIX}rec:{sid}"
+
+
+def _log_key(sid: str) -> str:
+    return f"{PREFIX}log:{sid}"
+
+
+def _seq_key(sid: str) -> str:
+    return f"{PREFIX}seq:{sid}"
+
+
+def _notice_key(notice_id: str) -> str:
+    return f"{PREFIX}notice:{notice_id}"
+
+
+def _uid_key(cname: str, uid: str) -> str:
+    return f"{PREFIX}uid:{uid}:{cname}"
+
+
+class EnvelopeError(ValueError):
+    """A notification body that is not an NCS envelope; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The fields of one notification (spec 11.2) that the ledger keeps."""
+
+    notice_id: str
+    product_id: int
+    event_type: int
+    sid: str
+    cname: str
+    uid: str
+    sequence: int | None
+    sendts: int
+    details: dict[str, Any]
+
+    @classmethod
+    def parse(cls, data: Any) -> Envelope:
+        """Raises :class:`EnvelopeError` naming the first field that is missing or wrong."""
+        if not isinstance(data, dict):
+            raise EnvelopeError("body: must be a JSON object")
+        payload = data.get("payload")
+        if not isinstance(payload, dict):
+            raise EnvelopeError("payload: must be an object")
+        details = payload.get("details")
+        return cls(
+            notice_id=_text_field(data, "noticeId"),
+            product_id=_int_field(data, "productId"),
+            event_type=_int_field(data, "eventType"),
+            sid=_text_field(payload, "sid", "payload.sid"),
+            cname=str(payload.get("cname") or ""),
+            uid=str(payload.get("uid") or ""),
+            sequence=_optional_int(payload, "sequence"),
+            sendts=_optional_int(payload, "sendts") or _optional_int(data, "notifyMs") or 0,
+            details=details if isinstance(details, dict) else {},
+        )
+
+
+def _text_field(data: Mapping[str, Any], name: str, label: str | None = None) -> str:
+    value = data.get(name)
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
+        raise EnvelopeError(f"{label or name}: required, a non-empty string")
+    return str(value)
+
+
+def _int_field(data: Mapping[str, Any], name: str) -> int:
+    value = _optional_int(data, name)
+    if value is None:
+        raise EnvelopeError(f"{name}: required, an integer")
+    return value
+
+
+def _optional_int(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if isinstance(value, bool):
+        raise EnvelopeError(f"{name}: must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if value is None:
+        return None
+    raise EnvelopeError(f"{name}: must be an integer")
+
+
+# -- signatures --------------------------------------------------------------------------------
+SIGNATURE_V1 = "Agora-Signature"
+SIGNATURE_V2 = "Agora-Signature-V2"
+
+
+def signatures(body: bytes, secret: str) -> dict[str, str]:
+    """The two signature headers NCS sends with a raw body (spec 11.1)."""
+    key = secret.encode()
+    return {
+        SIGNATURE_V1: hmac.new(key, body, hashlib.sha1).hexdigest(),
+        SIGNATURE_V2: hmac.new(key, body, hashlib.sha256).hexdigest(),
+    }
+
+
+def signature_problem(body: bytes, headers: Mapping[str, str], secret: str) -> str | None:
+    """None if the post is signed by ``secret``; else why not ("unsigned", "bad signature").
+
+    Each signature header that is present must match (compared in constant time); at least one
+    must be present. ``headers`` must look names up case-insensitively (HTTP headers do).
+    """
+    expected = signatures(body, secret)
+    given = {name: headers.get(name) for name in expected}
+    if not any(given.values()):
+        return "unsigned"
+    for name, value in given.items():
+        if value is not None and not hmac.compare_digest(value.strip().lower(), expected[name]):
+            return "bad signature"
+    return None
+
+
+# -- what one event changes --------------------------------------------------------------------
+def event_fields(env: Envelope) -> dict[str, str]:
+    """The ``rec:<sid>`` fields an event sets (values as stored)."""
+    d = env.details
+    kind = env.event_type
+    if kind == EV_RECORDER_STARTED:
+        return {"started": str(d.get("status", 0))}
+    if kind == EV_RECORDER_LEAVE:
+        return {"left": str(d.get("leaveCode", 0))}
+    if kind == EV_SESSION_EXIT:
+        return {"exit": str(d.get("exitStatus", 0))}
+    if kind in (EV_UPLOADED, EV_BACKUPED):
+        files = d.get("fileList")
+        return {
+            "upload": "uploaded" if kind == EV_UPLOADED else "backuped",
+            "files": json.dumps(files if isinstance(files, list) else [], separators=(",", ":")),
+        }
+    if kind == EV_FILE_INFOS and isinstance(d.get("fileList"), str):
+        return {"playlist": d["fileList"]}
+    if kind == EV_STATUS_UPDATE and "status" in d:
+        return {"status": str(d["status"])}
+    if kind == 1 and int(d.get("errorLevel", 0) or 0) >= 5:
+        error = {"code": d.get("errorCode"), "module": d.get("module"), "msg": d.get("errorMsg")}
+        return {"error": json.dumps(error, separators=(",", ":"))}
+    return {}
+
+
+# KEYS: notice, seq, rec, log, uid index, unclaimed.
+# ARGV: ttl seconds, sid, sequence ('' = none), event type, sendts, cname, uid, new uid ('' =
+# none), log entry JSON, now ms, then field/value pairs.
+# Returns 0 (duplicate), 1 (stored), 2 (stored, the first event of this recording).
+_RECORD_LUA = """
+local ttl = tonumber(ARGV[1])
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) == false then return 0 end
+if ARGV[3] ~= '' then
+  if redis.call('SADD', KEYS[2], ARGV[3]) == 0 then return 0 end
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+local ts = tonumber(ARGV[5])
+local first = redis.call('HGET', KEYS[3], 'first_ms')
+local new = first == false
+if new or ts < tonumber(first) then redis.call('HSET', KEYS[3], 'first_ms', ARGV[5]) end
+local last = redis.call('HGET', KEYS[3], 'last_ms')
+if last == false or ts > tonumber(last) then redis.call('HSET', KEYS[3], 'last_ms', ARGV[5]) end
+if redis.call('HEXISTS', KEYS[3], 'cname') == 0 and ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[3], 'cname', ARGV[6], 'uid', ARGV[7])
+end
+local types = redis.call('HGET', KEYS[3], 'types') or ','
+if not string.find(types, ',' .. ARGV[4] .. ',', 1, true) then
+  redis.call('HSET', KEYS[3], 'types', types .. ARGV[4] .. ',')
+end
+if ARGV[8] ~= '' then
+  local uids = cjson.decode(redis.call('HGET', KEYS[3], 'new_uids') or '[]')
+  local seen = false
+  for _, u in ipairs(uids) do if u == ARGV[8] then seen = true end end
+  if not seen then
+    uids[#uids + 1] = ARGV[8]
+    redis.call('HSET', KEYS[3], 'new_uids', cjson.encode(uids))
+  end
+end
+for i = 11, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('RPUSH', KEYS[4], ARGV[9])
+redis.call('LTRIM', KEYS[4], -200, -1)
+redis.call('EXPIRE', KEYS[4], ttl)
+if ARGV[6] ~= '' then
+  local score = redis.call('ZSCORE', KEYS[5], ARGV[2])
+  if score == false or ts < tonumber(score) then redis.call('ZADD', KEYS[5], ts, ARGV[2]) end
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+if redis.call('HEXISTS', KEYS[3], 'job') == 0 then
+  local score = redis.call('ZSCORE', KEYS[6], ARGV[2])
+  if score == false or ts < tonumber(score) then redis.call('ZADD', KEYS[6], ts, ARGV[2]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[10]) - ttl * 1000)
+end
+if new then return 2 end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class NcsRecording:
+    """What the notifications said about one recording (fields absent: not heard)."""
+
+    sid: str
+    cname: str = ""
+    uid: str = ""
+    first_ms: int | None = None
+    last_ms: int | None = None
+    types: frozenset[int] = frozenset()
+    started_status: int | None = None
+    leave_code: int | None = None
+    exit_status: int | None = None
+    upload_status: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    new_uids: list[str] = field(default_factory=list)
+    playlist: str | None = None
+    error: dict[str, Any] | None = None
+    job_id: str | None = None
+
+    @property
+    def started(self) -> bool:
+        """Event 40 with status 0: the recorder joined the channel."""
+        return self.started_status == 0
+
+    @property
+    def left(self) -> bool:
+        """Event 41: the recorder left the channel (the recording is over)."""
+        return self.leave_code is not None
+
+    @property
+    def finished(self) -> bool:
+        """The session is over and its files are known: 31 uploaded or 32 backuped."""
+        return self.upload_status is not None
+
+    @property
+    def over(self) -> bool:
+        """The recorder left (41) or the session exited (11); 31/32 may still be on the way
+        (delivery is not ordered), or never come (a recording with no data has none)."""
+        return self.leave_code is not None or self.exit_status is not None
+
+    def settled(self, now: float, seconds: float) -> bool:
+        """Over, and nothing heard for ``seconds``: the files will not be told any more."""
+        quiet = self.last_ms is None or now - self.last_ms / 1000 >= seconds
+        return self.finished or (self.over and quiet)
+
+    @property
+    def idle_exit(self) -> bool:
+        """The recorder left because nobody was in the channel (leaveCode bit 4)."""
+        return self.leave_code is not None and bool(self.leave_code & LEAVE_NO_USERS)
+
+    @property
+    def file_names(self) -> list[str]:
+        names = [str(f.get("fileName") or f.get("filename") or "") for f in self.files]
+        return [n for n in names if n]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON for ``cloudrec ncs`` output."""
+        return {
+            "sid": self.sid,
+            "cname": self.cname,
+            "uid": self.uid,
+            "first_ms": self.first_ms,
+            "last_ms": self.last_ms,
+            "events": sorted(self.types),
+            "leave_code": self.leave_code,
+            "exit_status": self.exit_status,
+            "uploading_status": self.upload_status,
+            "files": self.file_names,
+            "new_uids": self.new_uids,
+            "job_id": self.job_id,
+        }
+
+
+class NcsLedger:
+    """Per-recording memory of the notifications, in Redis (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis, ttl: float = 3 * 24 * 3600.0) -> None:
+        self.redis = client
+        self.ttl = int(ttl)
+        self._record = client.register_script(_RECORD_LUA)
+
+    # -- write ---------------------------------------------------------------------------------
+    def record(self, env: Envelope, now: float | None = None) -> int:
+        """Keep one notification. Returns 0 if it was a duplicate (already kept), 1 if it was
+        new, 2 if it was the first one heard of its recording."""
+        now = time.time() if now is None else now
+        new_uid = str(env.details.get("newUid", "")) if env.event_type == EV_FAILOVER else ""
+        entry = json.dumps(
+            {"t": env.event_type, "seq": env.sequence, "ms": env.sendts}, separators=(",", ":")
+        )
+        flat = [x for pair in event_fields(env).items() for x in pair]
+        uid_index = _uid_key(env.cname, env.uid) if env.cname and env.uid else _uid_key("", "")
+        result = self._record(
+            keys=[
+                _notice_key(env.notice_id),
+                _seq_key(env.sid),
+                rec_key(env.sid),
+                _log_key(env.sid),
+                uid_index,
+                UNCLAIMED_KEY,
+            ],
+            args=[
+                self.ttl,
+                env.sid,
+                "" if env.sequence is None else str(env.sequence),
+                str(env.event_type),
+                str(env.sendts),
+                env.cname if env.uid else "",
+                env.uid,
+                new_uid,
+                entry,
+                str(int(now * 1000)),
+                *flat,
+            ],
+        )
+        return int(result)
+
+    def claim(self, sid: str, job_id: str) -> None:
+        """This job holds ``sid``: its events are no longer unclaimed."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(rec_key(sid), "job", job_id)
+            pipe.expire(rec_key(sid), self.ttl)
+            pipe.zrem(UNCLAIMED_KEY, sid)
+            pipe.execute()
+
+    # -- read ----------------------------------------------------------------------------------
+    def get(self, sid: str) -> NcsRecording | None:
+        """What was heard of ``sid`` (None: nothing)."""
+        raw = self.redis.hgetall(rec_key(sid))
+        if not raw:
+            return None
+        return _recording(sid, {_text(k): _text(v) for k, v in raw.items()})
+
+    def get_many(self, sids: list[str]) -> list[NcsRecording | None]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(rec_key(sid))
+            raws = pipe.execute()
+        return [
+            _recording(sid, {_text(k): _text(v) for k, v in raw.items()}) if raw else None
+            for sid, raw in zip(sids, raws, strict=True)
+        ]
+
+    def find_sid(self, cname: str, uid: str, since: float, job_id: str | None = None) -> str | None:
+        """The sid of the recording of ``cname`` by recorder ``uid`` that began at or after
+        ``since`` (epoch seconds, less the clock skew) and that no other job holds: the
+        recording a start whose answer was lost began (the service runs one recording per
+        channel and uid at a time, spec 10.3). The earliest such one."""
+        low = int(since * 1000) - CLOCK_SKEW_MS
+        sids = [_text(s) for s in self.redis.zrangebyscore(_uid_key(cname, uid), low, "+inf")]
+        for sid, rec in zip(sids, self.get_many(sids), strict=True):
+            if rec is not None and rec.job_id in (None, job_id):
+                return sid
+        return None
+
+    def events(self, sid: str) -> list[dict[str, Any]]:
+        """The events heard of ``sid`` in arrival order: ``{"t", "seq", "ms"}`` each."""
+        return [json.loads(e) for e in self.redis.lrange(_log_key(sid), 0, -1)]
+
+    def unclaimed(
+        self, now: float | None = None, grace: float = UNCLAIMED_GRACE
+    ) -> list[NcsRecording]:
+        """Recordings no job holds whose first event is at least ``grace`` seconds old (newer
+        ones may be a start whose answer is on its way), oldest first."""
+        sids = self._unclaimed_sids(now, grace)
+        return [rec for rec in self.get_many(sids) if rec is not None and rec.job_id is None]
+
+    def count_unclaimed(self, now: float | None = None, grace: float = UNCLAIMED_GRACE) -> int:
+        return len(self._unclaimed_sids(now, grace))
+
+    def _unclaimed_sids(self, now: float | None, grace: float) -> list[str]:
+        now = time.time() if now is None else now
+        low = int((now - self.ttl) * 1000)
+        high = int((now - grace) * 1000)
+        return [_text(s) for s in self.redis.zrangebyscore(UNCLAIMED_KEY, low, high)]
+
+
+def _recording(sid: str, raw: dict[str, str]) -> NcsRecording:
+    return NcsRecording(
+        sid=sid,
+        cname=raw.get("cname", ""),
+        uid=raw.get("uid", ""),
+        first_ms=_int_or_none(raw.get("first_ms")),
+        last_ms=_int_or_none(raw.get("last_ms")),
+        types=frozenset(int(t) for t in raw.get("types", "").split(",") if t),
+        started_status=_int_or_none(raw.get("started")),
+        leave_code=_int_or_none(raw.get("left")),
+        exit_status=_int_or_none(raw.get("exit")),
+        upload_status=raw.get("upload"),
+        files=json.loads(raw["files"]) if "files" in raw else [],
+        new_uids=[str(u) for u in json.loads(raw.get("new_uids", "[]"))],
+        playlist=raw.get("playlist"),
+        error=json.loads(raw["error"]) if "error" in raw else None,
+        job_id=raw.get("job"),
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+__all__ = [
+    "Envelope",
+    "EnvelopeError",
+    "NcsLedger",
+    "NcsRecording",
+    "signature_problem",
+    "signatures",
+]
