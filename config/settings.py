@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0)
     callback_queue: str = "celery"  # where callback tasks go: the caller's workers consume it
 
+    # The public intake (worker.celery_app): the one queue callers send recording.submit,
+    # status, cancel and stop_now to. Internal steps keep their own queues.
+    intake_queue: str = Field(default="cloudrec", min_length=1, pattern=r"^[^\s,]+$")
+    # Also serve Celery's default queue "celery" as intake, for callers that forget the queue.
+    # Only on a broker that is cloudrec's alone: on a shared one, a cloudrec worker would take
+    # the other apps' tasks from "celery" and drop them (unregistered here).
+    intake_default_queue: bool = False
+
     # The reconciler (worker.reconcile, beat every 30 s).
     reconcile_stuck_after: float = Field(default=60.0, gt=0)  # no progress this long: re-drive
     reconcile_query_budget: int = Field(default=60, ge=0)  # API queries per round, at most

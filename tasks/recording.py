@@ -24,6 +24,7 @@ from worker.celery_app import PRIORITY, PRIORITY_STEPS, RECORDING_QUEUE, app, ru
 from worker.errors import (
     Action,
     ApiError,
+    JobNotFound,
     JobSpecError,
     RateLimitedByService,
     RateLimitWait,
@@ -195,12 +196,19 @@ def request_stop(rt: Runtime, job_id: str, reason: str) -> JobRecord:
     return job
 
 
+# -- the public tasks: served on the intake queue (docs/tasks.md is their contract) ----------
+# A caller's mistake (a bad spec, an unknown id) is an expected outcome (``throws``): the worker
+# logs it in one line, without a traceback, and the caller gets it as exc_type/exc_message.
+CALLER_ERRORS = (JobSpecError, JobNotFound)
+
+
 @app.task(
     name="recording.submit",
     bind=True,
     priority=PRIORITY["submit"],
     ignore_result=False,
-    throws=(JobSpecError,),
+    throws=CALLER_ERRORS,
+    public=True,
 )
 def submit(self: Task, spec: dict[str, Any]) -> str:
     """Validate and store a job, start it (or schedule its start). Returns the job id.
@@ -211,6 +219,43 @@ def submit(self: Task, spec: dict[str, Any]) -> str:
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     job, _ = submit_and_start(runtime(), spec, via_broker=True, redelivered=redelivered)
     return job.job_id
+
+
+@app.task(
+    name="recording.status",
+    priority=PRIORITY["public"],
+    ignore_result=False,
+    throws=CALLER_ERRORS,
+    public=True,
+)
+def status(job_id: str) -> dict[str, Any]:
+    """The job's status JSON (``cloudrec status JOB --json``)."""
+    return runtime().store.get(job_id).status_json()
+
+
+@app.task(
+    name="recording.cancel",
+    priority=PRIORITY["public"],
+    ignore_result=False,
+    throws=CALLER_ERRORS,
+    public=True,
+)
+def cancel(job_id: str) -> dict[str, Any]:
+    """``cloudrec cancel``: a job not started yet never starts; a live one is stopped now.
+    Returns the status JSON after the request (the stop itself follows on the control queue)."""
+    return request_stop(runtime(), job_id, "cancel").status_json()
+
+
+@app.task(
+    name="recording.stop_now",
+    priority=PRIORITY["public"],
+    ignore_result=False,
+    throws=CALLER_ERRORS,
+    public=True,
+)
+def stop_now(job_id: str) -> dict[str, Any]:
+    """``cloudrec stop``: stop the recording now, before its deadline; returns the status JSON."""
+    return request_stop(runtime(), job_id, "stop").status_json()
 
 
 @app.task(name="recording.acquire", bind=True, priority=PRIORITY["acquire"], max_retries=None)
@@ -368,6 +413,7 @@ __all__ = [
     "Retry",
     "acquire",
     "callback",
+    "cancel",
     "dispatch",
     "fire_times",
     "follow",
@@ -375,7 +421,9 @@ __all__ = [
     "send_due",
     "start",
     "start_chain",
+    "status",
     "stop",
+    "stop_now",
     "submit",
     "watch",
 ]

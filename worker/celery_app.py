@@ -18,24 +18,44 @@ Reliability choices (design.md section 3):
   a message whose worker was killed comes back within minutes even without the reconciler, and
   no healthy message is ever held that long.
 - Message priorities (``PRIORITY``): a job's next step is served before new jobs.
-- Two queues, so a backlog of starts never delays a stop: ``cloudrec.control`` (stop, dispatch)
-  and ``cloudrec.recording`` (submit, acquire, start, watch, callback, reconcile). Completion
-  callback *tasks* named by a job go to ``CLOUDREC_CALLBACK_QUEUE`` (the caller's workers).
+- Three queues, consumed in this order (``queue_layout``):
+
+  - ``cloudrec.control`` (stop, dispatch): nothing else ever waits there, so a backlog anywhere
+    never delays a stop;
+  - ``cloudrec.recording`` (acquire, start, watch, callback, reconcile): jobs under way;
+  - the public **intake**, ``CLOUDREC_INTAKE_QUEUE`` (default ``cloudrec``): the only queue
+    callers send to, and only the public tasks (``PUBLIC_TASKS``) are served from it.
+
+  The Redis transport polls every queue's priority-0 list before any queue's priority-3 list
+  (``priority_steps``), then each in the order above. Callers' messages usually carry no
+  priority (a plain ``send_task``, a hand-built message: priority 0), so the steps that must
+  not wait behind a flood of new jobs are priority 0 too, on a queue polled before the intake:
+  stops and the dispatcher (control), starts and watches (recording). Completion callback
+  *tasks* named by a job go to ``CLOUDREC_CALLBACK_QUEUE`` (the caller's workers).
+- No ``-Q`` needed: ``task_queues`` is the layout, and a worker started without ``-Q``
+  (``celery -A worker.celery_app worker``) consumes exactly it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.exceptions import Reject
 from kombu import Exchange, Queue
 
 from config import Settings
+
+# The layout lives in worker.queues; re-exported here, where callers have always found it.
+from worker.queues import CONTROL_QUEUE as CONTROL_QUEUE
+from worker.queues import PUBLIC_TASKS as PUBLIC_TASKS
+from worker.queues import RECORDING_QUEUE as RECORDING_QUEUE
+from worker.queues import intake_queues as intake_queues
+from worker.queues import queue_layout as queue_layout
 from worker.runtime import Runtime
 
-CONTROL_QUEUE = "cloudrec.control"
-RECORDING_QUEUE = "cloudrec.recording"
 DISPATCH_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
 VISIBILITY_TIMEOUT = 300  # longer than any countdown (< 60 s) or task run (a stop: < 60 s)
@@ -43,20 +63,57 @@ VISIBILITY_TIMEOUT = 300  # longer than any countdown (< 60 s) or task run (a st
 # Message priorities (Redis transport: 0 is served first). Work on a job already under way
 # jumps ahead of new jobs: a backlog of 10,000 submitted jobs must not stand between an acquire
 # and its start (the resource is good for minutes, the service wants start within seconds), nor
-# between a start and its watch. Stops and the dispatcher come first of all.
+# between a start and its watch. Stops and the dispatcher come first of all (their queue is
+# polled first). Start and watch share priority 0 with them, on the recording queue, so that
+# they are also served before intake messages, which callers send at priority 0 (see above).
 PRIORITY_STEPS = [0, 3, 6, 9]
 PRIORITY = {
     "stop": 0,
     "dispatch": 0,
-    "start": 3,
-    "watch": 3,
+    "start": 0,
+    "watch": 0,
     "acquire": 6,
     "submit": 6,
     "callback": 6,
     "reconcile": 9,
+    "public": 0,  # status, cancel, stop_now: a caller waits for the answer
 }
 
-app = Celery("cloudrec", include=["tasks.recording", "tasks.schedules"])
+log = logging.getLogger("cloudrec.celery")
+
+
+class CloudrecTask(Task):  # type: ignore[misc]  # Celery is untyped
+    """Every cloudrec task: an internal one refuses a message that came in by the intake.
+
+    The intake is open to every caller, so it serves the public tasks only; a caller cannot run
+    a step (acquire, stop, fire a schedule) of someone else's job by sending it there.
+    """
+
+    public = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.public and _by_intake(self.request):
+            log.warning(
+                "refused %s from the intake queue %r: only %s are served there",
+                self.name,
+                _routing_key(self.request),
+                ", ".join(PUBLIC_TASKS),
+            )
+            raise Reject(f"{self.name} is not a public task", requeue=False)
+        return super().__call__(*args, **kwargs)
+
+
+def _routing_key(request: Any) -> str | None:
+    info = getattr(request, "delivery_info", None) or {}
+    key = info.get("routing_key")
+    return str(key) if key is not None else None
+
+
+def _by_intake(request: Any) -> bool:
+    return _routing_key(request) in intake_queues(settings())
+
+
+app = Celery("cloudrec", include=["tasks.recording", "tasks.schedules"], task_cls=CloudrecTask)
 
 _settings: Settings | None = None
 _runtime: Runtime | None = None
@@ -95,8 +152,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": RECORDING_QUEUE,
         # Each queue its own exchange and key: a bare Queue(name) would be bound to the default
         # exchange under the default queue's key, so both queues would share one binding.
-        "task_queues": [_queue(CONTROL_QUEUE), _queue(RECORDING_QUEUE)],
+        # Also what a worker without -Q consumes, in this order (see the module docstring).
+        "task_queues": [_queue(name) for name in queue_layout(settings)],
         "task_routes": {
+            **{name: {"queue": settings.intake_queue} for name in PUBLIC_TASKS},
             "recording.stop": {"queue": CONTROL_QUEUE},
             "recording.dispatch": {"queue": CONTROL_QUEUE},
             # Not on the control queue: a round over 10,000 jobs takes a second of CPU, and

@@ -160,7 +160,7 @@ def emulator(
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
     """Run a Celery worker for the recording queues."""
-    from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure
+    from worker.celery_app import app, configure, queue_layout
 
     _logging(_settings(ctx), loglevel.upper())
     configure(_settings(ctx))
@@ -171,7 +171,7 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> No
         [
             "worker",
             "-Q",
-            f"{CONTROL_QUEUE},{RECORDING_QUEUE}",
+            ",".join(queue_layout(_settings(ctx))),  # control, recording, then the intake
             "-c",
             str(concurrency),
             "--pool",
@@ -205,7 +205,7 @@ def metrics(ctx: click.Context, host: str, port: int) -> None:
 
     settings = _settings(ctx)
     _logging(settings, logging.INFO)
-    _, thread = serve_metrics(settings.redis_url, host, port)
+    _, thread = serve_metrics(settings.redis_url, host, port, settings)
     click.echo(f"serving metrics on http://{host}:{port}/metrics", err=True)
     thread.join()
 
@@ -215,13 +215,16 @@ def metrics(ctx: click.Context, host: str, port: int) -> None:
 @click.option("--max-age", default=30.0, show_default=True, help="seconds since beat's last tick")
 @click.pass_context
 def health(ctx: click.Context, check_beat: bool, max_age: float) -> None:
-    """Exit 0 if Redis answers (and, with --beat, a beat holds the lock and ticks)."""
+    """Exit 0 if Redis answers, no cloudrec task waits on a queue no cloudrec worker serves
+    (a caller that forgot queue="cloudrec"), and, with --beat, a beat holds the lock and ticks."""
     from worker.celery_app import app, configure
     from worker.schedules import beat_problem
 
     settings = _settings(ctx)
     configure(settings)
     problem = _redis_problem(settings.redis_url)
+    if problem is None:
+        problem = _stranded_problem(settings)  # a caller sending to a queue nobody serves
     if problem is None and check_beat:
         problem = beat_problem(app, time.time(), max_age)
     if problem is not None:
@@ -240,6 +243,19 @@ def _redis_problem(url: str) -> str | None:
     finally:
         client.close()
     return None
+
+
+def _stranded_problem(settings: Settings) -> str | None:
+    import redis
+
+    from worker.queues import find_stranded
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        stranded = find_stranded(client, settings)
+    finally:
+        client.close()
+    return "; ".join(s.describe() for s in stranded) or None
 
 
 # -- channels (emulator dev API) ---------------------------------------------------------------

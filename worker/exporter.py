@@ -6,7 +6,9 @@ Nothing is kept in the exporter's memory. At each scrape :class:`CloudrecCollect
   operation, HTTP status and API code; retries; rate-limiter waits; callback deliveries; the
   lateness of fired stops (a histogram);
 - facts computed from the job store at that moment: jobs by state, recordings live, stops
-  overdue (and by how much), pending scheduled starts and stops, schedules.
+  overdue (and by how much), pending scheduled starts and stops, schedules;
+- cloudrec task messages stranded on a queue no cloudrec worker serves (:mod:`worker.queues`:
+  a caller that forgot ``queue="cloudrec"``).
 
 So one exporter serves the whole deployment, however many workers there are, and any number of
 exporters agree. If Redis does not answer, the scrape still succeeds with ``cloudrec_up 0``.
@@ -33,6 +35,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from config import Settings
 from worker.metrics import (
     API_CALLS,
     CALLBACKS,
@@ -46,6 +49,7 @@ from worker.metrics import (
     read_counters,
 )
 from worker.ncs import UNCLAIMED_GRACE, NcsLedger
+from worker.queues import stranded_counts
 from worker.schedules import SCHEDULES_KEY, schedule_key
 from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from worker.store import DUE_KEY, JOBS_KEY, job_key, state_key
@@ -177,11 +181,14 @@ class CloudrecCollector(Collector):
         window: float = TERMINAL_WINDOW,
         grace: float = OVERDUE_GRACE,
         clock: Callable[[], float] = time.time,
+        settings: Settings | None = None,
     ) -> None:
         self._redis = client
         self._window = window
         self._grace = grace
         self._clock = clock
+        # Only the queue layout is read from it; the defaults (no environment) if not given.
+        self._settings = settings or Settings.model_construct()
 
     def describe(self) -> list[Metric]:
         return []  # registering must not read Redis
@@ -192,6 +199,7 @@ class CloudrecCollector(Collector):
             facts = read_job_facts(
                 self._redis, self._clock(), window=self._window, grace=self._grace
             )
+            stranded = stranded_counts(self._redis, self._settings)
         except redis.RedisError as exc:
             log.warning("metrics: Redis did not answer: %s", exc)
             yield _gauge("cloudrec_up", "1 if the exporter could read Redis", 0)
@@ -200,6 +208,7 @@ class CloudrecCollector(Collector):
         yield from counter_families(counters)
         yield lateness_family(counters)
         yield from fact_families(facts, self._window)
+        yield stranded_family(stranded)
 
 
 def counter_families(snapshot: CounterSnapshot) -> Iterator[Metric]:
@@ -255,6 +264,16 @@ def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:
     )
 
 
+def stranded_family(counts: dict[str, int]) -> Metric:
+    return _labelled(
+        "cloudrec_stranded_tasks",
+        "cloudrec task messages waiting on a queue no cloudrec worker serves (callers must "
+        "send to the intake queue; see cloudrec health)",
+        "queue",
+        counts,
+    )
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
@@ -273,10 +292,13 @@ def build_registry(client: redis.Redis, **options: Any) -> CollectorRegistry:
 
 
 def serve_metrics(
-    redis_url: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT
+    redis_url: str,
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    settings: Settings | None = None,
 ) -> tuple[WSGIServer, Thread]:
     """Serve ``/metrics`` in a daemon thread; returns the server (``.shutdown()``) and thread."""
-    registry = build_registry(redis.Redis.from_url(redis_url, socket_timeout=5))
+    registry = build_registry(redis.Redis.from_url(redis_url, socket_timeout=5), settings=settings)
     server, thread = start_http_server(port, addr=host, registry=registry)
     return server, thread
 

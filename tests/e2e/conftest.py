@@ -13,7 +13,7 @@ from celery.contrib.testing.worker import start_worker
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
+from worker.celery_app import app, configure, queue_layout, runtime
 from worker.devapi import DevApiClient
 from worker.runtime import Runtime
 
@@ -74,7 +74,7 @@ def stack(redis_url: str, emulator_server: object, tmp_path: Path) -> Iterator[S
         perform_ping_check=False,
         # The default "celery" queue too: completion callback tasks go there (tests register
         # their receiving tasks on the same app).
-        queues=[CONTROL_QUEUE, RECORDING_QUEUE, settings.callback_queue],
+        queues=[*queue_layout(settings), settings.callback_queue],
         shutdown_timeout=30,
     ):
         ticker.start()

@@ -33,7 +33,7 @@ from config.settings import StorageProfile
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
 from tests.conftest import wait_for
-from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
+from worker.celery_app import app, configure, queue_layout, runtime
 from worker.devapi import DevApiClient
 from worker.errors import JobSpecError
 from worker.vault import seal_token
@@ -175,7 +175,7 @@ def secret_stack(redis_url: str, tmp_path: Path) -> Iterator[tuple[Settings, See
         pool="threads",
         concurrency=4,
         perform_ping_check=False,
-        queues=[CONTROL_QUEUE, RECORDING_QUEUE],
+        queues=queue_layout(settings),
         shutdown_timeout=30,
     ):
         ticker.start()
