@@ -1,7 +1,9 @@
-"""Reliability (small size; ``benchmarks/chaos.py`` runs the full 200 jobs): jobs run while
-worker process groups are SIGKILLed every few seconds and restarted. Every job ends terminal,
-every recording that started is stopped, none started twice, none is left live at the
-emulator, and every deadline stop reaches the service within 30 s of its deadline."""
+"""Reliability (small size; ``benchmarks/chaos.py`` runs the full size): jobs run while worker
+process groups are SIGKILLed every few seconds and restarted, in real-service mode (the worker
+uses no dev API; it hears of lost start answers through the NCS receiver). Every job ends
+terminal, every recording at the emulator (including any whose job never learnt its sid) is
+stopped within 30 s of its job's deadline, none started twice, none is left live, and the
+emulator saw no dev API request from the worker."""
 
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
 from tests.reliability.harness import (
+    NCS_SECRET,
+    REAL_SERVICE,
     Killer,
     WorkerGroup,
     beat_threads,
     check_promises,
+    dev_requests_mark,
     empty_channel_spec,
+    observer_dev,
     wait_all_terminal,
+    worker_dev_requests,
 )
 from worker.celery_app import configure, runtime
-from worker.devapi import DevApiClient
+from worker.ncs_receiver import ReceiverThread
 
 pytestmark = pytest.mark.reliability
 
@@ -40,11 +47,13 @@ def chaos_settings(redis_url: str, base_url: str) -> Settings:
         reconcile_stuck_after=10,
         orphan_grace=15,
         orphan_scan_interval=5,
-        dev_api=True,
+        sid_unknown_window=30,
+        **REAL_SERVICE,  # type: ignore[arg-type]
     )
 
 
 def test_every_promise_holds_while_workers_are_killed(redis_url, tmp_path: Path):
+    receiver = ReceiverThread(Settings(redis_url=redis_url, ncs_secret=NCS_SECRET))
     emulator = serve_in_thread(
         EmulatorConfig(
             port=0,
@@ -52,9 +61,13 @@ def test_every_promise_holds_while_workers_are_killed(redis_url, tmp_path: Path)
             storage_dir=tmp_path / "storage",
             startup_seconds=1.0,
             exit_linger_seconds=3.0,
+            ncs_url=receiver.url,
+            ncs_secret=NCS_SECRET,
         )
     )
     settings = chaos_settings(redis_url, emulator.base_url)
+    dev = observer_dev(emulator.base_url)
+    mark = dev_requests_mark(dev)
     configure(settings)
     rt = runtime()
     groups = [WorkerGroup(settings, f"chaos{i}", log_dir=tmp_path).start() for i in range(2)]
@@ -75,11 +88,15 @@ def test_every_promise_holds_while_workers_are_killed(redis_url, tmp_path: Path)
         with beat_threads(dispatch_interval=1.0, reconcile_interval=5.0):
             assert wait_all_terminal(rt, ids, 90), "some jobs never ended"
             time.sleep(1)  # a last look at the emulator after the final stops (a deadline)
-            verdict = check_promises(rt, DevApiClient(emulator.base_url), ids)
+        for group in groups:
+            group.stop()
+        verdict = check_promises(rt, dev, ids)
+        from_worker = worker_dev_requests(dev, mark)
     finally:
         for group in groups:
             group.stop()
         emulator.stop()
+        receiver.stop()
     print(verdict.summary(), f"kills={kills}")
     assert kills >= 8
     assert verdict.not_terminal == []
@@ -88,3 +105,6 @@ def test_every_promise_holds_while_workers_are_killed(redis_url, tmp_path: Path)
     assert verdict.states["empty"] + verdict.states["completed"] == JOBS, verdict.failures
     assert len(verdict.lateness) == JOBS
     assert verdict.max_lateness <= 30.0, sorted(verdict.lateness)
+    late = [r.line() for r in verdict.recordings if r.late is None or r.late > 30.0]
+    assert late == [], late
+    assert from_worker == [], from_worker[:5]  # real-service mode: no dev API for the worker

@@ -26,8 +26,11 @@ from tests.conftest import wait_for
 from tests.reliability.harness import (
     WorkerGroup,
     beat_threads,
+    dev_requests_mark,
     empty_channel_spec,
+    observer_dev,
     wait_all_terminal,
+    worker_dev_requests,
 )
 from worker.celery_app import RECORDING_QUEUE, configure, runtime
 from worker.devapi import DevApiClient
@@ -90,7 +93,8 @@ def test_a_job_whose_worker_died_holding_its_message_proceeds_within_30_s(
     settings = restore_settings(redis_url, emulator.base_url)
     configure(settings)
     rt = runtime()
-    dev = DevApiClient(emulator.base_url)
+    dev = observer_dev(emulator.base_url)
+    mark = dev_requests_mark(dev)
     first = WorkerGroup(settings, f"doomed-{step}", pool="threads", concurrency=4, log_dir=tmp_path)
     second = WorkerGroup(settings, f"fresh-{step}", pool="threads", concurrency=4, log_dir=tmp_path)
     cname = f"restore-{step}"
@@ -119,6 +123,7 @@ def test_a_job_whose_worker_died_holding_its_message_proceeds_within_30_s(
             assert wait_all_terminal(rt, [job.job_id], job.stop_at - time.time() + 30)
             time.sleep(1.5)  # a duplicate start would show by now (a deadline, not a poll)
             recordings = [r for r in dev.recordings() if r["cname"] == cname]
+            from_worker = worker_dev_requests(dev, mark)
     finally:
         first.kill()
         second.stop()
@@ -127,6 +132,7 @@ def test_a_job_whose_worker_died_holding_its_message_proceeds_within_30_s(
     assert job.state == "empty", (job.state, job.error)
     assert len(recordings) == 1, recordings
     assert not recordings[0]["live"]
+    assert from_worker == [], from_worker[:5]  # real-service mode: no dev API for the worker
 
 
 def hold_then_kill(
