@@ -158,17 +158,23 @@ class WorkerGroup:
 
 
 class Killer:
-    """Every ``interval`` seconds, SIGKILL one worker group (round robin) and restart it."""
+    """Every ``interval`` seconds (or a random time between ``interval`` and ``max_interval``),
+    SIGKILL one worker group (round robin) and restart it."""
 
-    def __init__(self, groups: list[WorkerGroup], interval: float) -> None:
+    def __init__(
+        self, groups: list[WorkerGroup], interval: float, max_interval: float | None = None
+    ) -> None:
         self.groups = groups
         self.interval = interval
+        self.max_interval = max_interval or interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="killer", daemon=True)
 
     def _run(self) -> None:
+        import random
+
         turn = 0
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(random.uniform(self.interval, self.max_interval)):
             group = self.groups[turn % len(self.groups)]
             group.kill()
             group.start()
@@ -453,14 +459,16 @@ def injected_faults(
     }
 
 
-def empty_channel_spec(cname: str, duration: float, **extra: Any) -> dict[str, Any]:
+def empty_channel_spec(
+    cname: str, duration: float, *, max_idle: int = 3600, **extra: Any
+) -> dict[str, Any]:
     """A job on a channel nobody joins: the emulator composites nothing (cheap), the recorder
     waits out a long maxIdleTime, and the stop answers 435 (the job ends ``empty``)."""
     return {
         "cname": cname,
         "duration": max(1, round(duration)),
         "recordingConfig": {
-            "maxIdleTime": 3600,
+            "maxIdleTime": max_idle,
             "transcodingConfig": {"width": 160, "height": 120, "fps": 7, "bitrate": 100},
         },
         **extra,
