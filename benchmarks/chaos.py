@@ -150,6 +150,7 @@ def main() -> int:
         figures["calm_seconds_to_all_terminal"] = round(time.time() - calm)
         time.sleep(2)
         verdict = check_promises(rt, dev, ids)
+        figures |= stored_after(rt, ids)
         figures["dev_api_requests_from_worker"] = len(worker_dev_requests(dev, mark))
         figures["start_faults"] = start_faults(args, settings.api_read_timeout)["latency"]
         figures["seconds"] = round(time.time() - started)
@@ -173,6 +174,9 @@ def main() -> int:
     return 0 if figures["ok"] else 1
 
 
+SENT: dict[str, float] = {}  # job id -> when its submit was sent
+
+
 def submit(broker_url: str, args: argparse.Namespace) -> tuple[list[str], float]:
     """Send the jobs as another service does: a plain Celery app, the intake queue. Returns the
     job ids (given in the specs) and the last deadline (each job's duration from its send)."""
@@ -184,11 +188,22 @@ def submit(broker_url: str, args: argparse.Namespace) -> tuple[list[str], float]
         duration = random.uniform(args.min_duration, args.max_duration)
         job_id = f"chaos-{i:03d}"
         spec = empty_channel_spec(f"chaos{i}", duration, max_idle=600, job_id=job_id)
+        SENT[job_id] = time.time()
         caller.send_task("recording.submit", args=[spec], queue=INTAKE)
         ids.append(job_id)
         last = max(last, time.time() + duration)
         time.sleep(pace)
     return ids, last
+
+
+def stored_after(rt: Any, ids: list[str]) -> dict[str, Any]:
+    """How long after its message was sent each job existed (a submit whose worker died is
+    restored; it must not wait for the broker's visibility timeout)."""
+    delays = sorted(j.created_at - SENT[j.job_id] for j in rt.store.records(ids))
+    return {
+        "submit_to_stored_p50_s": round(delays[len(delays) // 2], 3) if delays else None,
+        "submit_to_stored_max_s": round(delays[-1], 3) if delays else None,
+    }
 
 
 def wait_past_deadlines(rt: Any, ids: list[str], last_sent_deadline: float) -> None:
