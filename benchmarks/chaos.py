@@ -32,9 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ from tests.reliability.harness import (
 )
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
+from worker.metrics import API_CALLS
 
 INTAKE = "cloudrec"  # the public intake queue (CLOUDREC_INTAKE_QUEUE's default)
 
@@ -151,6 +154,7 @@ def main() -> int:
         time.sleep(2)
         verdict = check_promises(rt, dev, ids)
         figures |= stored_after(rt, ids)
+        figures |= how_it_went(rt, ids, tmp)
         figures["dev_api_requests_from_worker"] = len(worker_dev_requests(dev, mark))
         figures["start_faults"] = start_faults(args, settings.api_read_timeout)["latency"]
         figures["seconds"] = round(time.time() - started)
@@ -194,6 +198,25 @@ def submit(broker_url: str, args: argparse.Namespace) -> tuple[list[str], float]
         last = max(last, time.time() + duration)
         time.sleep(pace)
     return ids, last
+
+
+def how_it_went(rt: Any, ids: list[str], log_dir: Path) -> dict[str, Any]:
+    """Start answers by outcome (``none``: no answer before the read timeout), how each job
+    learnt its sid (the start's answer, or NCS after the answer was lost), and how many
+    messages of killed workers the restorer put back (from the workers' logs)."""
+    calls = {k.decode(): int(v) for k, v in rt.redis.hgetall(API_CALLS).items()}
+    starts = {k.split("|", 1)[1]: n for k, n in calls.items() if k.startswith("start|")}
+    sources = Counter(str(j.sid_source) for j in rt.store.records(ids) if j.sid)
+    restored = 0
+    for path in log_dir.glob("*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if match := re.search(r"restored (\d+) message", line):
+                restored += int(match.group(1))
+    return {
+        "start_answers": dict(sorted(starts.items())),
+        "sid_learnt_from": dict(sources),
+        "messages_restored": restored,
+    }
 
 
 def stored_after(rt: Any, ids: list[str]) -> dict[str, Any]:
