@@ -18,7 +18,7 @@ Reliability choices (design.md section 3):
   and no healthy message is ever held that long.
 - Nothing waits for ``visibility_timeout`` either: each worker says which messages it holds and
   beats a heartbeat (:mod:`worker.restorer`), and the dispatcher puts the messages of a worker
-  silent for ``HEARTBEAT_TTL`` (10 s) back on their queues. The visibility timeout is only the
+  silent for ``HEARTBEAT_TTL`` (6 s) back on their queues. The visibility timeout is only the
   last resort (a worker killed in the microseconds between taking a message and recording it).
 - Message priorities (``PRIORITY``): a job's next step is served before new jobs.
 - Three queues, consumed in this order (``queue_layout``):

@@ -20,11 +20,12 @@ what it holds:
   start, so a worker restarted under the same node name is a different worker.
 
 The 1-second dispatcher (:func:`restore_dead_workers`) takes every worker silent for
-``HEARTBEAT_TTL`` seconds as dead and puts each of its tags still in ``unacked`` back on its
-queue. The put-back is kombu's own ``restore_by_tag``: a WATCH/MULTI transaction on the
-``unacked`` hash that removes the entry and pushes the message in one step, so a message is
-restored at most once however many dispatchers race (the loser's transaction re-reads the hash
-and finds nothing), and a message the worker acknowledged at the last moment is not restored.
+``HEARTBEAT_TTL`` seconds as dead and puts each of its tags still in ``unacked`` back on the
+queue and priority list kombu itself would restore it to, marked redelivered. One Lua script
+does each: whoever removes the ``unacked`` entry pushes the message, so a message is restored at
+most once however many dispatchers race, and not at all if its worker acknowledged it at the
+last moment. The copy gets a new delivery tag, so that a holder that was only slow (a stalled
+heartbeat) cannot, by acknowledging late, remove the entry of the worker that took the copy.
 A dead worker is also reaped by one dispatcher at a time (``cloudrec:reaping:<id>``).
 
 What a restored message re-runs is safe because every step is idempotent against the job
@@ -57,10 +58,11 @@ log = logging.getLogger("cloudrec.restorer")
 
 WORKERS_KEY = PREFIX + "workers"
 HEARTBEAT_INTERVAL = 1.0
-# Silent this long: dead. Ten beats, so a busy machine does not make a live worker look dead
-# (which would only cost a duplicate delivery, not a second recording); a dead worker's
-# messages come back within this plus a dispatcher tick.
-HEARTBEAT_TTL = 10.0
+# Silent this long: dead. Six beats, so a busy machine does not make a live worker look dead
+# (which would only cost a duplicate delivery, never a second recording); a dead worker's
+# messages come back within this plus a dispatcher tick. Short, because a lost acquire or
+# start costs a short job its whole recording.
+HEARTBEAT_TTL = 6.0
 REAP_CLAIM_SECONDS = 30
 
 
@@ -198,6 +200,9 @@ def kombu_restorer(channel: Any) -> RestoreTag:
         with contextlib.suppress(KeyError, TypeError):
             payload["headers"]["redelivered"] = True
             payload["properties"]["delivery_info"]["redelivered"] = True
+            # A new tag: should the old holder be alive after all (a stalled heartbeat), its
+            # late ack removes its own tag, not the unacked entry of whoever takes this copy.
+            payload["properties"]["delivery_tag"] = str(uuid.uuid4())
         priority = channel._get_message_priority(payload, reverse=False)
         lists = [channel._q_for_pri(q, priority) for q in channel._lookup(exchange, routing_key)]
         keys = [qos.unacked_key, qos.unacked_index_key, *lists]
