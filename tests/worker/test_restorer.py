@@ -89,3 +89,29 @@ def test_a_heartbeat_keeps_a_worker_alive_and_prunes_what_it_acknowledged(conn, 
     assert dead_workers(redis_client, time.time()) == []
     holdings.close()
     assert redis_client.zcard("cloudrec:workers") == 0
+
+
+def test_a_redelivered_submit_whose_job_exists_sends_its_start_again(redis_url, redis_client):
+    """The worker died after storing the job and before sending its acquire -> start chain:
+    the restored submit finds the job queued and sends the chain (and only then)."""
+    from tasks.recording import submit_and_start
+    from tests.worker.conftest import make_settings
+    from worker import recording
+    from worker.celery_app import RECORDING_QUEUE, configure, runtime
+    from worker.store import DUE_KEY
+
+    configure(make_settings(redis_url, "http://127.0.0.1:9"))
+    rt = runtime()
+    spec = {"cname": "resumed", "duration": 60, "job_id": "resumed-1"}
+    job, created = recording.submit(rt, spec)  # stored; the chain never went out
+    assert created
+    redis_client.zrem(DUE_KEY, "stop:resumed-1")  # and it died before the deadline, too
+
+    def queued() -> int:
+        return sum(int(redis_client.llen(k)) for k in redis_client.keys(RECORDING_QUEUE + "*"))
+
+    submit_and_start(rt, spec)  # a caller submitting again: nothing is resent
+    assert queued() == 0
+    submit_and_start(rt, spec, redelivered=True)
+    assert queued() == 1
+    assert rt.store.due_at("stop", job.job_id) == job.stop_at
