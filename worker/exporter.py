@@ -214,7 +214,12 @@ class CloudrecCollector(Collector):
 def counter_families(snapshot: CounterSnapshot) -> Iterator[Metric]:
     for key, (name, doc) in _COUNTERS.items():
         family = CounterMetricFamily(name, doc, labels=list(COUNTER_LABELS[key]))
-        for labels, value in sorted(snapshot.counters.get(key, {}).items()):
+        values = snapshot.counters.get(key, {})
+        if not COUNTER_LABELS[key] and not values:
+            # A counter without labels is exported from 0: increase() only sees a series that
+            # existed before it went up, and its alert must fire on the very first one.
+            values = {(): 0.0}
+        for labels, value in sorted(values.items()):
             family.add_metric(list(labels), value)
         yield family
 

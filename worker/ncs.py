@@ -15,8 +15,8 @@ Redis layout (keys under ``cloudrec:ncs:``, each with the ledger's TTL, ``Settin
                               (event 12, JSON list), playlist (event 4), error (event 1 at level
                               5, JSON), job (the job that holds this sid)
     log:<sid>           list  the events, compact (type, sequence, sendts), the last LOG_LIMIT
-    seq:<sid>           set   the sequences seen: a copy with a new noticeId is still a duplicate
-    notice:<noticeId>   str   seen marker: NCS resends with the same noticeId (spec 11.1)
+    dedupe:<sid>        set   "n:<noticeId>" (NCS resends with the same noticeId, spec 11.1) and
+                              "s:<sequence>" (a redundant copy with a new noticeId) seen
     uid:<uid>:<cname>   zset  sid -> first_ms: who recorded this channel with this recorder uid
     unclaimed           zset  sid -> first_ms of every recording no job holds (yet)
 
@@ -74,12 +74,8 @@ def _log_key(sid: str) -> str:
     return f"{PREFIX}log:{sid}"
 
 
-def _seq_key(sid: str) -> str:
-    return f"{PREFIX}seq:{sid}"
-
-
-def _notice_key(notice_id: str) -> str:
-    return f"{PREFIX}notice:{notice_id}"
+def _dedupe_key(sid: str) -> str:
+    return f"{PREFIX}dedupe:{sid}"
 
 
 def _uid_key(cname: str, uid: str) -> str:
@@ -210,53 +206,53 @@ def event_fields(env: Envelope) -> dict[str, str]:
     return {}
 
 
-# KEYS: notice, seq, rec, log, uid index, unclaimed.
+# KEYS: dedupe, rec, log, uid index, unclaimed.
 # ARGV: ttl seconds, sid, sequence ('' = none), event type, sendts, cname, uid, new uid ('' =
-# none), log entry JSON, now ms, then field/value pairs.
+# none), log entry JSON, now ms, noticeId, then field/value pairs.
 # Returns 0 (duplicate), 1 (stored), 2 (stored, the first event of this recording).
 _RECORD_LUA = """
 local ttl = tonumber(ARGV[1])
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) == false then return 0 end
-if ARGV[3] ~= '' then
-  if redis.call('SADD', KEYS[2], ARGV[3]) == 0 then return 0 end
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
+if redis.call('SISMEMBER', KEYS[1], 'n:' .. ARGV[11]) == 1 then return 0 end
+if ARGV[3] ~= '' and redis.call('SISMEMBER', KEYS[1], 's:' .. ARGV[3]) == 1 then return 0 end
+redis.call('SADD', KEYS[1], 'n:' .. ARGV[11])
+if ARGV[3] ~= '' then redis.call('SADD', KEYS[1], 's:' .. ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ttl)
 local ts = tonumber(ARGV[5])
-local first = redis.call('HGET', KEYS[3], 'first_ms')
+local first = redis.call('HGET', KEYS[2], 'first_ms')
 local new = first == false
-if new or ts < tonumber(first) then redis.call('HSET', KEYS[3], 'first_ms', ARGV[5]) end
-local last = redis.call('HGET', KEYS[3], 'last_ms')
-if last == false or ts > tonumber(last) then redis.call('HSET', KEYS[3], 'last_ms', ARGV[5]) end
-if redis.call('HEXISTS', KEYS[3], 'cname') == 0 and ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[3], 'cname', ARGV[6], 'uid', ARGV[7])
+if new or ts < tonumber(first) then redis.call('HSET', KEYS[2], 'first_ms', ARGV[5]) end
+local last = redis.call('HGET', KEYS[2], 'last_ms')
+if last == false or ts > tonumber(last) then redis.call('HSET', KEYS[2], 'last_ms', ARGV[5]) end
+if redis.call('HEXISTS', KEYS[2], 'cname') == 0 and ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[2], 'cname', ARGV[6], 'uid', ARGV[7])
 end
-local types = redis.call('HGET', KEYS[3], 'types') or ','
+local types = redis.call('HGET', KEYS[2], 'types') or ','
 if not string.find(types, ',' .. ARGV[4] .. ',', 1, true) then
-  redis.call('HSET', KEYS[3], 'types', types .. ARGV[4] .. ',')
+  redis.call('HSET', KEYS[2], 'types', types .. ARGV[4] .. ',')
 end
 if ARGV[8] ~= '' then
-  local uids = cjson.decode(redis.call('HGET', KEYS[3], 'new_uids') or '[]')
+  local uids = cjson.decode(redis.call('HGET', KEYS[2], 'new_uids') or '[]')
   local seen = false
   for _, u in ipairs(uids) do if u == ARGV[8] then seen = true end end
   if not seen then
     uids[#uids + 1] = ARGV[8]
-    redis.call('HSET', KEYS[3], 'new_uids', cjson.encode(uids))
+    redis.call('HSET', KEYS[2], 'new_uids', cjson.encode(uids))
   end
 end
-for i = 11, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('RPUSH', KEYS[3], ARGV[9])
+redis.call('LTRIM', KEYS[3], -200, -1)
 redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('RPUSH', KEYS[4], ARGV[9])
-redis.call('LTRIM', KEYS[4], -200, -1)
-redis.call('EXPIRE', KEYS[4], ttl)
 if ARGV[6] ~= '' then
+  local score = redis.call('ZSCORE', KEYS[4], ARGV[2])
+  if score == false or ts < tonumber(score) then redis.call('ZADD', KEYS[4], ts, ARGV[2]) end
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
+if redis.call('HEXISTS', KEYS[2], 'job') == 0 then
   local score = redis.call('ZSCORE', KEYS[5], ARGV[2])
   if score == false or ts < tonumber(score) then redis.call('ZADD', KEYS[5], ts, ARGV[2]) end
-  redis.call('EXPIRE', KEYS[5], ttl)
-end
-if redis.call('HEXISTS', KEYS[3], 'job') == 0 then
-  local score = redis.call('ZSCORE', KEYS[6], ARGV[2])
-  if score == false or ts < tonumber(score) then redis.call('ZADD', KEYS[6], ts, ARGV[2]) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[10]) - ttl * 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[10]) - ttl * 1000)
 end
 if new then return 2 end
 return 1
@@ -358,8 +354,7 @@ class NcsLedger:
         uid_index = _uid_key(env.cname, env.uid) if env.cname and env.uid else _uid_key("", "")
         result = self._record(
             keys=[
-                _notice_key(env.notice_id),
-                _seq_key(env.sid),
+                _dedupe_key(env.sid),
                 rec_key(env.sid),
                 _log_key(env.sid),
                 uid_index,
@@ -376,6 +371,7 @@ class NcsLedger:
                 new_uid,
                 entry,
                 str(int(now * 1000)),
+                env.notice_id,
                 *flat,
             ],
         )

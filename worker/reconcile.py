@@ -280,6 +280,8 @@ def _settle_from_ncs(
         _ended_per_ncs(rt, job, rec)
         report.ncs_ended += 1
         return True
+    if rec.over:
+        return True  # it left: its files (31/32) are waited for, then it ends (settled)
     if rec.new_uids and any(u not in job.failover_uids for u in rec.new_uids):
         uids = [*job.failover_uids, *(u for u in rec.new_uids if u not in job.failover_uids)]
         rt.store.transition(job.job_id, {S.RECORDING}, None, failover_uids=uids)
@@ -468,9 +470,12 @@ def adopt(rt: Runtime, job_id: str, sid: str) -> Next:
     job = rt.store.find(job_id)
     if job is None or job.sid or job.state != S.STARTING:
         return DONE
-    moved, _ = rt.store.transition(job_id, {S.STARTING}, None, sid=sid, started_at=time.time())
+    moved, _ = rt.store.transition(
+        job_id, {S.STARTING}, None, sid=sid, started_at=time.time(), sid_source="dev_api"
+    )
     if not moved:
         return DONE
+    rt.ncs.claim(sid, job_id)
     log.info(
         "reconcile: job %s adopts recording %s",
         job_id,

@@ -45,6 +45,7 @@ from worker.errors import (
     RateLimitWait,
     ReacquireError,
     TaskConflict,
+    TransportError,
     WorkerNotFound,
 )
 from worker.jobs import JobSpec, parse_job_spec, resolve_times
@@ -227,6 +228,10 @@ def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Nex
     except AlreadyStarted:
         return _recover_sid(rt, job)
     except TaskConflict:
+        if job.start_sent_at is not None:
+            # A start went out on this resource before, unanswered: the recording holding this
+            # channel and uid may be that one. Look for its sid; never start a second one.
+            return _recover_sid(rt, job)
         return _reacquire(rt, job, "task conflict (53): another recorder uid", new_uid=True)
     except ReacquireError as exc:
         return _reacquire(rt, job, str(exc))
@@ -399,7 +404,14 @@ def _too_late_to_start(job: JobRecord, now: float) -> bool:
 
 
 def _reacquire(rt: Runtime, job: JobRecord, why: str, *, new_uid: bool = False) -> Next:
-    fields: dict[str, Any] = {"resource_id": None, "acquired_at": None}
+    # The old resource's start was refused (an answer, not 201/7): nothing runs from it.
+    fields: dict[str, Any] = {
+        "resource_id": None,
+        "acquired_at": None,
+        "start_sent_at": None,
+        "sid_wait_since": None,
+        "sid_provoked_at": None,
+    }
     if new_uid:
         attempt = job.uid_attempt + 1
         fields |= {"uid_attempt": attempt, "uid": allocate_uid(rt.settings, job.job_id, attempt)}
@@ -793,7 +805,20 @@ def fail_job(rt: Runtime, job_id: str, error: ApiError | dict[str, Any]) -> Next
     if job.sid:
         rt.store.transition(job_id, LIVE_STATES, None, error=record, stop_reason="error")
         return Next("stop")
+    if job.state == S.STARTING and _start_may_have_run(error):
+        # The last start got no answer (or its worker died): it may be recording. Stop it as
+        # soon as its sid is known, through the stop step's search (never "never started").
+        rt.store.transition(job_id, {S.STARTING}, None, error=record, stop_reason="error")
+        rt.store.schedule("stop", job_id, time.time())
+        return Next("stop")
     return _fail(rt, job_id, record, sources={S.QUEUED, S.ACQUIRING, S.STARTING})
+
+
+def _start_may_have_run(error: ApiError | dict[str, Any]) -> bool:
+    """Whether the last failure leaves open that a start took effect: no answer (a timeout, a
+    lost connection) or a worker lost mid-step. An answer means it did not: a resource that
+    started answers every later start with 201/7."""
+    return not isinstance(error, ApiError) or isinstance(error, TransportError)
 
 
 __all__ = [

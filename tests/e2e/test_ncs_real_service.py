@@ -220,3 +220,23 @@ def test_a_sid_nothing_tells_ends_the_job_sid_unknown_and_counts_it(
     assert real_stack.runtime.redis.hget(SID_UNKNOWN, "total") == b"1"
     # Honest: the recording the job could not stop is running at the emulator.
     assert [r["live"] for r in _recordings(real_stack, "unknowable")] == [True]
+
+
+def test_a_failover_new_uid_is_recorded_on_the_job(real_stack: RealStack) -> None:
+    real_stack.dev.join("moved", "1", video={"color": "#0000FF"}, audio={"tone": 330})
+    job, _ = submit_and_start(real_stack.runtime, _spec("moved", duration=14))
+    wait_for(lambda: real_stack.runtime.store.get(job.job_id).state == "recording", 20)
+    sid = real_stack.runtime.store.get(job.job_id).sid
+    assert sid is not None
+    real_stack.dev.failover(sid, seconds=1.0)  # the test's dev API: an HA move, then event 12
+    moved = wait_for(
+        lambda: (j := real_stack.runtime.store.get(job.job_id)).failover_uids and j,
+        20,
+        0.2,
+        "event 12's new uid on the job",
+    )
+    (rec,) = _recordings(real_stack, "moved")
+    assert moved.status_json()["failover_uids"] == [str(u) for u in moved.failover_uids]
+    assert moved.failover_uids == [rec["recorderUid"]] != [moved.uid]
+    job = _terminal(real_stack, job.job_id, timeout=40)
+    assert job.state == "completed" and job.failover_uids == moved.failover_uids

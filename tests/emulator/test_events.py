@@ -193,6 +193,8 @@ def test_events_are_posted_signed(make_emulator: EmulatorFactory, receiver: Rece
         "delivered": len(logged),
         "failed": 0,
         "duplicates": 0,
+        "dropped": 0,
+        "delayed": 0,
         "pending": 0,
     }
     assert sorted(receiver.bodies(), key=lambda e: e["payload"]["sequence"]) == logged

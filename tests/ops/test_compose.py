@@ -28,7 +28,7 @@ INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?
 SECRETISH = re.compile(r"secret|password|passwd|token|access_key|_key\b", re.IGNORECASE)
 # Variables compose interpolates that are not cloudrec settings, and who reads them.
 OTHER_VARIABLES = {"FLOWER_USER": "flower --basic-auth", "FLOWER_PASSWORD": "flower --basic-auth"}
-CLOUDREC_SERVICES = ("emulator", "worker", "beat", "metrics", "flower")
+CLOUDREC_SERVICES = ("emulator", "worker", "beat", "metrics", "flower", "ncs")
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +68,14 @@ def interpolated(value: str) -> str:
 def resolve_cloudrec(argv: list[str]) -> click.Command:
     """Parse ``cloudrec ARGV`` as the CLI would (options, types, choices), without running it.
 
-    cloudrec's groups take no options of their own, so only the leaf command parses."""
+    Groups take no options of their own, so only the leaf command parses; except a group that
+    runs by itself (``cloudrec ncs --port P``), which is then the leaf."""
     ctx = click.Context(cli, info_name="cloudrec")
     command: click.Command = cli
     args = list(argv)
-    while isinstance(command, click.Group):
+    while isinstance(command, click.Group) and not (
+        command.invoke_without_command and (not args or args[0].startswith("-"))
+    ):
         name, sub, args = command.resolve_command(ctx, args)
         assert sub is not None and name is not None, f"no cloudrec command in {argv!r}"
         ctx = click.Context(sub, info_name=name, parent=ctx)
@@ -156,6 +159,7 @@ def test_every_service_runs_a_real_entry_point(services: dict[str, dict[str, Any
     assert commands["beat"][:2] == ["cloudrec", "beat"]
     assert commands["metrics"][:2] == ["cloudrec", "metrics"]
     assert commands["emulator"][:2] == ["cloudrec", "emulator"]
+    assert commands["ncs"][:2] == ["cloudrec", "ncs"]
     assert commands["flower"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
 
 

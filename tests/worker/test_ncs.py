@@ -140,8 +140,18 @@ def test_duplicates_counted_once_and_order_does_not_matter(
         envelope(40, sid, 1, status=0),
         envelope(30, sid, 0, status=0),
     ]
-    answers = [post(receiver.url, e).json()["duplicate"] for e in events]
-    assert answers == [False, False, False, True, True, False, False]
+    responses = [post(receiver.url, e) for e in events]
+    assert [r.json()["duplicate"] for r in responses] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    # NCS wants its answer within 10 s; storing an event takes one Redis round trip.
+    assert max(r.elapsed.total_seconds() for r in responses) < 1.0
     rec = ledger.get(sid)
     assert rec is not None
     assert rec.types == {11, 31, 41, 40, 30}

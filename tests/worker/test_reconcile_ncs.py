@@ -62,8 +62,10 @@ def _recording(rt: Runtime, cname: str) -> str:
     recording.acquire_step(rt, job.job_id)
     recording.start_step(rt, job.job_id)
     wait_for(
-        lambda: recording.watch_step(rt, job.job_id) is not None
-        and rt.store.get(job.job_id).state == S.RECORDING,
+        lambda: (
+            recording.watch_step(rt, job.job_id) is not None
+            and rt.store.get(job.job_id).state == S.RECORDING
+        ),
         10,
         0.2,
         "the recording to run",

@@ -296,3 +296,58 @@ def test_a_permanent_error_fails_the_job_at_once_with_code_and_reason(rt, dev):
     assert (job.error["status"], job.error["code"]) == (400, 2)
     assert job.error["reason"] == "clientRequest.token: invalid"
     assert recordings_of(dev, "permanent") == []
+
+
+def test_giving_up_on_a_start_without_an_answer_stops_it_once_its_sid_is_known(
+    redis_url, emulator, dev
+):
+    from worker.errors import RetryableApiError
+
+    rt = Runtime.build(make_settings(redis_url, emulator.base_url, dev_api=False))
+    try:
+        answered = _acquired(rt, "answered")
+        rt.store.transition(answered, {S.ACQUIRING}, S.STARTING)
+        # The last start was answered (500): a started resource would have said 201/7.
+        error = RetryableApiError("start", status=500, code=62, reason="request timeout")
+        assert recording.fail_job(rt, answered, error) == DONE
+        assert rt.store.get(answered).state == S.FAILED
+
+        job_id = _acquired(rt, "unanswered")
+        dev.set_faults(
+            {"latency": [{"operations": ["start"], "seconds": 3, "when": "after", "count": 1}]}
+        )
+        with pytest.raises(TransportError) as lost:
+            recording.start_step(rt, job_id)
+        # Its retries ran out on that timeout: not "failed, never started", but stopped.
+        assert recording.fail_job(rt, job_id, lost.value) == Next("stop")
+        job = rt.store.get(job_id)
+        assert (job.state, job.stop_reason) == (S.STARTING, "error")
+        assert rt.store.due_at("stop", job_id) is not None
+        (started,) = recordings_of(dev, "unanswered")
+        for event in dev.events(started["sid"]):
+            rt.ncs.record(Envelope.parse(event))  # NCS tells the sid
+        assert recording.stop_step(rt, job_id) == DONE
+        job = rt.store.get(job_id)
+        assert (job.state, job.sid) == (S.FAILED, started["sid"])
+        assert job.error["status"] is None  # the start's own error, kept
+        assert live_recordings(dev, "unanswered") == []
+    finally:
+        rt.close()
+
+
+def test_a_conflict_after_an_unanswered_start_is_taken_for_that_start_not_a_new_uid(rt, dev):
+    job_id = _acquired(rt, "conflict")
+    uid = rt.store.get(job_id).uid
+    dev.set_faults(
+        {"latency": [{"operations": ["start"], "seconds": 3, "when": "after", "count": 1}]}
+    )
+    with pytest.raises(TransportError):
+        recording.start_step(rt, job_id)
+    # The repeat answers 53 "task conflict": the recording holding this channel and uid is
+    # most likely the unanswered one. A new uid would start a second recording.
+    dev.set_faults({"errors": [{"operations": ["start"], "status": 400, "code": 53, "count": 1}]})
+    assert recording.start_step(rt, job_id).step == "watch"
+    job = rt.store.get(job_id)
+    assert (job.state, job.uid) == (S.STARTING, uid)
+    assert job.sid is not None  # found (this runtime may use the dev API; NCS in real mode)
+    assert len(recordings_of(dev, "conflict")) == 1
