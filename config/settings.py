@@ -111,6 +111,28 @@ class Settings(BaseSettings):
         # Setting one CLOUDREC_STORAGE__X__... variable must not silently drop "default".
         return {DEFAULT_STORAGE_PROFILE: StorageProfile(), **profiles}
 
+    @field_validator("intake_queue")
+    @classmethod
+    def _intake_not_internal(cls, name: str) -> str:
+        # The internal queues (cloudrec.control, cloudrec.recording, ...) serve steps only.
+        if name.startswith("cloudrec."):
+            raise ValueError("the prefix 'cloudrec.' is reserved for cloudrec's internal queues")
+        return name
+
+    @model_validator(mode="after")
+    def _callbacks_not_on_the_intake(self) -> Settings:
+        # A callback task sent to a queue cloudrec's workers serve would be taken by them and
+        # dropped (it is the caller's task, unknown here).
+        if self.callback_queue == self.intake_queue or (
+            self.intake_default_queue and self.callback_queue == "celery"
+        ):
+            raise ValueError(
+                f"callback_queue: callback tasks must go to a queue the caller's workers serve, "
+                f"not one cloudrec serves as intake (got {self.callback_queue!r}); set "
+                f"CLOUDREC_CALLBACK_QUEUE to your workers' queue"
+            )
+        return self
+
     @model_validator(mode="after")
     def _uid_range_not_empty(self) -> Settings:
         if self.recorder_uid_min > self.recorder_uid_max:

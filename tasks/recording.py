@@ -5,6 +5,10 @@ except ``recording.submit``, whose argument is the caller's spec (a token in it 
 see :mod:`worker.vault`). A task loads nothing itself: it runs one step, then turns the step's
 :class:`Next` and its errors into Celery actions (retry with backoff, the next task, a failed
 job). Task names are stable: other services and Flower rely on them.
+
+The public tasks (``recording.submit``, ``status``, ``cancel``, ``stop_now``) are what callers
+send, on the intake queue (docs/tasks.md is their contract); every other task is an internal
+step on cloudrec's own queues (:mod:`worker.queues`).
 """
 
 from __future__ import annotations

@@ -89,8 +89,10 @@ log = logging.getLogger("cloudrec.celery")
 class CloudrecTask(Task):  # type: ignore[misc]  # Celery is untyped
     """Every cloudrec task: an internal one refuses a message that came in by the intake.
 
-    The intake is open to every caller, so it serves the public tasks only; a caller cannot run
-    a step (acquire, stop, fire a schedule) of someone else's job by sending it there.
+    The intake serves the public contract (docs/tasks.md) and nothing else: a step (acquire,
+    stop, fire a schedule) sent there by mistake is refused and logged, not run. (This keeps the
+    contract narrow; it is no security boundary: whoever can write to the broker can write to
+    the internal queues as well.)
     """
 
     public = False

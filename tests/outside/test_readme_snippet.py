@@ -79,3 +79,26 @@ def test_readme_snippet_submits_from_a_plain_celery_venv(
     assert job.state == "completed", job.status_json()
     assert job.stop_reason == "stop"
     assert any(f.fileName.endswith(".m3u8") for f in job.files), job.files
+
+
+def test_a_plain_celery_caller_gets_the_errors_by_name(
+    cloudrec: Cloudrec, outside_python: Path, tmp_path: Path
+) -> None:
+    cloudrec.start_worker()
+    code = (
+        "from celery import Celery\n"
+        f"app = Celery(broker={cloudrec.redis_url!r}, backend={cloudrec.redis_url!r})\n"
+        "for task, args in [('recording.submit', [{'cname': 'c', 'duration': 0}]),\n"
+        "                   ('recording.cancel', ['no-such-job'])]:\n"
+        "    try:\n"
+        "        app.send_task(task, args=args, queue='cloudrec').get(timeout=10)\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__, '|', exc)\n"
+    )
+
+    result = run_outside(outside_python, code, tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    spec_error, not_found = result.stdout.strip().splitlines()
+    assert spec_error.startswith("JobSpecError | duration: "), spec_error
+    assert not_found == "JobNotFound | no-such-job"

@@ -78,6 +78,7 @@ def test_opt_in_serves_the_default_queue_as_intake(
     cloudrec: Cloudrec, outside_python: Path, tmp_path: Path
 ) -> None:
     cloudrec.env["CLOUDREC_INTAKE_DEFAULT_QUEUE"] = "true"
+    cloudrec.env["CLOUDREC_CALLBACK_QUEUE"] = "myapp.callbacks"  # not "celery": served now
     cloudrec.start_worker()
 
     sent = run_outside(outside_python, forgetful_send(cloudrec.redis_url, "optin"), tmp_path)

@@ -11,11 +11,13 @@ half-made venv is never used.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from collections.abc import Callable
 from importlib import metadata
@@ -56,9 +58,16 @@ def celery_venv() -> Path:
 def client_venv() -> Path:
     """A venv with only ``cloudrec-client`` (with its ``seal`` extra) installed from this repo."""
     key = _digest([sys.version, *pins(), _tree_digest(CLIENT_DIR)])
-    # The client's own dependency range decides; the pins keep pip on wheels it already has.
-    requirements = [f"{CLIENT_DIR}[seal]", *pins()]
-    return _cached(f"client-{key}", lambda path: _pip(path, requirements))
+    return _cached(f"client-{key}", _install_client)
+
+
+def _install_client(env_dir: Path) -> None:
+    # Built from a copy: pip builds a local project in place, leaving build/ and *.egg-info.
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "client"
+        shutil.copytree(CLIENT_DIR, source, ignore=shutil.ignore_patterns(*_BUILD_LEFTOVERS))
+        # The client's own dependency range decides; the pins keep pip on wheels it has.
+        _pip(env_dir, [f"{source}[seal]", *pins()])
 
 
 def _cached(name: str, fill: Callable[[Path], None]) -> Path:
@@ -111,10 +120,16 @@ def _digest(parts: list[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+_BUILD_LEFTOVERS = ("build", "dist", "*.egg-info", "__pycache__")
+
+
 def _tree_digest(root: Path) -> str:
+    """The client's source, without what a build or an import leaves beside it."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
-            digest.update(str(path.relative_to(root)).encode())
+        parts = path.relative_to(root).parts
+        leftover = any(fnmatch.fnmatch(p, pat) for p in parts for pat in _BUILD_LEFTOVERS)
+        if path.is_file() and not leftover:
+            digest.update("/".join(parts).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
