@@ -1,15 +1,19 @@
 """Faults: recording jobs while the emulator injects about 20 % errors on every operation:
 5xx/62, 206/65, 429, answers that arrive after the client gave up (the call took effect), and
-failover-style 404 windows on the running tasks.
+failover-style 404 windows on the running tasks, in real-service mode: the worker uses nothing
+of the emulator's dev API (``dev_api=False``); a start whose answer was lost learns its sid
+from the NCS notifications, as it must with Agora.
 
 What runs (each in its own process): a private ``redis-server``, the emulator (its own rate
-limit off; the injected 429s stand in for it), ``celery beat``, and two worker groups
-(``--pool threads -c 8``). Every channel has a user publishing video and audio, so a job that
-keeps its promises ends ``completed`` (an empty channel would end ``empty``).
+limit off; the injected 429s stand in for it) posting its notifications to ``cloudrec ncs``
+(the NCS receiver), ``celery beat``, and two worker groups (``--pool threads -c 8``). Every
+channel has a user publishing video and audio, so a job that keeps its promises ends
+``completed`` (an empty channel would end ``empty``).
 
 Figures printed: API calls made and the share that failed (by outcome); job end states (goal:
 every job ``completed``); recordings started twice (goal 0); recordings left live (goal 0);
-stop lateness p50/p99/max.
+stop lateness p50/p99/max (of every recording at the emulator, too); dev API requests from the
+worker (goal 0).
 
 Run: ``.venv/bin/python benchmarks/faults.py`` (about 6 minutes for 100 jobs).
 """
@@ -32,13 +36,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import Settings
 from tasks.recording import submit_and_start
 from tests.reliability.harness import (
+    REAL_SERVICE,
     BeatProcess,
     EmulatorProcess,
+    NcsReceiverProcess,
     RedisServer,
     WorkerGroup,
     check_promises,
+    dev_requests_mark,
     injected_faults,
+    observer_dev,
     wait_all_terminal,
+    worker_dev_requests,
 )
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
@@ -79,7 +88,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cloudrec-faults-"))
     (tmp / "redis").mkdir()
     server = RedisServer(tmp / "redis", appendfsync="everysec").start()
-    emulator = EmulatorProcess(tmp / "storage", startup_seconds=2.0, slice_seconds=4.0).start()
+    receiver = NcsReceiverProcess(
+        Settings(redis_url=server.url, **REAL_SERVICE),  # type: ignore[arg-type]
+        tmp,
+    ).start()
+    emulator = EmulatorProcess(
+        tmp / "storage",
+        startup_seconds=2.0,
+        slice_seconds=4.0,
+        ncs_url=receiver.url,
+        ncs_secret=REAL_SERVICE["ncs_secret"],
+    ).start()
     settings = Settings(
         redis_url=server.url,
         api_base_url=emulator.base_url,
@@ -88,11 +107,12 @@ def main() -> int:
         api_stop_read_timeout=5.0,
         failover_window=20,  # longer than any injected 404 window, as spec 4.3 promises
         reconcile_stuck_after=30,
-        dev_api=True,
+        **REAL_SERVICE,  # type: ignore[arg-type]
     )
     configure(settings)
     rt = runtime()
-    dev = DevApiClient(emulator.base_url)
+    dev = observer_dev(emulator.base_url)
+    mark = dev_requests_mark(dev)
     groups = [
         WorkerGroup(settings, f"faults{i}", pool="threads", concurrency=8, log_dir=tmp).start()
         for i in range(2)
@@ -114,18 +134,21 @@ def main() -> int:
         figures |= verdict.summary()
         figures["failures"] = dict(list(verdict.failures.items())[:10])
         figures |= call_figures(rt)
+        figures["dev_api_requests_from_worker"] = len(worker_dev_requests(dev, mark))
     finally:
         stop_windows.set()
         beat.stop()
         for group in groups:
             group.stop()
         emulator.stop()
+        receiver.stop()
         server.stop()
     figures["ok"] = bool(
         figures.get("every_job_terminal")
         and figures["states"] == {"completed": args.jobs}
         and figures["started_twice"] == 0
         and figures["left_live"] == 0
+        and figures["dev_api_requests_from_worker"] == 0
     )
     print(json.dumps(figures, indent=2))
     return 0 if figures["ok"] else 1

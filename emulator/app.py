@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -87,6 +88,26 @@ class RequestIdMiddleware:
                 raise
             response = JSONResponse(errors.internal_error().body, status_code=500)
             await response(scope, receive, send_with_id)
+
+
+class DevRequestLog:
+    """Remembers who called the dev API (method, path, User-Agent; the last ``LIMIT``), shown
+    by ``GET /dev/requests``: a test asks it whether a worker in real-service mode used the
+    dev API, which the real service does not have."""
+
+    LIMIT = 10_000
+
+    def __init__(self, app: ASGIApp, entries: deque[dict[str, str]]) -> None:
+        self.app = app
+        self.entries = entries
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/dev/") and path != "/dev/requests":
+            headers = dict(scope.get("headers", []))
+            agent = headers.get(b"user-agent", b"").decode("latin-1")
+            self.entries.append({"method": scope["method"], "path": path, "userAgent": agent})
+        await self.app(scope, receive, send)
 
 
 class _Gateway:
@@ -222,6 +243,9 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.dev_token:
         app.add_middleware(DevTokenMiddleware, token=config.dev_token)
+    # Outside the token check: a dev API call is logged even when it is refused.
+    dev_requests: deque[dict[str, str]] = deque(maxlen=DevRequestLog.LIMIT)
+    app.add_middleware(DevRequestLog, entries=dev_requests)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     _install_error_handlers(app)
     install_openapi(app)
@@ -351,6 +375,11 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     async def ncs() -> JSONResponse:
         """Delivery of the events to ``ncs_url``: attempts, delivered, failed, pending."""
         return JSONResponse(svc.events.delivery())
+
+    @app.get("/dev/requests")
+    async def requests_log() -> JSONResponse:
+        """Who called the dev API (method, path, User-Agent), oldest first (the last 10,000)."""
+        return JSONResponse({"requests": list(dev_requests)})
 
     @app.get("/dev/faults")
     async def get_faults() -> JSONResponse:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import Task, chain
+from celery import Task, chain, signals
 from celery.exceptions import Retry
 from celery.signals import worker_init
 
@@ -37,7 +37,9 @@ from worker.errors import (
 )
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import Next
+from worker.restorer import Holdings, dead_workers, kombu_restorer, restore_dead_workers
 from worker.runtime import Runtime
+from worker.states import JobState
 from worker.store import DueEntry, JobRecord, JobStore
 
 log = logging.getLogger("cloudrec.tasks")
@@ -151,15 +153,25 @@ def _redelivery_error(step: str) -> dict[str, Any]:
 
 # -- the tasks -----------------------------------------------------------------------------
 def submit_and_start(
-    rt: Runtime, spec: Any, *, via_broker: bool = False, minted: bool = False
+    rt: Runtime,
+    spec: Any,
+    *,
+    via_broker: bool = False,
+    minted: bool = False,
+    redelivered: bool = False,
 ) -> tuple[JobRecord, bool]:
     """Store a job and send its acquire -> start chain (unless it has a later ``start_at``).
 
     If the chain cannot be sent, the job is removed again: nothing is left half-done. This is
     also the way to submit a spec with a plain RTC token: it goes into the vault encrypted
     before anything is queued.
+
+    ``redelivered``: this submit's message was taken before by a worker that died. The job may
+    exist already, its chain unsent: it is resumed (:func:`resume_submit`).
     """
     job, created = recording.submit(rt, spec, via_broker=via_broker, minted=minted)
+    if not created and redelivered:
+        resume_submit(rt, job)
     if created and job.start_at is None:
         try:
             start_chain(job.job_id).apply_async()
@@ -168,6 +180,22 @@ def submit_and_start(
             rt.vault.delete(job.job_id)
             raise
     return job, created
+
+
+def resume_submit(rt: Runtime, job: JobRecord) -> None:
+    """Finish what a submit that died after storing its job may have left undone: the stop
+    deadline, the scheduled start, the acquire -> start chain. A job still ``queued`` (nothing
+    ran yet) gets its chain again; should the first one be on its way after all, the second
+    acquire finds the job moving on and its start finds the claim or the sid (one recording)."""
+    if job.state != JobState.QUEUED:
+        return
+    rt.store.restore_deadline(job.job_id, job.stop_at)
+    if job.start_at is not None:
+        if rt.store.due_at("start", job.job_id) is None:
+            rt.store.schedule("start", job.job_id, job.start_at)
+        return
+    log.info("job %s: submit redelivered; sending its start again", job.job_id)
+    start_chain(job.job_id).apply_async()
 
 
 def request_stop(rt: Runtime, job_id: str, reason: str) -> JobRecord:
@@ -198,7 +226,8 @@ def submit(self: Task, spec: dict[str, Any]) -> str:
     A token in ``spec`` must be sealed (:func:`worker.vault.seal_token`): this message sat in
     the broker.
     """
-    job, _ = submit_and_start(runtime(), spec, via_broker=True)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    job, _ = submit_and_start(runtime(), spec, via_broker=True, redelivered=redelivered)
     return job.job_id
 
 
@@ -300,6 +329,7 @@ def dispatch() -> int:
     """Beat, every second: fire the scheduled starts, stop deadlines and callbacks that are due
     (or due within the lookahead: those are sent to run at their second)."""
     rt = runtime()
+    restore_lost_messages(rt)
     fired = 0
     started = time.monotonic()
     while time.monotonic() - started < DISPATCH_TIME_BUDGET:
@@ -315,6 +345,45 @@ def dispatch() -> int:
         if len(entries) < DISPATCH_BATCH:
             break
     return fired
+
+
+def restore_lost_messages(rt: Runtime) -> int:
+    """Put back on their queues the messages held by workers that died (:mod:`worker.restorer`):
+    within seconds, where the broker would wait for its visibility timeout."""
+    now = time.time()
+    if not dead_workers(rt.redis, now):
+        return 0
+    with app.connection_for_write() as conn:
+        return restore_dead_workers(rt.redis, kombu_restorer(conn.default_channel), now)
+
+
+# -- what this worker process holds (for the restorer) --------------------------------------------
+_holdings: Holdings | None = None
+
+
+@signals.task_received.connect
+def _on_task_received(request: Any = None, **_: Any) -> None:
+    """In the consuming process, as a message is handed over (before an ETA wait or a run)."""
+    global _holdings
+    message = getattr(request, "message", None)
+    tag = getattr(message, "delivery_tag", None)
+    if tag is None:
+        return
+    try:
+        if _holdings is None:
+            _holdings = Holdings(runtime().redis)
+        _holdings.received(str(tag), message)
+    except redis.RedisError as exc:  # the message still comes back after visibility_timeout
+        log.warning("could not record a received message: %s", exc)
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    if _holdings is not None:
+        try:
+            _holdings.close()
+        except redis.RedisError as exc:  # its messages are restored as a dead worker's
+            log.warning("could not forget this worker's holdings: %s", exc)
 
 
 def send_due(entries: list[DueEntry]) -> None:

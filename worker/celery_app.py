@@ -14,9 +14,12 @@ Reliability choices (design.md section 3):
   Redis and the 1-second ``recording.dispatch`` beat task fires them (each stop is sent up to
   ``dispatch_lookahead`` seconds early with a countdown to its second, so it is not up to a beat
   late). Countdowns are only used for that, retry backoff and short watch intervals, always
-  under a minute. That is what lets ``visibility_timeout`` be 5 minutes instead of Celery's hour:
-  a message whose worker was killed comes back within minutes even without the reconciler, and
-  no healthy message is ever held that long.
+  under a minute. That is what lets ``visibility_timeout`` be 5 minutes instead of Celery's hour,
+  and no healthy message is ever held that long.
+- Nothing waits for ``visibility_timeout`` either: each worker says which messages it holds and
+  beats a heartbeat (:mod:`worker.restorer`), and the dispatcher puts the messages of a worker
+  silent for ``HEARTBEAT_TTL`` (6 s) back on their queues. The visibility timeout is only the
+  last resort (a worker killed in the microseconds between taking a message and recording it).
 - Message priorities (``PRIORITY``): a job's next step is served before new jobs.
 - Three queues, consumed in this order (``queue_layout``):
 
@@ -60,6 +63,7 @@ from worker.queues import RECORDING_QUEUE as RECORDING_QUEUE
 from worker.queues import intake_queues as intake_queues
 from worker.queues import queue_layout as queue_layout
 from worker.runtime import Runtime
+from worker.transport import TRANSPORT
 
 DISPATCH_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
@@ -134,6 +138,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from cloudrec's settings."""
     return {
         "broker_url": settings.redis_url,
+        # kombu's Redis transport, except that a message Redis already popped into a worker's
+        # socket is read at once, never left there for a SIGKILL to lose (worker.transport).
+        "broker_transport": TRANSPORT if settings.redis_url.startswith("redis://") else None,
         # The result backend only serves callers of send_task("recording.submit") who wait for
         # the job id; job state lives in the job store, never in Celery results.
         "result_backend": settings.redis_url,

@@ -16,13 +16,23 @@ class DevApiError(CloudrecError):
 
 
 class DevApiClient:
-    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        token: str | None = None,
+        *,
+        user_agent: str = "cloudrec-devapi",
+    ) -> None:
         """``token``: the emulator's dev token (CLOUDREC_DEV_TOKEN), needed beyond loopback."""
         self._base = base_url.rstrip("/") + "/dev"
         self._timeout = timeout
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+        # The emulator logs who called its dev API (GET /dev/requests): tests tell themselves
+        # apart from the worker by this.
+        self._session.headers["User-Agent"] = user_agent
 
     def join(
         self,
@@ -73,6 +83,11 @@ class DevApiClient:
     def reset(self) -> dict[str, Any]:
         """Finish live recordings and forget all state but the files."""
         return self._object("POST", "/reset")
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        """Who called the dev API: method, path, User-Agent (``GET /dev/requests``)."""
+        result = self._request("GET", "/requests")
+        return list(result.get("requests", [])) if isinstance(result, dict) else []
 
     def set_faults(self, faults: dict[str, Any]) -> dict[str, Any]:
         return self._object("PUT", "/faults", faults)

@@ -176,20 +176,15 @@ def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
 
 
 # -- start -------------------------------------------------------------------------------------
-def start_claim_seconds(settings: Settings) -> float:
-    """How long a start request in flight keeps other deliveries from sending it again: longer
-    than any answer can take, so a claim outlives its holder only if the holder died."""
-    return settings.api_connect_timeout + settings.api_read_timeout + 5.0
-
-
 def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     """Start the recording on the acquired resource (acquiring -> starting, sid persisted).
 
     One recording per job, whatever is redelivered or re-driven:
 
-    - a start request goes out only under the job's *start claim* (an expiring Redis lock held
-      for as long as an answer can take); a duplicate delivery that cannot take it leaves the
-      start to the holder, and the reconciler re-drives the job if the holder died;
+    - a start request goes out only under the job's *start claim* (a Redis lock kept alive on
+      the lease heartbeat while the request is in flight); a duplicate delivery that cannot
+      take it leaves the start to the holder; if the holder died, its claim lapses within a
+      lease and its message is restored (worker.restorer), or the reconciler re-drives the job;
     - a start is only ever repeated on the *same* resource (a resource starts at most one
       recording: a repeat that reaches the service after the first one answers 201/7), and a
       new resource is acquired only after the service said the old one did not start
@@ -216,9 +211,12 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
         request = build_start_request(rt, job)
     except PermanentApiError as exc:
         return _fail(rt, job_id, exc.as_record(), sources={job.state})
-    if not rt.store.take_start_claim(job_id, start_claim_seconds(rt.settings)):
-        return DONE  # another delivery's request is in flight
-    try:
+    # The claim is kept on the lease heartbeat (worker.leases): held for as long as the request
+    # is in flight, however long that takes, and lapsing within a lease if this process dies,
+    # before the dead worker's message is restored (worker.restorer) and tries again.
+    with rt.leases.hold("start", job_id) as mine:
+        if not mine:
+            return DONE  # another delivery's request is in flight
         # From here on a recording may exist at the service: remember since when.
         moved, _ = rt.store.transition(
             job_id,
@@ -228,8 +226,6 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
             start_sent_at=job.start_sent_at or now,
         )
         return _send_start(rt, job, request) if moved else DONE
-    finally:
-        rt.store.release_start_claim(job_id)
 
 
 def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Next:

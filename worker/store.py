@@ -78,7 +78,9 @@ def deliveries_key(job_id: str) -> str:
 
 
 def start_claim_key(job_id: str) -> str:
-    return f"{PREFIX}startclaim:{job_id}"
+    # The same key as worker.leases.claim_key("start", ...): the start step holds it on the
+    # lease heartbeat, so a claim whose holder died lapses within a lease.
+    return f"{PREFIX}claim:start:{job_id}"
 
 
 def job_key(job_id: str) -> str:

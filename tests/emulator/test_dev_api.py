@@ -289,3 +289,12 @@ def test_ncs_ip(api: Api) -> None:
     r = api.http.get(f"{api.base}/v1/ncs/ip", auth=("demo", "demo-secret"), timeout=10)
     assert r.json() == {"data": {"service": {"hosts": [{"primaryIP": "127.0.0.1"}]}}}
     assert api.http.get(f"{api.base}/v1/ncs/ip", timeout=10).status_code == 401
+
+
+def test_the_dev_api_log_names_every_caller_and_nothing_else(api: Api) -> None:
+    """GET /dev/requests: who called the dev API (a test tells the worker apart by it)."""
+    before = len(requests.get(f"{api.base}/dev/requests", timeout=5).json()["requests"])
+    requests.get(f"{api.base}/dev/faults", headers={"User-Agent": "someone"}, timeout=5)
+    api.acquire("devlog", "7")  # a REST call: not the dev API, not logged
+    logged = requests.get(f"{api.base}/dev/requests", timeout=5).json()["requests"][before:]
+    assert logged == [{"method": "GET", "path": "/dev/faults", "userAgent": "someone"}]

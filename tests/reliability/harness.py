@@ -26,11 +26,37 @@ from typing import Any
 import redis
 
 from config import Settings
-from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE
 from worker.devapi import DevApiClient
+from worker.queues import queue_layout
 from worker.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Real-service mode, the mode the guarantees are shown in: the worker uses nothing of the
+# emulator's dev API (``dev_api=False``) and learns what the real service would tell it only
+# through NCS notifications, posted by the emulator to a ``cloudrec ncs`` receiver.
+NCS_SECRET = "reliability-ncs-secret"
+REAL_SERVICE = {"dev_api": False, "ncs_secret": NCS_SECRET}
+# The test's (and benchmark's) own calls to the dev API say who they are; any other caller
+# the emulator logs (GET /dev/requests) is the worker.
+TEST_AGENT = "cloudrec-reliability-test"
+
+
+def observer_dev(base_url: str) -> DevApiClient:
+    """The test's view of the emulator (never the worker's)."""
+    return DevApiClient(base_url, user_agent=TEST_AGENT)
+
+
+def dev_requests_mark(dev: DevApiClient) -> int:
+    """Where the emulator's dev API log stands now (before the workers start: the emulator's
+    own start-up probe is logged too)."""
+    return len(dev.requests_log())
+
+
+def worker_dev_requests(dev: DevApiClient, since: int) -> list[dict[str, Any]]:
+    """Every dev API request the emulator logged after ``since`` that did not come from the
+    test itself."""
+    return [r for r in dev.requests_log()[since:] if r.get("userAgent") != TEST_AGENT]
 
 
 def free_port() -> int:
@@ -67,14 +93,15 @@ class WorkerGroup:
         pool: str = "prefork",
         concurrency: int = 2,
         log_dir: Path | None = None,
-        queues: Iterable[str] = (CONTROL_QUEUE, RECORDING_QUEUE),
+        queues: Iterable[str] | None = None,
         loglevel: str = "WARNING",
     ) -> None:
         self.settings = settings
         self.name = name
         self.pool = pool
         self.concurrency = concurrency
-        self.queues = ",".join(queues)
+        # By default every queue a deployed worker serves: control, recording, the intake.
+        self.queues = ",".join(queues if queues is not None else queue_layout(settings))
         self.loglevel = loglevel
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="cloudrec-workers-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -131,17 +158,23 @@ class WorkerGroup:
 
 
 class Killer:
-    """Every ``interval`` seconds, SIGKILL one worker group (round robin) and restart it."""
+    """Every ``interval`` seconds (or a random time between ``interval`` and ``max_interval``),
+    SIGKILL one worker group (round robin) and restart it."""
 
-    def __init__(self, groups: list[WorkerGroup], interval: float) -> None:
+    def __init__(
+        self, groups: list[WorkerGroup], interval: float, max_interval: float | None = None
+    ) -> None:
         self.groups = groups
         self.interval = interval
+        self.max_interval = max_interval or interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="killer", daemon=True)
 
     def _run(self) -> None:
+        import random
+
         turn = 0
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(random.uniform(self.interval, self.max_interval)):
             group = self.groups[turn % len(self.groups)]
             group.kill()
             group.start()
@@ -280,6 +313,14 @@ class Verdict:
     lateness: list[float] = field(default_factory=list)  # emulator stop - stop_at, seconds
     stops: list[tuple[float, float, str]] = field(default_factory=list)  # stop_at, late, job
     failures: dict[str, str] = field(default_factory=dict)  # job id -> error reason
+    # Every recording the emulator holds, whether or not its job ever learnt its sid.
+    recordings: list[RecordingSeen] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)  # "state: reason" of every job
+
+    @property
+    def recording_lateness(self) -> list[float]:
+        """How late each recording at the emulator was stopped (still live: not in it)."""
+        return [r.late for r in self.recordings if r.late is not None]
 
     @property
     def max_lateness(self) -> float:
@@ -292,7 +333,14 @@ class Verdict:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def summary(self) -> dict[str, Any]:
+        late = sorted(self.recording_lateness)
         return {
+            "recordings": len(self.recordings),
+            "recordings_stopped_late_over_30s": sum(1 for x in late if x > 30),
+            "recording_lateness_p50_s": round(_quantile(late, 0.5), 3),
+            "recording_lateness_p99_s": round(_quantile(late, 0.99), 3),
+            "recording_lateness_max_s": round(max(late, default=0.0), 3),
+            "recordings_sid_unknown_to_job": sum(1 for r in self.recordings if not r.job_knew_sid),
             "jobs": self.jobs,
             "states": dict(self.states),
             "not_terminal": len(self.not_terminal),
@@ -304,6 +352,32 @@ class Verdict:
             "lateness_p99_s": round(self.percentile(0.99), 3),
             "lateness_max_s": round(self.max_lateness, 3),
         }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+@dataclass(frozen=True)
+class RecordingSeen:
+    """One recording as the emulator saw it, against its job's deadline."""
+
+    cname: str
+    uid: str
+    sid: str
+    job_id: str | None
+    job_state: str | None
+    job_knew_sid: bool  # the job holds this sid (False: its start's answer was lost)
+    late: float | None  # emulator stop time - the job's stop_at (None: still live)
+    exit_reason: str | None
+
+    def line(self) -> str:
+        late = "LIVE" if self.late is None else f"{self.late:+7.2f} s"
+        knew = "" if self.job_knew_sid else "  (sid unknown to the job)"
+        return (
+            f"{self.cname:<12} uid={self.uid:<10} {late}  exit={self.exit_reason}  "
+            f"job={self.job_state}{knew}"
+        )
 
 
 def check_promises(rt: Runtime, dev: DevApiClient, job_ids: list[str]) -> Verdict:
@@ -318,12 +392,30 @@ def check_promises(rt: Runtime, dev: DevApiClient, job_ids: list[str]) -> Verdic
             verdict.left_live.append(rec["sid"])
     cnames = {j.cname: j for j in jobs.values()}
     verdict.unknown_recordings = [c for c in by_cname if c not in cnames]
+    for cname, recs in by_cname.items():
+        owner = cnames.get(cname)
+        for rec in recs:
+            stopped = epoch(rec["stoppedAt"]) if rec["stoppedAt"] else None
+            verdict.recordings.append(
+                RecordingSeen(
+                    cname=cname,
+                    uid=str(rec["uid"]),
+                    sid=rec["sid"],
+                    job_id=owner.job_id if owner else None,
+                    job_state=str(owner.state) if owner else None,
+                    job_knew_sid=bool(owner and owner.sid == rec["sid"]),
+                    late=None if stopped is None or owner is None else stopped - owner.stop_at,
+                    exit_reason=rec.get("exitReason"),
+                )
+            )
     for job_id in job_ids:
         job = jobs.get(job_id)
         if job is None or not job.terminal:
             verdict.not_terminal.append(job_id)
             continue
         verdict.states[str(job.state)] += 1
+        reason = (job.error or {}).get("reason") or job.stop_reason or ""
+        verdict.reasons[f"{job.state}: {reason}"] += 1
         if job.state == "failed":
             verdict.failures[job_id] = str((job.error or {}).get("reason"))
         recs = by_cname.get(job.cname, [])
@@ -367,14 +459,16 @@ def injected_faults(
     }
 
 
-def empty_channel_spec(cname: str, duration: float, **extra: Any) -> dict[str, Any]:
+def empty_channel_spec(
+    cname: str, duration: float, *, max_idle: int = 3600, **extra: Any
+) -> dict[str, Any]:
     """A job on a channel nobody joins: the emulator composites nothing (cheap), the recorder
     waits out a long maxIdleTime, and the stop answers 435 (the job ends ``empty``)."""
     return {
         "cname": cname,
         "duration": max(1, round(duration)),
         "recordingConfig": {
-            "maxIdleTime": 3600,
+            "maxIdleTime": max_idle,
             "transcodingConfig": {"width": 160, "height": 120, "fps": 7, "bitrate": 100},
         },
         **extra,
@@ -481,6 +575,49 @@ class BeatProcess:
             start_new_session=True,
         )
         return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class NcsReceiverProcess:
+    """``cloudrec ncs``, the NCS receiver, in its own process (as deployed): the emulator posts
+    its signed notifications to ``url``."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.log = log_dir / "ncs.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 30.0) -> NcsReceiverProcess:
+        import requests
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "ncs", "--port", str(self.port)],
+            cwd=REPO,
+            env=settings_env(self.settings),
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url + "health", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise TimeoutError("the NCS receiver did not answer")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -16,15 +16,20 @@ from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
 from tests.conftest import wait_for
 from tests.reliability.harness import (
+    NCS_SECRET,
+    REAL_SERVICE,
     RedisServer,
     WorkerGroup,
     beat_threads,
     check_promises,
+    dev_requests_mark,
     empty_channel_spec,
+    observer_dev,
     wait_all_terminal,
+    worker_dev_requests,
 )
 from worker.celery_app import configure, runtime
-from worker.devapi import DevApiClient
+from worker.ncs_receiver import ReceiverThread
 
 pytestmark = pytest.mark.reliability
 
@@ -37,6 +42,8 @@ def test_jobs_acknowledged_before_redis_is_killed_survive_and_finish(tmp_path: P
     data = tmp_path / "redis"
     data.mkdir()
     server = RedisServer(data, appendfsync="always").start()
+    # Real-service mode: the NCS receiver keeps its ledger in the same Redis (killed too).
+    receiver = ReceiverThread(Settings(redis_url=server.url, ncs_secret=NCS_SECRET))
     emulator = serve_in_thread(
         EmulatorConfig(
             port=0,
@@ -44,6 +51,8 @@ def test_jobs_acknowledged_before_redis_is_killed_survive_and_finish(tmp_path: P
             storage_dir=tmp_path / "storage",
             startup_seconds=1.0,
             exit_linger_seconds=3.0,
+            ncs_url=receiver.url,
+            ncs_secret=NCS_SECRET,
         )
     )
     settings = Settings(
@@ -53,9 +62,11 @@ def test_jobs_acknowledged_before_redis_is_killed_survive_and_finish(tmp_path: P
         start_confirm_timeout=30,
         failover_window=5,
         reconcile_stuck_after=5,
-        dev_api=True,
+        **REAL_SERVICE,  # type: ignore[arg-type]
     )
     configure(settings)
+    dev = observer_dev(emulator.base_url)
+    mark = dev_requests_mark(dev)
     rt = runtime()
     group = WorkerGroup(settings, "aof", pool="threads", concurrency=8, log_dir=tmp_path).start()
     try:
@@ -86,14 +97,18 @@ def test_jobs_acknowledged_before_redis_is_killed_survive_and_finish(tmp_path: P
                 group.start()  # a worker that gave up on the broker is restarted
             assert wait_all_terminal(rt, ids, 90), "jobs were not carried to their end"
             time.sleep(1)
-            verdict = check_promises(rt, DevApiClient(emulator.base_url), ids)
+        group.stop()
+        verdict = check_promises(rt, dev, ids)
+        from_worker = worker_dev_requests(dev, mark)
     finally:
         group.stop()
         server.stop()
         emulator.stop()
+        receiver.stop()
     print(verdict.summary())
     assert verdict.states == {"empty": len(ids)}, verdict.failures
     assert verdict.left_live == [] and verdict.started_twice == []
+    assert from_worker == [], from_worker[:5]  # real-service mode: no dev API for the worker
 
 
 _ORDER = ["queued", "acquiring", "starting", "recording", "stopping"]

@@ -1,7 +1,9 @@
 """Reliability (small size; ``benchmarks/faults.py`` runs the full size): the emulator injects
 about 20 % errors on every operation (5xx/62, 206/65, 429, answers that time out after the call
-took effect, failover-style 404 windows). Every job still ends ``completed``, with exactly one
-recording per job and none left live."""
+took effect, failover-style 404 windows), in real-service mode: the worker uses no dev API (a
+start whose answer was lost learns its sid from the NCS receiver). Every job still ends
+``completed``, with exactly one recording per job and none left live, and the emulator saw no
+dev API request from the worker."""
 
 from __future__ import annotations
 
@@ -17,15 +19,21 @@ from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
 from tests.reliability.harness import (
+    NCS_SECRET,
+    REAL_SERVICE,
     WorkerGroup,
     beat_threads,
     check_promises,
+    dev_requests_mark,
     injected_faults,
+    observer_dev,
     wait_all_terminal,
+    worker_dev_requests,
 )
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
 from worker.metrics import API_CALLS, RETRIES
+from worker.ncs_receiver import ReceiverThread
 
 pytestmark = pytest.mark.reliability
 
@@ -48,7 +56,8 @@ def faults_config(redis_url: str, base_url: str) -> Settings:
         start_confirm_timeout=40,
         failover_window=8,  # longer than any injected 404 window, as spec 4.3 promises
         reconcile_stuck_after=15,
-        dev_api=True,
+        sid_unknown_window=40,
+        **REAL_SERVICE,  # type: ignore[arg-type]
     )
 
 
@@ -80,6 +89,7 @@ class FailoverWindows:
 
 
 def test_every_job_completes_once_despite_20_percent_errors(redis_url, tmp_path: Path):
+    receiver = ReceiverThread(Settings(redis_url=redis_url, ncs_secret=NCS_SECRET))
     emulator = serve_in_thread(
         EmulatorConfig(
             port=0,
@@ -88,12 +98,15 @@ def test_every_job_completes_once_despite_20_percent_errors(redis_url, tmp_path:
             startup_seconds=1.0,
             slice_seconds=2.0,
             exit_linger_seconds=3.0,
+            ncs_url=receiver.url,
+            ncs_secret=NCS_SECRET,
         )
     )
     settings = faults_config(redis_url, emulator.base_url)
     configure(settings)
     rt = runtime()
-    dev = DevApiClient(emulator.base_url)
+    dev = observer_dev(emulator.base_url)
+    mark = dev_requests_mark(dev)
     group = WorkerGroup(settings, "faults", pool="threads", concurrency=8, log_dir=tmp_path).start()
     try:
         with (
@@ -121,12 +134,15 @@ def test_every_job_completes_once_despite_20_percent_errors(redis_url, tmp_path:
         with beat_threads(dispatch_interval=0.5, reconcile_interval=5.0):
             finished = finished or wait_all_terminal(rt, ids, 60)
             time.sleep(1)
-            verdict = check_promises(rt, dev, ids)
+        group.stop()
+        verdict = check_promises(rt, dev, ids)
+        from_worker = worker_dev_requests(dev, mark)
         calls = {k.decode(): int(v) for k, v in rt.redis.hgetall(API_CALLS).items()}
         retries = {k.decode(): int(v) for k, v in rt.redis.hgetall(RETRIES).items()}
     finally:
         group.stop()
         emulator.stop()
+        receiver.stop()
     failed_calls = sum(n for k, n in calls.items() if k.split("|")[1] != "200")
     total_calls = sum(calls.values())
     print(
@@ -140,3 +156,4 @@ def test_every_job_completes_once_despite_20_percent_errors(redis_url, tmp_path:
     assert verdict.states == {"completed": JOBS}, verdict.failures
     assert verdict.started_twice == [] and verdict.unknown_recordings == []
     assert verdict.left_live == []
+    assert from_worker == [], from_worker[:5]  # real-service mode: no dev API for the worker
