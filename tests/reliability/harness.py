@@ -73,6 +73,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        if isinstance(value, tuple | list):  # list settings are comma-separated in the env
+            value = ",".join(str(item) for item in value)
         env[f"CLOUDREC_{name.upper()}"] = (
             str(value).lower() if isinstance(value, bool) else str(value)
         )
