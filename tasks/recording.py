@@ -370,8 +370,11 @@ def _on_task_received(request: Any = None, **_: Any) -> None:
     if tag is None:
         return
     try:
-        if _holdings is None:
-            _holdings = Holdings(runtime().redis)
+        rt = runtime()
+        if _holdings is None or _holdings.redis is not rt.redis:  # first, or re-configured
+            if _holdings is not None:
+                _holdings.close()
+            _holdings = Holdings(rt.redis)
         _holdings.received(str(tag), message)
     except redis.RedisError as exc:  # the message still comes back after visibility_timeout
         log.warning("could not record a received message: %s", exc)
@@ -379,11 +382,13 @@ def _on_task_received(request: Any = None, **_: Any) -> None:
 
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
+    global _holdings
     if _holdings is not None:
         try:
             _holdings.close()
         except redis.RedisError as exc:  # its messages are restored as a dead worker's
             log.warning("could not forget this worker's holdings: %s", exc)
+        _holdings = None
 
 
 def send_due(entries: list[DueEntry]) -> None:

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 import redis
+from celery.contrib.testing.worker import test_worker_stopped
 
 T = TypeVar("T")
 
@@ -48,3 +49,15 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or probe}: last={last!r}")
+
+
+def _forget_holdings(**_: object) -> None:
+    # celery.contrib.testing's in-process worker stops without Celery's worker_shutdown signal,
+    # where a real worker forgets what it held (worker.restorer); do the same when it stops, so
+    # no heartbeat of a finished test's worker reaches the next test's Redis.
+    from tasks.recording import _on_worker_shutdown
+
+    _on_worker_shutdown()
+
+
+test_worker_stopped.connect(_forget_holdings, weak=False)

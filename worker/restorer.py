@@ -76,56 +76,71 @@ def reaping_key(worker_id: str) -> str:
 
 # -- the worker side ------------------------------------------------------------------------
 class Holdings:
-    """What one consuming process holds, published to Redis with a heartbeat."""
+    """What one consuming process holds, published to Redis with a heartbeat.
+
+    Only a process that holds messages beats: the restorer looks for the messages of dead
+    workers, and a worker holding nothing has nothing to restore. When the last held message is
+    acknowledged, the next beat removes this worker's entries and its thread ends; the next
+    message received starts it again. (So an idle worker, or one whose process lives on after
+    its consumer stopped, as in the test suite, leaves nothing behind in Redis.)
+    """
 
     def __init__(self, client: redis.Redis, worker_id: str | None = None) -> None:
         self.redis = client
         self.worker_id = worker_id or _new_worker_id()
         self._messages: dict[str, Any] = {}  # delivery tag -> kombu message
+        # Held while Redis is written too: the beat that finds nothing held must not delete a
+        # tag that a message received meanwhile has just added.
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._beating = False
 
     def received(self, tag: str, message: Any) -> None:
         """A message was handed to this process: say so before anything else happens to it."""
         with self._lock:
             self._messages[tag] = message
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(held_key(self.worker_id), tag)
-            pipe.zadd(WORKERS_KEY, {self.worker_id: time.time()})
-            pipe.execute()
-        self._ensure_thread()
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(held_key(self.worker_id), tag)
+                pipe.zadd(WORKERS_KEY, {self.worker_id: time.time()})
+                pipe.execute()
+            if not self._beating and not self._stop.is_set():
+                self._beating = True
+                threading.Thread(target=self._run, name="cloudrec-heartbeat", daemon=True).start()
 
-    def beat(self) -> None:
-        """One heartbeat: alive now, and forget the tags that were acknowledged meanwhile."""
+    def beat(self) -> bool:
+        """One heartbeat: alive now, and forget the tags that were acknowledged meanwhile.
+        False once nothing is held any more (the entries are gone: no more beats needed)."""
         with self._lock:
             done = [t for t, m in self._messages.items() if getattr(m, "acknowledged", False)]
             for tag in done:
                 del self._messages[tag]
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(WORKERS_KEY, {self.worker_id: time.time()})
-            if done:
-                pipe.srem(held_key(self.worker_id), *done)
-            pipe.execute()
+            idle = not self._messages
+            with self.redis.pipeline(transaction=False) as pipe:
+                if idle:
+                    pipe.delete(held_key(self.worker_id))
+                    pipe.zrem(WORKERS_KEY, self.worker_id)
+                else:
+                    pipe.zadd(WORKERS_KEY, {self.worker_id: time.time()})
+                    if done:
+                        pipe.srem(held_key(self.worker_id), *done)
+                pipe.execute()
+            if idle:
+                self._beating = False
+            return not idle
 
     def close(self) -> None:
         """A clean shutdown: kombu has put back what was not acknowledged; forget this worker."""
         self._stop.set()
-        with self.redis.pipeline(transaction=False) as pipe:
+        with self._lock, self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(held_key(self.worker_id))
             pipe.zrem(WORKERS_KEY, self.worker_id)
             pipe.execute()
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=self._run, name="cloudrec-heartbeat", daemon=True)
-        self._thread.start()
-
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
             try:
-                self.beat()
+                if not self.beat():
+                    return
             except redis.RedisError as exc:  # the next beat tries again; the TTL has slack
                 log.warning("worker heartbeat failed: %s", exc)
 

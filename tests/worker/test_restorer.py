@@ -45,9 +45,26 @@ def _waiting(conn: Connection) -> list[str]:
     return bodies
 
 
-def test_a_dead_workers_message_is_restored_once_however_many_restore_it(conn, redis_client):
+@pytest.fixture
+def holdings_of(redis_client):
+    """Holdings for named workers, closed after the test: a heartbeat thread of a holding that
+    never acknowledges would otherwise beat into the next test's Redis."""
+    made: list[Holdings] = []
+
+    def make(worker_id: str) -> Holdings:
+        made.append(Holdings(redis_client, worker_id))
+        return made[-1]
+
+    yield make
+    for holdings in made:
+        holdings.close()
+
+
+def test_a_dead_workers_message_is_restored_once_however_many_restore_it(
+    conn, redis_client, holdings_of
+):
     _channel, message = _take(conn, "hello")
-    holdings = Holdings(redis_client, "w1")
+    holdings = holdings_of("w1")
     holdings.received(message.delivery_tag, message)  # type: ignore[attr-defined]
     later = time.time() + HEARTBEAT_TTL + 1
     assert dead_workers(redis_client, later) == ["w1"]
@@ -58,16 +75,18 @@ def test_a_dead_workers_message_is_restored_once_however_many_restore_it(conn, r
     assert redis_client.hlen("unacked") == 0
 
 
-def test_the_dispatcher_restores_what_dead_workers_held_and_forgets_them(conn, redis_client):
+def test_the_dispatcher_restores_what_dead_workers_held_and_forgets_them(
+    conn, redis_client, holdings_of
+):
     _, held = _take(conn, "dead")
     _, acked = _take(conn, "done")
-    dead = Holdings(redis_client, "dead-worker")
+    dead = holdings_of("dead-worker")
     dead.received(held.delivery_tag, held)  # type: ignore[attr-defined]
     dead.received(acked.delivery_tag, acked)  # type: ignore[attr-defined]
     acked.ack()  # type: ignore[attr-defined]
     later = time.time() + HEARTBEAT_TTL + 1
     _, alive_msg = _take(conn, "alive")
-    alive = Holdings(redis_client, "live-worker")
+    alive = holdings_of("live-worker")
     alive.received(alive_msg.delivery_tag, alive_msg)  # type: ignore[attr-defined]
     redis_client.zadd("cloudrec:workers", {"live-worker": later})  # it beat just now
 
