@@ -15,10 +15,10 @@ from pydantic import BaseModel, ValidationError
 
 from emulator import errors
 from emulator.channels import JoinRequest, PatchRequest
+from emulator.contract import channel_name_problem, describe_validation_error, uid_problem
 from emulator.faults import FailoverRequest, FaultSettings
 from emulator.limits import JsonTooDeep, load_json
 from emulator.service import RecordingService
-from worker.api_models import channel_name_problem, describe_validation_error, uid_problem
 
 router = APIRouter()
 

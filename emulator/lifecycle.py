@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from emulator.contract import StorageConfig
 from emulator.events import LEAVE_CALLED, LEAVE_INIT_FAILURE, LEAVE_NO_USERS, LEAVE_SIGINT
 from emulator.faults import FaultInjector
 from emulator.listing import file_entries
@@ -23,7 +24,6 @@ from emulator.media import OutputFile
 from emulator.registry import Phase, Registry, Task, unique_files
 from emulator.storage import StorageBackend, StorageError
 from emulator.uploads import TaskUploader
-from worker.api_models import StorageConfig
 
 log = logging.getLogger(__name__)
 

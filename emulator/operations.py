@@ -17,14 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from emulator import errors
-from emulator.driver import RecorderDriver
-from emulator.faults import FaultInjector, Operation
-from emulator.lifecycle import Lifecycle
-from emulator.listing import echo, file_list, status_update_event
-from emulator.media import layout_spec_from_api, media_config_from_api
-from emulator.registry import Phase, Registry, Resource, Task
-from emulator.subscription import Subscription
-from worker.api_models import (
+from emulator.contract import (
     AcquireClientRequest,
     AcquireResponse,
     ApiRequest,
@@ -39,6 +32,13 @@ from worker.api_models import (
     channel_name_problem,
     describe_validation_error,
 )
+from emulator.driver import RecorderDriver
+from emulator.faults import FaultInjector, Operation
+from emulator.lifecycle import Lifecycle
+from emulator.listing import echo, file_list, status_update_event
+from emulator.media import layout_spec_from_api, media_config_from_api
+from emulator.registry import Phase, Registry, Resource, Task
+from emulator.subscription import Subscription
 
 log = logging.getLogger(__name__)
 

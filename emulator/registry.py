@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 from emulator.channels import ChannelRegistry, SimUser, iso_utc
 from emulator.config import EmulatorConfig
+from emulator.contract import RecordingConfig, StorageConfig
 from emulator.events import EventLog
 from emulator.media import LayoutSpec, MediaConfig, OutputFile, UserSnapshot
 from emulator.media.naming import failover_prefix
 from emulator.subscription import Subscription, recorded_users
 from emulator.uploads import TaskUploader, Upload
-from worker.api_models import RecordingConfig, StorageConfig
 
 _BAK_PREFIX = re.compile(r"bak(\d+)_")  # a sid is hex, so an original name never matches
 
