@@ -16,22 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from emulator import errors
-from emulator.contract import (
-    AcquireClientRequest,
-    AcquireResponse,
-    ApiRequest,
-    LayoutUpdate,
-    QueryResponse,
-    StartClientRequest,
-    StartResponse,
-    StopClientRequest,
-    StopResponse,
-    UpdateClientRequest,
-    UpdateResponse,
-    channel_name_problem,
-    describe_validation_error,
-)
+from emulator import contract, errors
 from emulator.driver import RecorderDriver
 from emulator.faults import FaultInjector, Operation
 from emulator.lifecycle import Lifecycle
@@ -43,6 +28,7 @@ from emulator.subscription import Subscription
 log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ClientT = TypeVar("ClientT", bound=BaseModel)
 
 MODES = ("mix", "individual", "web")
 
@@ -51,7 +37,7 @@ def _validate(model: type[ModelT], data: Any) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise errors.invalid_parameter(describe_validation_error(exc)) from None
+        raise errors.invalid_parameter(contract.describe_validation_error(exc)) from None
 
 
 def _optional_client_request(body: Any) -> Any:
@@ -70,6 +56,14 @@ def _check_mode(mode: str) -> None:
         raise errors.invalid_parameter(
             f"mode: {mode!r} recording is not implemented by the emulator; use mix"
         )
+
+
+def _task_request(model: type[ClientT], mode: str, body: Any) -> contract.ApiRequest[ClientT]:
+    """The checked mode and body of an operation on a task; its clientRequest is optional."""
+    _check_mode(mode)
+    # A pydantic generic parametrised at run time, which mypy does not take for a type.
+    request_model = contract.ApiRequest[model]  # type: ignore[valid-type]
+    return _validate(request_model, _optional_client_request(body))
 
 
 def _check_identity(task: Task, cname: str, uid: str) -> None:
@@ -93,11 +87,13 @@ class Operations:
         self._driver = driver
         self._faults = faults
 
-    def acquire(self, appid: str, body: Any) -> AcquireResponse:
+    def acquire(self, appid: str, body: Any) -> contract.AcquireResponse:
         cname = body.get("cname") if isinstance(body, dict) else None
-        if isinstance(cname, str) and channel_name_problem(cname):
+        if isinstance(cname, str) and contract.channel_name_problem(cname):
             raise errors.invalid_channel_name()  # spec 2: acquire answers 401, not 2
-        request = _validate(ApiRequest[AcquireClientRequest], _optional_client_request(body))
+        request = _validate(
+            contract.ApiRequest[contract.AcquireClientRequest], _optional_client_request(body)
+        )
         resource = Resource(
             resource_id=secrets.token_urlsafe(168),  # 224 URL-safe characters, opaque
             appid=appid,
@@ -108,18 +104,18 @@ class Operations:
         )
         with self._registry.lock:
             self._registry.resources[resource.resource_id] = resource
-        return AcquireResponse(
+        return contract.AcquireResponse(
             cname=request.cname, uid=request.uid, resourceId=resource.resource_id
         )
 
-    def start(self, appid: str, resource_id: str, mode: str, body: Any) -> StartResponse:
+    def start(self, appid: str, resource_id: str, mode: str, body: Any) -> contract.StartResponse:
         _check_mode(mode)
         registry = self._registry
         with registry.lock:
             resource = registry.resources.get(resource_id)
         if resource is None:
             raise errors.resource_unparsable()
-        request = _validate(ApiRequest[StartClientRequest], body)
+        request = _validate(contract.ApiRequest[contract.StartClientRequest], body)
         if (appid, request.cname, request.uid) != (resource.appid, resource.cname, resource.uid):
             raise errors.parameter_mismatch()
         task = self._new_task(request, resource, mode)
@@ -132,10 +128,13 @@ class Operations:
             if registry.has_subscribed_publisher(task, registry.channels.users(task.cname)):
                 self._driver.start(task)  # someone publishes already: record from now
         log.info("recording %s started: cname=%r uid=%s", task.sid, task.cname, task.uid)
-        return StartResponse.model_validate(echo(task))
+        return contract.StartResponse.model_validate(echo(task))
 
     def _new_task(
-        self, request: ApiRequest[StartClientRequest], resource: Resource, mode: str
+        self,
+        request: contract.ApiRequest[contract.StartClientRequest],
+        resource: Resource,
+        mode: str,
     ) -> Task:
         """The task a valid start would create (not registered yet)."""
         client = request.clientRequest
@@ -181,7 +180,7 @@ class Operations:
         ):
             raise errors.task_conflict()
 
-    def query(self, appid: str, resource_id: str, sid: str, mode: str) -> QueryResponse:
+    def query(self, appid: str, resource_id: str, sid: str, mode: str) -> contract.QueryResponse:
         _check_mode(mode)
         with self._registry.lock:
             task = self._task(appid, resource_id, sid, "query")
@@ -191,13 +190,12 @@ class Operations:
             }
             if task.recorder_start_ms is not None:
                 server["sliceStartTime"] = task.recorder_start_ms
-            return QueryResponse.model_validate({**echo(task), "serverResponse": server})
+            return contract.QueryResponse.model_validate({**echo(task), "serverResponse": server})
 
     def update(
         self, appid: str, resource_id: str, sid: str, mode: str, body: Any
-    ) -> UpdateResponse:
-        _check_mode(mode)
-        request = _validate(ApiRequest[UpdateClientRequest], _optional_client_request(body))
+    ) -> contract.UpdateResponse:
+        request = _task_request(contract.UpdateClientRequest, mode, body)
         client = request.clientRequest
         with self._registry.lock:
             task = self._live_task(appid, resource_id, sid, "update", request)
@@ -206,13 +204,12 @@ class Operations:
                 task.subscription.apply(subscribe)
             if client.storageConfig is not None:
                 task.storage = client.storageConfig
-            return UpdateResponse.model_validate(echo(task))
+            return contract.UpdateResponse.model_validate(echo(task))
 
     def update_layout(
         self, appid: str, resource_id: str, sid: str, mode: str, body: Any
-    ) -> UpdateResponse:
-        _check_mode(mode)
-        request = _validate(ApiRequest[LayoutUpdate], _optional_client_request(body))
+    ) -> contract.UpdateResponse:
+        request = _task_request(contract.LayoutUpdate, mode, body)
         # spec 6: the whole layout is replaced; omitted fields are back to their defaults.
         spec = layout_spec_from_api(
             request.clientRequest.model_dump(mode="json", exclude_none=True)
@@ -222,11 +219,12 @@ class Operations:
             task.media_config = dataclasses.replace(task.media_config, layout=spec)
             if task.recorder is not None:
                 task.recorder.set_layout(spec)  # thread-safe in CompositeRecorder
-            return UpdateResponse.model_validate(echo(task))
+            return contract.UpdateResponse.model_validate(echo(task))
 
-    def stop(self, appid: str, resource_id: str, sid: str, mode: str, body: Any) -> StopResponse:
-        _check_mode(mode)
-        request = _validate(ApiRequest[StopClientRequest], _optional_client_request(body))
+    def stop(
+        self, appid: str, resource_id: str, sid: str, mode: str, body: Any
+    ) -> contract.StopResponse:
+        request = _task_request(contract.StopClientRequest, mode, body)
         registry = self._registry
         with registry.lock:
             task = self._task(appid, resource_id, sid, "stop")
@@ -242,10 +240,10 @@ class Operations:
         if request.clientRequest.async_stop:
             with registry.lock:
                 server = {**file_list(task, final=False), "uploadingStatus": "unknown"}
-            return StopResponse.model_validate({**echo(task), "serverResponse": server})
+            return contract.StopResponse.model_validate({**echo(task), "serverResponse": server})
         return self._stopped(task)
 
-    def _stopped(self, task: Task) -> StopResponse:
+    def _stopped(self, task: Task) -> contract.StopResponse:
         """The answer of a synchronous stop: once the task has exited, its files."""
         registry = self._registry
         if not task.done.wait(registry.config.sync_stop_timeout_seconds):
@@ -258,7 +256,7 @@ class Operations:
                 **file_list(task, final=True),
                 "uploadingStatus": "backuped" if task.backuped else "uploaded",
             }
-            return StopResponse.model_validate({**echo(task), "serverResponse": server})
+            return contract.StopResponse.model_validate({**echo(task), "serverResponse": server})
 
     def _live_task(
         self,
@@ -266,7 +264,7 @@ class Operations:
         resource_id: str,
         sid: str,
         operation: Operation,
-        request: ApiRequest[Any],
+        request: contract.ApiRequest[Any],
     ) -> Task:
         """The addressed task for a change (update, updateLayout): it must be live."""
         task = self._task(appid, resource_id, sid, operation)
