@@ -72,6 +72,20 @@ def _default_storage(config: EmulatorConfig) -> StorageBackend:
     return VendorRouter(LocalDirectoryBackend(config.storage_dir), s3)
 
 
+def _default_events(config: EmulatorConfig, faults: FaultInjector) -> EventLog:
+    """The NCS event log, delivering to ``ncs_url`` with the faults' duplicates, drops and
+    delays."""
+    return EventLog(
+        config.ncs_url,
+        config.ncs_secret,
+        timeout=config.ncs_timeout_seconds,
+        retry_delays=config.ncs_retry_seconds,
+        duplicate=faults.ncs_duplicate,
+        drop=faults.ncs_drop,
+        delay=faults.ncs_delay,
+    )
+
+
 def _ok(answer: BaseModel) -> ApiResult:
     return 200, answer.model_dump(mode="json", exclude_none=True)
 
@@ -94,15 +108,7 @@ class RecordingService:
         self.channels = channels or ChannelRegistry()
         self.storage = storage or _default_storage(config)
         self.faults = faults or FaultInjector()
-        self.events = events or EventLog(
-            config.ncs_url,
-            config.ncs_secret,
-            timeout=config.ncs_timeout_seconds,
-            retry_delays=config.ncs_retry_seconds,
-            duplicate=self.faults.ncs_duplicate,
-            drop=self.faults.ncs_drop,
-            delay=self.faults.ncs_delay,
-        )
+        self.events = events or _default_events(config, self.faults)
         factory = recorder_factory or functools.partial(
             default_recorder_factory, media=MediaDirs.of(config.media_dirs)
         )
