@@ -2,10 +2,16 @@
 users, a real compositor (``emulator.media``), storage back-ends, fault injection and
 notification events. See design.md section 5.
 
-Modules: ``app`` (routes), ``openapi`` (its description), ``service`` (the resource and
-recording state machine), ``subscription`` (who is recorded), ``channels`` (simulated users),
-``uploads`` (a recording's uploader and backup area), ``storage`` (local, S3 back-ends),
-``events`` (NCS events and their delivery), ``faults``, ``ratelimit``, ``errors``, ``server``.
+Modules, top-down: ``server`` (uvicorn), ``app`` (wires the routers, middleware, error
+handlers), ``rest_routes`` (the REST API and its gateway steps), ``dev_routes`` (the dev API),
+``openapi`` (its description); ``service`` (the facade the routes call), ``operations`` (the
+REST operations, typed answers), ``housekeeping`` (the clock), ``driver`` (recorder threads),
+``lifecycle`` (exits, uploads' events), ``failover`` (HA failover), ``listing`` (file lists,
+dev views), ``registry`` (resources, tasks, the lock); ``subscription`` (who is recorded),
+``channels`` (simulated users), ``uploads`` (a recording's uploader and backup area),
+``storage`` (local, S3 back-ends), ``events`` (NCS events and their delivery), ``faults``,
+``ratelimit``, ``limits``, ``devauth``, ``errors``, ``config``; ``contract`` (the REST models
+shared with the worker: the only import of ``worker``); ``media`` (the compositor).
 """
 
 from __future__ import annotations

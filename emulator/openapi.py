@@ -17,8 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from emulator.channels import JoinRequest, PatchRequest
-from emulator.faults import FailoverRequest, FaultSettings
-from worker.api_models import (
+from emulator.contract import (
     AcquireClientRequest,
     AcquireResponse,
     ApiRequest,
@@ -32,6 +31,7 @@ from worker.api_models import (
     UpdateClientRequest,
     UpdateResponse,
 )
+from emulator.faults import FailoverRequest, FaultSettings
 
 BASE = "/v1/apps/{appid}/cloud_recording"
 TASK = BASE + "/resourceid/{resourceid}/sid/{sid}/mode/{mode}"

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from emulator.channels import SimUser
+from emulator.contract import RecordingConfig, StreamSubscribe
 from emulator.media import UserSnapshot
 from emulator.media.subscription import MAX_RECORDED_USERS, SubscriptionRules
-from worker.api_models import RecordingConfig, StreamSubscribe
 
 
 class Subscription(SubscriptionRules):

@@ -1,0 +1,181 @@
+"""The Cloud Recording REST routes (spec 1.1) and the gateway steps every one of them runs.
+
+Each route authenticates, checks the app id and the QPS limit, applies the injected faults,
+reads the JSON body, and hands it to the :class:`~emulator.service.RecordingService` on a
+worker thread. The app (``emulator.app``) keeps its :class:`Gateway` in ``app.state``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from emulator import errors
+from emulator.config import EmulatorConfig
+from emulator.faults import Operation
+from emulator.limits import JsonTooDeep, load_json
+from emulator.ratelimit import SlidingWindowLimiter
+from emulator.service import ApiResult, RecordingService
+
+BASE = "/v1/apps/{appid}/cloud_recording"
+TASK = BASE + "/resourceid/{resourceid}/sid/{sid}/mode/{mode}"
+
+router = APIRouter()
+
+
+class Gateway:
+    """The gateway steps of every REST call."""
+
+    def __init__(self, config: EmulatorConfig, service: RecordingService) -> None:
+        self.config = config
+        self.service = service
+        self.limiter = SlidingWindowLimiter(config.qps)
+        expected = f"{config.customer_id}:{config.customer_secret}".encode()
+        self._expected = b"Basic " + base64.b64encode(expected)
+
+    def authenticate(self, request: Request) -> None:
+        header = request.headers.get("authorization")
+        if not header:
+            raise errors.unauthorized()
+        if not header.startswith("Basic "):
+            raise errors.invalid_credentials()
+        try:  # normalise the base64 (padding, whitespace) before comparing
+            decoded = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.invalid_credentials() from None
+        if not hmac.compare_digest(b"Basic " + base64.b64encode(decoded), self._expected):
+            raise errors.invalid_credentials()
+
+    def check_appid(self, appid: str) -> None:
+        if not appid.strip() or (self.config.app_ids and appid not in self.config.app_ids):
+            raise errors.invalid_appid()
+
+    async def call(
+        self,
+        request: Request,
+        appid: str,
+        operation: Operation,
+        handler: Callable[[Any], ApiResult],
+        *,
+        with_body: bool = True,
+    ) -> JSONResponse:
+        self.authenticate(request)
+        self.check_appid(appid)
+        if not self.limiter.allow(appid):
+            raise errors.rate_limited()
+        faults = self.service.faults
+        delay = faults.latency_for(operation, "before")
+        if delay:
+            await anyio.sleep(delay)
+        injected = faults.error_for(operation)
+        if injected is not None:
+            raise injected
+        body = await _api_body(request) if with_body else None
+        try:
+            status, payload = await anyio.to_thread.run_sync(handler, body)
+        finally:
+            # "after": the call took effect; its answer (or error) comes late, if ever.
+            delay = faults.latency_for(operation, "after")
+            if delay:
+                await anyio.sleep(delay)
+        return JSONResponse(payload, status_code=status)
+
+
+async def _api_body(request: Request) -> Any:
+    """The JSON body, or 400 code 8 for a wrong Content-Type or a body that is not JSON."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise errors.bad_request_header(
+            f"Content-Type must be application/json (got {content_type or 'none'!r})"
+        )
+    raw = await request.body()
+    try:
+        return load_json(raw)
+    except JsonTooDeep as exc:
+        raise errors.bad_request_header(str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise errors.bad_request_header("body is not valid JSON") from None
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _service(request: Request) -> RecordingService:
+    service: RecordingService = request.app.state.service
+    return service
+
+
+@router.post(BASE + "/acquire")
+async def acquire(request: Request, appid: str) -> JSONResponse:
+    svc = _service(request)
+    return await _gateway(request).call(request, appid, "acquire", lambda b: svc.acquire(appid, b))
+
+
+@router.post(BASE + "/resourceid/{resourceid}/mode/{mode}/start")
+async def start(request: Request, appid: str, resourceid: str, mode: str) -> JSONResponse:
+    svc = _service(request)
+    return await _gateway(request).call(
+        request, appid, "start", lambda b: svc.start(appid, resourceid, mode, b)
+    )
+
+
+@router.get(TASK + "/query")
+async def query(request: Request, appid: str, resourceid: str, sid: str, mode: str) -> JSONResponse:
+    svc = _service(request)
+    return await _gateway(request).call(
+        request,
+        appid,
+        "query",
+        lambda _b: svc.query(appid, resourceid, sid, mode),
+        with_body=False,
+    )
+
+
+@router.post(TASK + "/update")
+async def update(
+    request: Request, appid: str, resourceid: str, sid: str, mode: str
+) -> JSONResponse:
+    svc = _service(request)
+    return await _gateway(request).call(
+        request, appid, "update", lambda b: svc.update(appid, resourceid, sid, mode, b)
+    )
+
+
+@router.post(TASK + "/updateLayout")
+async def update_layout(
+    request: Request, appid: str, resourceid: str, sid: str, mode: str
+) -> JSONResponse:
+    svc = _service(request)
+    return await _gateway(request).call(
+        request,
+        appid,
+        "updateLayout",
+        lambda b: svc.update_layout(appid, resourceid, sid, mode, b),
+    )
+
+
+@router.post(TASK + "/stop")
+async def stop(request: Request, appid: str, resourceid: str, sid: str, mode: str) -> JSONResponse:
+    svc = _service(request)
+    return await _gateway(request).call(
+        request, appid, "stop", lambda b: svc.stop(appid, resourceid, sid, mode, b)
+    )
+
+
+@router.get("/v1/ncs/ip")
+async def ncs_ip(request: Request) -> JSONResponse:
+    """The addresses notifications come from (spec 1.1, 11.1): this emulator's host."""
+    gateway = _gateway(request)
+    gateway.authenticate(request)
+    return JSONResponse({"data": {"service": {"hosts": [{"primaryIP": gateway.config.host}]}}})
