@@ -27,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract import routes
+from contract.models import channel_name_problem, describe_validation_error, uid_problem
 from emulator import errors
 from emulator.channels import MEDIA_CONTEXT, ChannelError, JoinRequest, PatchRequest
 from emulator.config import EmulatorConfig
@@ -38,12 +40,9 @@ from emulator.media.access import MediaDirs
 from emulator.openapi import install_openapi
 from emulator.ratelimit import SlidingWindowLimiter
 from emulator.service import ApiResult, RecordingService
-from worker.api_models import channel_name_problem, describe_validation_error, uid_problem
 
 log = logging.getLogger(__name__)
 
-BASE = "/v1/apps/{appid}/cloud_recording"
-TASK = BASE + "/resourceid/{resourceid}/sid/{sid}/mode/{mode}"
 REQUEST_ID = "X-Request-Id"
 _DESCRIPTION = (
     "The Cloud Recording REST API in composite (mix) mode, as the real service answers it "
@@ -252,17 +251,17 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
 
     # -- REST (spec 1.1) -----------------------------------------------------------------
 
-    @app.post(BASE + "/acquire")
+    @app.post(routes.ACQUIRE)
     async def acquire(request: Request, appid: str) -> JSONResponse:
         return await gateway.call(request, appid, "acquire", lambda b: svc.acquire(appid, b))
 
-    @app.post(BASE + "/resourceid/{resourceid}/mode/{mode}/start")
+    @app.post(routes.START)
     async def start(request: Request, appid: str, resourceid: str, mode: str) -> JSONResponse:
         return await gateway.call(
             request, appid, "start", lambda b: svc.start(appid, resourceid, mode, b)
         )
 
-    @app.get(TASK + "/query")
+    @app.get(routes.QUERY)
     async def query(
         request: Request, appid: str, resourceid: str, sid: str, mode: str
     ) -> JSONResponse:
@@ -274,7 +273,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
             with_body=False,
         )
 
-    @app.post(TASK + "/update")
+    @app.post(routes.UPDATE)
     async def update(
         request: Request, appid: str, resourceid: str, sid: str, mode: str
     ) -> JSONResponse:
@@ -282,7 +281,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
             request, appid, "update", lambda b: svc.update(appid, resourceid, sid, mode, b)
         )
 
-    @app.post(TASK + "/updateLayout")
+    @app.post(routes.UPDATE_LAYOUT)
     async def update_layout(
         request: Request, appid: str, resourceid: str, sid: str, mode: str
     ) -> JSONResponse:
@@ -293,7 +292,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
             lambda b: svc.update_layout(appid, resourceid, sid, mode, b),
         )
 
-    @app.post(TASK + "/stop")
+    @app.post(routes.STOP)
     async def stop(
         request: Request, appid: str, resourceid: str, sid: str, mode: str
     ) -> JSONResponse:
@@ -301,7 +300,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
             request, appid, "stop", lambda b: svc.stop(appid, resourceid, sid, mode, b)
         )
 
-    @app.get("/v1/ncs/ip")
+    @app.get(routes.NCS_IP)
     async def ncs_ip(request: Request) -> JSONResponse:
         """The addresses notifications come from (spec 1.1, 11.1): this emulator's host."""
         gateway.authenticate(request)

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from contract.models import Color, uid_problem
 from emulator.media import AudioSource, VideoSource
 from emulator.media.access import MediaDirs, MediaRefused
-from worker.api_models import Color, uid_problem
 
 Role = Literal["host", "audience"]
 # Default video colours of hosts that join without naming a source, by join order.

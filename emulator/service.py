@@ -45,6 +45,20 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from contract.models import (
+    AcquireClientRequest,
+    ApiRequest,
+    LayoutUpdate,
+    RecordingConfig,
+    StartClientRequest,
+    StopClientRequest,
+    StorageConfig,
+    UpdateClientRequest,
+    channel_name_problem,
+    describe_validation_error,
+)
+from contract.naming import failover_prefix
+from contract.routes import MODES
 from emulator import errors
 from emulator.channels import ChannelError, ChannelRegistry, SimUser, iso_utc
 from emulator.config import EmulatorConfig
@@ -66,7 +80,6 @@ from emulator.media import (
     media_config_from_api,
 )
 from emulator.media.access import MediaDirs
-from emulator.media.naming import failover_prefix
 from emulator.storage import (
     LocalDirectoryBackend,
     S3Backend,
@@ -76,25 +89,12 @@ from emulator.storage import (
 )
 from emulator.subscription import Subscription, recorded_users
 from emulator.uploads import TaskUploader, Upload
-from worker.api_models import (
-    AcquireClientRequest,
-    ApiRequest,
-    LayoutUpdate,
-    RecordingConfig,
-    StartClientRequest,
-    StopClientRequest,
-    StorageConfig,
-    UpdateClientRequest,
-    channel_name_problem,
-    describe_validation_error,
-)
 
 log = logging.getLogger(__name__)
 
 ApiResult = tuple[int, dict[str, Any]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-MODES = ("mix", "individual", "web")
 _HISTORY_LIMIT = 1000
 _MAX_UID = 2**32 - 1
 _BAK_PREFIX = re.compile(r"bak(\d+)_")  # a sid is hex, so an original name never matches

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from contract.models import RecordingConfig, StreamSubscribe
 from emulator.channels import SimUser
 from emulator.media import UserSnapshot
 from emulator.media.subscription import MAX_RECORDED_USERS, SubscriptionRules
-from worker.api_models import RecordingConfig, StreamSubscribe
 
 
 class Subscription(SubscriptionRules):

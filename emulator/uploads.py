@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.models import StorageConfig
 from emulator.faults import FaultInjector
 from emulator.media import OutputFile
 from emulator.storage import StorageBackend, StorageError
-from worker.api_models import StorageConfig
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from config import Settings
+from contract import codes
 from worker.devapi import DevApiClient, DevApiError
 from worker.errors import ApiError, RateLimitWait, WorkerNotFound
 from worker.ncs import NcsRecording
@@ -398,10 +399,10 @@ def check_one(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) 
         clear_missing(rt, job, {S.RECORDING})  # not a 404: no longer a run of them
         raise
     clear_missing(rt, job, {S.RECORDING})
-    if status in (6, 7, 8):
+    if status in codes.LEFT:
         _ended_by_itself(rt, job, S.IDLE_EXIT, f"recorder left by itself (status {status})")
         report.idle_exits += 1
-    elif status == 20:
+    elif status == codes.RecordingStatus.EXITED_ABNORMALLY:
         _ended_by_itself(rt, job, S.FAILED, "recorder exited abnormally (status 20)")
         report.died += 1
 

@@ -70,7 +70,7 @@ def _subscribed(
 
 
 def _uids(mapping: Mapping[str, Any], *keys: str) -> list[str] | None:
-    # An empty list is a list nobody set, as null is (what worker.api_models does too).
+    # An empty list is a list nobody set, as null is (what contract.models does too).
     for key in keys:
         if mapping.get(key):
             return [str(uid) for uid in mapping[key]]
