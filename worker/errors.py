@@ -51,6 +51,11 @@ class CloudrecError(Exception):
     """Base of every error cloudrec raises on purpose."""
 
 
+class LocatorUnavailable(CloudrecError):
+    """The list of the service's recordings (a ``worker.locator.RecordingLocator``) cannot be
+    had: the emulator's dev API did not answer, or refused."""
+
+
 class JobSpecError(CloudrecError, ValueError):
     """A job spec broke a rule. ``str(err)`` names each field and its rule."""
 
