@@ -4,6 +4,8 @@ other (read from the source, every import statement, at any depth of a module)."
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,15 @@ def test_the_contract_imports_neither_side() -> None:
 def test_the_check_reads_real_modules(package: str) -> None:
     # A walk that found no files would pass the checks above without checking anything.
     assert len(list((ROOT / package).rglob("*.py"))) >= 5
+
+
+def test_every_package_is_installed_copied_and_type_checked() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    installed = {
+        name.rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    checked = set(pyproject["tool"]["mypy"]["packages"])
+    assert {"contract", "worker", "tasks", "emulator", "config"} <= installed
+    assert installed <= copied, "the image must copy every installed package"
+    assert installed <= checked, "mypy must check every installed package"
