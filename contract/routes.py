@@ -18,5 +18,7 @@ UPDATE_LAYOUT = TASK + "/updateLayout"
 STOP = TASK + "/stop"
 NCS_IP = "/v1/ncs/ip"  # the addresses NCS posts from
 
+REQUEST_ID_HEADER = "X-Request-Id"  # on every answer, errors included
+
 MODE_MIX = "mix"  # composite mode, the one cloudrec records in
 MODES = ("mix", "individual", "web")

@@ -43,7 +43,7 @@ from emulator.service import ApiResult, RecordingService
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = "X-Request-Id"
+REQUEST_ID = routes.REQUEST_ID_HEADER
 _DESCRIPTION = (
     "The Cloud Recording REST API in composite (mix) mode, as the real service answers it "
     "(HTTP Basic auth; JSON bodies; errors as {code, reason} or, at the gateway, {message}), "

@@ -182,7 +182,7 @@ class RecordingApiClient:
             self._record_no_answer(operation, ids, type(exc).__name__)
             # The exception text may quote the URL, never the auth header or the body.
             raise TransportError(operation, reason=type(exc).__name__) from exc
-        request_id = response.headers.get("X-Request-Id")
+        request_id = response.headers.get(routes.REQUEST_ID_HEADER)
         payload = _json_or_none(response)
         self._record_answer(operation, ids, response.status_code, payload, request_id)
         if response.status_code == 200 and payload is not None:

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-ALL_STREAMS = "#allstream#"
+from contract.models import ALL_STREAMS
+
 MAX_RECORDED_USERS = 17  # spec 3.2 / 10.4: only the first 17 users are recorded
 
 
