@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY config ./config
+COPY contract ./contract
 COPY worker ./worker
 COPY tasks ./tasks
 COPY emulator ./emulator

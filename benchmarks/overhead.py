@@ -32,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings
+from contract.models import AcquireClientRequest, StartClientRequest
 from tasks.recording import submit_and_start
 from tests.reliability.harness import (
     BeatProcess,
@@ -40,7 +41,6 @@ from tests.reliability.harness import (
     WorkerGroup,
     empty_channel_spec,
 )
-from worker.api_models import AcquireClientRequest, StartClientRequest
 from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
 from worker.client import RecordingApiClient
 from worker.errors import ApiError

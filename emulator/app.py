@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract import routes
 from emulator import dev_routes, errors, rest_routes
 from emulator.channels import MEDIA_CONTEXT, ChannelError
 from emulator.config import EmulatorConfig
@@ -35,7 +36,7 @@ from emulator.service import RecordingService
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = "X-Request-Id"
+REQUEST_ID = routes.REQUEST_ID_HEADER
 _DESCRIPTION = (
     "The Cloud Recording REST API in composite (mix) mode, as the real service answers it "
     "(HTTP Basic auth; JSON bodies; errors as {code, reason} or, at the gateway, {message}), "

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from emulator.contract import Color, uid_problem
+from contract.models import Color, uid_problem
 from emulator.media import AudioSource, VideoSource
 from emulator.media.access import MediaDirs, MediaRefused
 

@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contract.models import channel_name_problem, describe_validation_error, uid_problem
 from emulator import errors
 from emulator.channels import JoinRequest, PatchRequest
-from emulator.contract import channel_name_problem, describe_validation_error, uid_problem
 from emulator.faults import FailoverRequest, FaultSettings
 from emulator.limits import JsonTooDeep, load_json
 from emulator.service import RecordingService

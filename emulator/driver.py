@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from contract.naming import failover_prefix
 from emulator.failover import Failovers
 from emulator.lifecycle import safe_reason
 from emulator.media import CompositeRecorder, MediaConfig, OutputFile, UserSnapshot
 from emulator.media.access import MediaDirs
-from emulator.media.naming import failover_prefix
 from emulator.registry import Recorder, RecorderFactory, Registry, Task, unique_files
 from emulator.subscription import recorded_users
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.codes import ErrorCode
+
 
 class ApiError(Exception):
     """An error answer: HTTP ``status`` and the JSON ``body`` the real service sends."""
@@ -20,7 +22,7 @@ class ApiError(Exception):
 
 
 def service_error(status: int, code: int, reason: str, **extra: Any) -> ApiError:
-    return ApiError(status, {"code": code, "reason": reason, **extra})
+    return ApiError(status, {"code": int(code), "reason": reason, **extra})
 
 
 def gateway_error(status: int, message: str) -> ApiError:
@@ -47,59 +49,61 @@ def rate_limited() -> ApiError:
 # Service level
 def bad_request_header(reason: str) -> ApiError:
     """Legacy code 8: wrong Content-Type, or a body that is not JSON (8.2)."""
-    return service_error(400, 8, reason)
+    return service_error(400, ErrorCode.BAD_REQUEST_HEADER, reason)
 
 
 def invalid_parameter(reason: str) -> ApiError:
     """Code 2: the reason names the field and the rule."""
-    return service_error(400, 2, reason)
+    return service_error(400, ErrorCode.INVALID_PARAMETER, reason)
 
 
 def invalid_appid() -> ApiError:
-    return service_error(400, 400, "invalid_appid")
+    return service_error(400, ErrorCode.INVALID_APPID, "invalid_appid")
 
 
 def invalid_channel_name() -> ApiError:
-    return service_error(400, 401, "invalid_channel_name")
+    return service_error(400, ErrorCode.INVALID_CHANNEL_NAME, "invalid_channel_name")
 
 
 def resource_unparsable() -> ApiError:
-    return service_error(400, 1001, "resourceId could not be parsed")
+    return service_error(400, ErrorCode.RESOURCE_UNPARSABLE, "resourceId could not be parsed")
 
 
 def parameter_mismatch() -> ApiError:
-    return service_error(400, 432, "parameter mismatch: appid, cname or uid does not match")
+    return service_error(
+        400, ErrorCode.PARAMETER_MISMATCH, "parameter mismatch: appid, cname or uid does not match"
+    )
 
 
 def resource_expired() -> ApiError:
-    return service_error(400, 433, "resource expired")
+    return service_error(400, ErrorCode.RESOURCE_EXPIRED, "resource expired")
 
 
 def already_started(resource_id: str) -> ApiError:
-    return service_error(201, 7, "already started", resourceId=resource_id)
+    return service_error(201, ErrorCode.ALREADY_STARTED, "already started", resourceId=resource_id)
 
 
 def task_conflict() -> ApiError:
-    return service_error(400, 53, "task conflict")
+    return service_error(400, ErrorCode.TASK_CONFLICT, "task conflict")
 
 
 def worker_not_found() -> ApiError:
-    return service_error(404, 404, "failed to find worker")
+    return service_error(404, ErrorCode.WORKER_NOT_FOUND, "failed to find worker")
 
 
 def invalid_operation() -> ApiError:
-    return service_error(400, 49, "invalid operation")
+    return service_error(400, ErrorCode.INVALID_OPERATION, "invalid operation")
 
 
 def no_recorded_data() -> ApiError:
-    return service_error(206, 435, "no recorded data")
+    return service_error(206, ErrorCode.NO_RECORDED_DATA, "no recorded data")
 
 
 def internal_error() -> ApiError:
-    return service_error(500, 500, "internal_error")
+    return service_error(500, ErrorCode.INTERNAL_ERROR, "internal_error")
 
 
 def upload_timeout(**echo: Any) -> ApiError:
     """A synchronous stop whose uploads outlast the service's 20 s (spec 7, code 50). The
     recording still finishes and uploads; a later query shows it."""
-    return service_error(206, 50, "upload timeout", **echo)
+    return service_error(206, ErrorCode.UPLOAD_TIMEOUT, "upload timeout", **echo)

@@ -17,9 +17,7 @@ with the real NCS, delivery order is not guaranteed; the log's order is.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import hmac
 import json
 import logging
 import threading
@@ -31,45 +29,17 @@ from typing import Any
 
 import requests
 
+from contract.ncs import EVENTS, PRODUCT_CLOUD_RECORDING, EventType, LeaveCode, signatures
+
 log = logging.getLogger(__name__)
 
-PRODUCT_CLOUD_RECORDING = 3
-
-# eventType -> (serviceType, msgName), spec 11.3.
-EVENT_TYPES: dict[int, tuple[int, str]] = {
-    1: (0, "cloud_recording_error"),
-    2: (0, "cloud_recording_warning"),
-    3: (0, "cloud_recording_status_update"),
-    4: (0, "cloud_recording_file_infos"),
-    11: (0, "session_exit"),
-    12: (0, "session_failover"),
-    30: (2, "uploader_started"),
-    31: (2, "uploaded"),
-    32: (2, "backuped"),
-    33: (2, "uploading_progress"),
-    40: (1, "recorder_started"),
-    41: (1, "recorder_leave"),
-    42: (1, "recorder_slice_start"),
-    43: (1, "recorder_audio_stream_state_changed"),
-    44: (1, "recorder_video_stream_state_changed"),
-}
-
-# recorder_leave leaveCode bits (spec 10.1)
-LEAVE_INIT_FAILURE = 0
-LEAVE_SIGINT = 2
-LEAVE_NO_USERS = 4
-LEAVE_CALLED = 16
+# recorder_leave leaveCode bits (spec 10.1), by the names the service's lifecycle uses.
+LEAVE_INIT_FAILURE = LeaveCode.INIT_FAILURE
+LEAVE_SIGINT = LeaveCode.SIGINT
+LEAVE_NO_USERS = LeaveCode.NO_USERS
+LEAVE_CALLED = LeaveCode.CALLED
 
 _LOG_LIMIT = 10_000
-
-
-def sign(body: bytes, secret: str) -> dict[str, str]:
-    """The two NCS signature headers of a raw body (spec 11.1)."""
-    key = secret.encode()
-    return {
-        "Agora-Signature": hmac.new(key, body, hashlib.sha1).hexdigest(),
-        "Agora-Signature-V2": hmac.new(key, body, hashlib.sha256).hexdigest(),
-    }
 
 
 _DUPLICATE = -2  # the attempt number of a deliberate duplicate (sent once, never resent)
@@ -134,7 +104,7 @@ class EventLog:
         self, event_type: int, *, sid: str, cname: str, uid: str, **details: Any
     ) -> dict[str, Any]:
         """Append one event (and queue it for delivery); returns its envelope."""
-        service_type, name = EVENT_TYPES[event_type]
+        service_type, name = EVENTS[EventType(event_type)]
         with self._cond:
             sequence = self._sequence.get(sid, 0)
             self._sequence[sid] = sequence + 1
@@ -151,7 +121,7 @@ class EventLog:
                     "sid": sid,
                     "sequence": sequence,
                     "sendts": now,
-                    "serviceType": service_type,
+                    "serviceType": int(service_type),
                     "details": {"msgName": name, **details},
                 },
             }
@@ -265,7 +235,7 @@ class EventLog:
         """One POST; True when the receiver answered 200 with a JSON body."""
         assert self.url is not None and self._http is not None
         body = json.dumps(envelope, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", **sign(body, self._secret)}
+        headers = {"Content-Type": "application/json", **signatures(body, self._secret)}
         try:
             response = self._http.post(self.url, data=body, headers=headers, timeout=self._timeout)
             if response.status_code != 200:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from emulator.contract import StorageConfig
+from contract.models import StorageConfig
 from emulator.events import LEAVE_CALLED, LEAVE_INIT_FAILURE, LEAVE_NO_USERS, LEAVE_SIGINT
 from emulator.faults import FaultInjector
 from emulator.listing import file_entries

@@ -3,7 +3,7 @@
 The routes parse their bodies themselves (so that a bad body gets the real service's 400
 code 8 / code 2 answers, not FastAPI's 422), which leaves FastAPI nothing to describe. This
 module adds what a client needs: each REST operation's request body as the contract model of
-``worker.api_models`` (the same models the emulator validates with), its success and error
+``contract.models`` (the same models the emulator validates with), its success and error
 bodies, HTTP Basic auth, and the dev API's bodies.
 """
 
@@ -16,8 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from emulator.channels import JoinRequest, PatchRequest
-from emulator.contract import (
+from contract import routes
+from contract.models import (
     AcquireClientRequest,
     AcquireResponse,
     ApiRequest,
@@ -31,40 +31,39 @@ from emulator.contract import (
     UpdateClientRequest,
     UpdateResponse,
 )
+from emulator.channels import JoinRequest, PatchRequest
 from emulator.faults import FailoverRequest, FaultSettings
 
-BASE = "/v1/apps/{appid}/cloud_recording"
-TASK = BASE + "/resourceid/{resourceid}/sid/{sid}/mode/{mode}"
 _REF = "#/components/schemas/{model}"
 
 # (path, method) -> (request body model or None, success status, success model, summary)
 _REST: dict[tuple[str, str], tuple[type[BaseModel] | None, str, type[BaseModel], str]] = {
-    (BASE + "/acquire", "post"): (
+    (routes.ACQUIRE, "post"): (
         ApiRequest[AcquireClientRequest],
         "200",
         AcquireResponse,
         "acquire: get a resourceId (valid 5 minutes, for one start)",
     ),
-    (BASE + "/resourceid/{resourceid}/mode/{mode}/start", "post"): (
+    (routes.START, "post"): (
         ApiRequest[StartClientRequest],
         "200",
         StartResponse,
         "start a composite (mode mix) recording",
     ),
-    (TASK + "/query", "get"): (None, "200", QueryResponse, "query a recording's status"),
-    (TASK + "/update", "post"): (
+    (routes.QUERY, "get"): (None, "200", QueryResponse, "query a recording's status"),
+    (routes.UPDATE, "post"): (
         ApiRequest[UpdateClientRequest],
         "200",
         UpdateResponse,
         "update the subscription lists or the storageConfig of a live recording",
     ),
-    (TASK + "/updateLayout", "post"): (
+    (routes.UPDATE_LAYOUT, "post"): (
         ApiRequest[LayoutUpdate],
         "200",
         UpdateResponse,
         "replace the whole layout of a live recording (omitted fields go back to defaults)",
     ),
-    (TASK + "/stop", "post"): (
+    (routes.STOP, "post"): (
         ApiRequest[StopClientRequest],
         "200",
         StopResponse,

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from emulator import contract, errors
+from contract import models as contract
+from emulator import errors
 from emulator.driver import RecorderDriver
 from emulator.faults import FaultInjector, Operation
 from emulator.lifecycle import Lifecycle

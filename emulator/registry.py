@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from contract.models import RecordingConfig, StorageConfig
+from contract.naming import failover_prefix
 from emulator.channels import ChannelRegistry, SimUser, iso_utc
 from emulator.config import EmulatorConfig
-from emulator.contract import RecordingConfig, StorageConfig
 from emulator.events import EventLog
 from emulator.media import LayoutSpec, MediaConfig, OutputFile, UserSnapshot
-from emulator.media.naming import failover_prefix
 from emulator.subscription import Subscription, recorded_users
 from emulator.uploads import TaskUploader, Upload
 

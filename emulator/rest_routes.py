@@ -18,15 +18,13 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from contract import routes
 from emulator import errors
 from emulator.config import EmulatorConfig
 from emulator.faults import Operation
 from emulator.limits import JsonTooDeep, load_json
 from emulator.ratelimit import SlidingWindowLimiter
 from emulator.service import ApiResult, RecordingService
-
-BASE = "/v1/apps/{appid}/cloud_recording"
-TASK = BASE + "/resourceid/{resourceid}/sid/{sid}/mode/{mode}"
 
 router = APIRouter()
 
@@ -116,13 +114,13 @@ def _service(request: Request) -> RecordingService:
     return service
 
 
-@router.post(BASE + "/acquire")
+@router.post(routes.ACQUIRE)
 async def acquire(request: Request, appid: str) -> JSONResponse:
     svc = _service(request)
     return await _gateway(request).call(request, appid, "acquire", lambda b: svc.acquire(appid, b))
 
 
-@router.post(BASE + "/resourceid/{resourceid}/mode/{mode}/start")
+@router.post(routes.START)
 async def start(request: Request, appid: str, resourceid: str, mode: str) -> JSONResponse:
     svc = _service(request)
     return await _gateway(request).call(
@@ -130,7 +128,7 @@ async def start(request: Request, appid: str, resourceid: str, mode: str) -> JSO
     )
 
 
-@router.get(TASK + "/query")
+@router.get(routes.QUERY)
 async def query(request: Request, appid: str, resourceid: str, sid: str, mode: str) -> JSONResponse:
     svc = _service(request)
     return await _gateway(request).call(
@@ -142,7 +140,7 @@ async def query(request: Request, appid: str, resourceid: str, sid: str, mode: s
     )
 
 
-@router.post(TASK + "/update")
+@router.post(routes.UPDATE)
 async def update(
     request: Request, appid: str, resourceid: str, sid: str, mode: str
 ) -> JSONResponse:
@@ -152,7 +150,7 @@ async def update(
     )
 
 
-@router.post(TASK + "/updateLayout")
+@router.post(routes.UPDATE_LAYOUT)
 async def update_layout(
     request: Request, appid: str, resourceid: str, sid: str, mode: str
 ) -> JSONResponse:
@@ -165,7 +163,7 @@ async def update_layout(
     )
 
 
-@router.post(TASK + "/stop")
+@router.post(routes.STOP)
 async def stop(request: Request, appid: str, resourceid: str, sid: str, mode: str) -> JSONResponse:
     svc = _service(request)
     return await _gateway(request).call(
@@ -173,7 +171,7 @@ async def stop(request: Request, appid: str, resourceid: str, sid: str, mode: st
     )
 
 
-@router.get("/v1/ncs/ip")
+@router.get(routes.NCS_IP)
 async def ncs_ip(request: Request) -> JSONResponse:
     """The addresses notifications come from (spec 1.1, 11.1): this emulator's host."""
     gateway = _gateway(request)

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from emulator.contract import STS_VENDORS, VENDOR_S3_COMPATIBLE, StorageConfig
+from contract.models import STS_VENDORS, VENDOR_S3_COMPATIBLE, StorageConfig
 
 VENDOR_S3 = 1
 # Spec 3.5, S3 (vendor 1) region codes. 23 comes from the 2021-07-30 release notes.

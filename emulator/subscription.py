@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from contract.models import RecordingConfig, StreamSubscribe
 from emulator.channels import SimUser
-from emulator.contract import RecordingConfig, StreamSubscribe
 from emulator.media import UserSnapshot
 from emulator.media.subscription import MAX_RECORDED_USERS, SubscriptionRules
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.contract import StorageConfig
+from contract.models import StorageConfig
 from emulator.faults import FaultInjector
 from emulator.media import OutputFile
 from emulator.storage import StorageBackend, StorageError

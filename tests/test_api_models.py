@@ -1,4 +1,4 @@
-"""Tier 1: the REST contract models (worker/api_models.py) against spec sections 2-7."""
+"""Tier 1: the REST contract models (contract/models.py) against spec sections 2-7."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from worker.api_models import (
+from contract.models import (
     AcquireClientRequest,
     AcquireResponse,
     ApiRequest,

@@ -4,7 +4,7 @@ One :class:`RecordingApiClient` per process: a ``requests.Session`` with HTTP Ba
 connect/read timeouts, and the shared rate limiter in front of every call. This module is the one
 boundary where ``requests`` exceptions and non-200 answers become :mod:`worker.errors` classes;
 nothing above it sees a third-party error. Request bodies are built from the pydantic models of
-:mod:`worker.api_models` and serialized with ``to_wire`` (the only place secrets are revealed,
+:mod:`contract.models` and serialized with ``to_wire`` (the only place secrets are revealed,
 and only into the request body, never into a log line or an exception).
 
 Every call, answered or not, produces one log line (operation, HTTP status, API code, request
@@ -23,7 +23,8 @@ import requests
 from pydantic import BaseModel, ValidationError
 
 from config import Settings
-from worker.api_models import (
+from contract import routes
+from contract.models import (
     AcquireClientRequest,
     AcquireResponse,
     LayoutUpdate,
@@ -51,8 +52,6 @@ AcquireSlot = Callable[[Priority], None]
 # (operation, HTTP status or None when nothing answered, API code or None). Must not raise.
 ApiCallHook = Callable[[str, int | None, int | None], None]
 
-MODE = "mix"
-
 
 def _no_limit(_: Priority) -> None:
     return None
@@ -74,9 +73,8 @@ class RecordingApiClient:
         on_api_call: ApiCallHook = _not_counted,
     ) -> None:
         """``on_api_call`` sees every call's outcome (e.g. ``Metrics.api_call``)."""
-        self._base = (
-            settings.api_base_url.rstrip("/") + f"/v1/apps/{settings.app_id}/cloud_recording"
-        )
+        self._root = settings.api_base_url.rstrip("/")
+        self._app_id = settings.app_id
         self._timeout = (settings.api_connect_timeout, settings.api_read_timeout)
         self._stop_timeout = (settings.api_connect_timeout, settings.api_stop_read_timeout)
         self._acquire_slot = acquire_slot
@@ -95,18 +93,24 @@ class RecordingApiClient:
     def acquire(self, cname: str, uid: str, request: AcquireClientRequest) -> AcquireResponse:
         body = _envelope(cname, uid, request)
         return self._call(
-            "acquire", "POST", "/acquire", body, AcquireResponse, Priority.START, _Ids(cname)
+            "acquire",
+            "POST",
+            self._path(routes.ACQUIRE),
+            body,
+            AcquireResponse,
+            Priority.START,
+            _Ids(cname),
         )
 
     def start(
         self, resource_id: str, cname: str, uid: str, request: StartClientRequest
     ) -> StartResponse:
-        path = f"/resourceid/{resource_id}/mode/{MODE}/start"
+        path = self._path(routes.START, resourceid=resource_id)
         body = _envelope(cname, uid, request)
         return self._call("start", "POST", path, body, StartResponse, Priority.START, _Ids(cname))
 
     def query(self, resource_id: str, sid: str) -> QueryResponse:
-        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/query"
+        path = self._path(routes.QUERY, resourceid=resource_id, sid=sid)
         return self._call(
             "query", "GET", path, None, QueryResponse, Priority.QUERY, _Ids(None, sid)
         )
@@ -114,7 +118,7 @@ class RecordingApiClient:
     def update(
         self, resource_id: str, sid: str, cname: str, uid: str, request: UpdateClientRequest
     ) -> dict[str, Any]:
-        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/update"
+        path = self._path(routes.UPDATE, resourceid=resource_id, sid=sid)
         body = _envelope(cname, uid, request)
         return self._call_raw("update", "POST", path, body, Priority.UPDATE, _Ids(cname, sid))
 
@@ -122,18 +126,22 @@ class RecordingApiClient:
         self, resource_id: str, sid: str, cname: str, uid: str, layout: LayoutUpdate
     ) -> dict[str, Any]:
         """Replace the whole layout (omitted fields go back to their defaults, spec 6)."""
-        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/updateLayout"
+        path = self._path(routes.UPDATE_LAYOUT, resourceid=resource_id, sid=sid)
         body = _envelope(cname, uid, layout)
         return self._call_raw("updateLayout", "POST", path, body, Priority.UPDATE, _Ids(cname, sid))
 
     def stop(
         self, resource_id: str, sid: str, cname: str, uid: str, *, async_stop: bool = False
     ) -> StopResponse:
-        path = f"/resourceid/{resource_id}/sid/{sid}/mode/{MODE}/stop"
+        path = self._path(routes.STOP, resourceid=resource_id, sid=sid)
         body = _envelope(cname, uid, StopClientRequest(async_stop=async_stop))
         return self._call("stop", "POST", path, body, StopResponse, Priority.STOP, _Ids(cname, sid))
 
     # -- plumbing -----------------------------------------------------------------------------
+    def _path(self, route: str, **ids: str) -> str:
+        """A REST path of :mod:`contract.routes`, filled in for this app, in mix mode."""
+        return route.format(appid=self._app_id, mode=routes.MODE_MIX, **ids)
+
     def _call(
         self,
         operation: str,
@@ -168,13 +176,13 @@ class RecordingApiClient:
             # Never follow a redirect: requests would re-send the body (storage keys, token) to
             # wherever the Location points, and re-send it again and again on a 307 loop.
             response = self._session.request(
-                method, self._base + path, json=body, timeout=timeout, allow_redirects=False
+                method, self._root + path, json=body, timeout=timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
             self._record_no_answer(operation, ids, type(exc).__name__)
             # The exception text may quote the URL, never the auth header or the body.
             raise TransportError(operation, reason=type(exc).__name__) from exc
-        request_id = response.headers.get("X-Request-Id")
+        request_id = response.headers.get(routes.REQUEST_ID_HEADER)
         payload = _json_or_none(response)
         self._record_answer(operation, ids, response.status_code, payload, request_id)
         if response.status_code == 200 and payload is not None:

@@ -1,14 +1,22 @@
 """A small client for the emulator's dev API (design.md section 8): simulated channels and users,
 the list of recordings, fault injection. Used by the CLI, the demo and the tests.
+
+The worker uses the dev API for one thing only, and only when ``Settings.dev_api`` allows (never
+in real-service mode, ``CLOUDREC_DEV_API=false``): as its :class:`~worker.locator.RecordingLocator`
+(:class:`DevApiLocator`, chosen by :func:`locator_for`). Nothing else in the worker imports this
+module.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import requests
 
-from worker.errors import CloudrecError
+from config import Settings
+from worker.errors import CloudrecError, LocatorUnavailable
+from worker.locator import KnownRecording, RecordingLocator
 
 
 class DevApiError(CloudrecError):
@@ -119,3 +127,58 @@ class DevApiClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+# -- the dev API as a recording locator ------------------------------------------------------------
+class DevApiLocator:
+    """The emulator's ``GET /dev/recordings`` as a :class:`RecordingLocator`."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+        self._dev = DevApiClient(base_url, timeout=timeout, token=token)
+
+    def recordings(
+        self, *, live_only: bool = False, resource_id: str | None = None
+    ) -> list[KnownRecording]:
+        """Raises :class:`LocatorUnavailable` when the dev API cannot be reached."""
+        try:
+            items = self._dev.recordings(live=True if live_only else None, resource_id=resource_id)
+        except DevApiError as exc:
+            raise LocatorUnavailable(str(exc)) from exc
+        return [_known(item) for item in items if isinstance(item, dict)]
+
+
+def _known(item: dict[str, Any]) -> KnownRecording:
+    return KnownRecording(
+        sid=str(item.get("sid", "")),
+        resource_id=str(item.get("resourceId", "")),
+        app_id=item.get("appId"),
+        cname=str(item.get("cname", "")),
+        uid=str(item.get("uid", "")),
+        live=bool(item.get("live")),
+        started_at=_epoch(item.get("startedAt")),
+    )
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def locator_for(settings: Settings) -> RecordingLocator | None:
+    """The dev API when it should be used: ``Settings.dev_api``, or, when that is unset,
+    whether the API base URL answers ``GET /dev/recordings`` (the emulator does)."""
+    if settings.dev_api is False:
+        return None
+    locator = DevApiLocator(settings.api_base_url, token=settings.dev_token_value)
+    if settings.dev_api:
+        return locator
+    probe = DevApiLocator(settings.api_base_url, timeout=3.0, token=settings.dev_token_value)
+    try:
+        probe.recordings(live_only=True)
+    except LocatorUnavailable:
+        return None
+    return locator

@@ -34,6 +34,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from contract.codes import ErrorCode
+
 
 class Action(enum.Enum):
     """What the worker does about an API failure."""
@@ -47,6 +49,11 @@ class Action(enum.Enum):
 
 class CloudrecError(Exception):
     """Base of every error cloudrec raises on purpose."""
+
+
+class LocatorUnavailable(CloudrecError):
+    """The list of the service's recordings (a ``worker.locator.RecordingLocator``) cannot be
+    had: the emulator's dev API did not answer, or refused."""
 
 
 class JobSpecError(CloudrecError, ValueError):
@@ -201,9 +208,29 @@ class AlreadyStopping(ApiError):
 
 
 # Codes that mean "this resource is unusable, get a new one" (spec 8.3).
-_REACQUIRE_CODES = frozenset({432, 433, 1001, 1003})
+_REACQUIRE_CODES = frozenset(
+    {
+        ErrorCode.PARAMETER_MISMATCH,
+        ErrorCode.RESOURCE_EXPIRED,
+        ErrorCode.RESOURCE_UNPARSABLE,
+        ErrorCode.RESOURCE_MISMATCH,
+    }
+)
 # Codes that mean "the request is wrong" whatever the HTTP status (spec 8.2/8.3).
-_PERMANENT_CODES = frozenset({2, 8, 109, 110, 400, 401, 405, 406, 1013, 1028})
+_PERMANENT_CODES = frozenset(
+    {
+        ErrorCode.INVALID_PARAMETER,
+        ErrorCode.BAD_REQUEST_HEADER,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.TOKEN_INVALID,
+        ErrorCode.INVALID_APPID,
+        ErrorCode.INVALID_CHANNEL_NAME,
+        ErrorCode.NO_ACTIVE_STATUS,
+        ErrorCode.VENDOR_OVERLOAD,
+        ErrorCode.INVALID_CHANNEL_NAME_LEGACY,
+        ErrorCode.INVALID_LAYOUT,
+    }
+)
 
 
 def classify_api_error(
@@ -229,10 +256,10 @@ def classify_api_error(
 def _error_class(
     operation: str, status: int, code: int | None, *, has_code: bool
 ) -> type[ApiError]:
-    if status == 201 and code == 7:
+    if status == 201 and code == ErrorCode.ALREADY_STARTED:
         return AlreadyStarted
     if status == 206:
-        if code == 435 and operation == "stop":
+        if code == ErrorCode.NO_RECORDED_DATA and operation == "stop":
             return EmptyRecording
         return RetryableApiError  # 65 "request not completed" and other in-progress answers
     if status == 429:
@@ -240,13 +267,13 @@ def _error_class(
     if status == 404:
         # A gateway 404 has no code: the URL or method is wrong, which no retry fixes.
         return WorkerNotFound if has_code else PermanentApiError
-    if code == 49:
+    if code == ErrorCode.INVALID_OPERATION:
         return AlreadyStopping
-    if code == 53:
+    if code == ErrorCode.TASK_CONFLICT:
         return TaskConflict
     if code in _REACQUIRE_CODES:
         return ReacquireError
-    if code == 502 and operation == "start":
+    if code == ErrorCode.WORKER_ALLOCATION_FAILED and operation == "start":
         return ReacquireError  # "Failed to allocate worker": new acquire + start
     if status == 401:
         return PermanentApiError

@@ -1,7 +1,7 @@
 """The job spec: what a caller submits (design.md sections 2 and 8).
 
 ``recordingConfig`` and ``recordingFileConfig`` are exactly the start API's objects, validated by
-the same models the API contract uses (:mod:`worker.api_models`), so a spec that passes here is a
+the same models the API contract uses (:mod:`contract.models`), so a spec that passes here is a
 start request the service accepts. Storage credentials are not part of a job: it names a storage
 profile from the settings. Validation errors become one :class:`JobSpecError` whose message names
 every bad field and its rule; this module is the one boundary where pydantic errors of a spec are
@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from config import Settings
-from worker.api_models import (
+from contract.models import (
     MAX_PREFIX_CHARS,
     ChannelName,
     PrefixPart,

@@ -30,7 +30,6 @@ so a receiver answers within milliseconds and two receivers behind a load balanc
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -41,11 +40,12 @@ from typing import Any
 
 import redis
 
+from contract.ncs import EventType, LeaveCode, signatures
+
 log = logging.getLogger("cloudrec.ncs")
 
 PREFIX = "cloudrec:ncs:"
 UNCLAIMED_KEY = PREFIX + "unclaimed"
-PRODUCT_CLOUD_RECORDING = 3
 LOG_LIMIT = 200
 # The service's clock (sendts) against ours: a recording whose first event is this much older
 # than a job's acquire can still be that job's.
@@ -53,17 +53,6 @@ CLOCK_SKEW_MS = 10_000
 # A recording whose events arrive before its start's answer is unclaimed for a moment; it counts
 # as unclaimed (metrics, ``cloudrec ncs unclaimed``) only once it is this old.
 UNCLAIMED_GRACE = 60.0
-
-# Event types (spec 11.3) the job machine reads.
-EV_STATUS_UPDATE = 3
-EV_FILE_INFOS = 4
-EV_SESSION_EXIT = 11
-EV_FAILOVER = 12
-EV_UPLOADED = 31
-EV_BACKUPED = 32
-EV_RECORDER_STARTED = 40
-EV_RECORDER_LEAVE = 41
-LEAVE_NO_USERS = 4  # leaveCode bit: the idle exit (spec 10.1)
 
 
 def rec_key(sid: str) -> str:
@@ -150,19 +139,6 @@ def _optional_int(data: Mapping[str, Any], name: str) -> int | None:
 
 
 # -- signatures --------------------------------------------------------------------------------
-SIGNATURE_V1 = "Agora-Signature"
-SIGNATURE_V2 = "Agora-Signature-V2"
-
-
-def signatures(body: bytes, secret: str) -> dict[str, str]:
-    """The two signature headers NCS sends with a raw body (spec 11.1)."""
-    key = secret.encode()
-    return {
-        SIGNATURE_V1: hmac.new(key, body, hashlib.sha1).hexdigest(),
-        SIGNATURE_V2: hmac.new(key, body, hashlib.sha256).hexdigest(),
-    }
-
-
 def signature_problem(body: bytes, headers: Mapping[str, str], secret: str) -> str | None:
     """None if the post is signed by ``secret``; else why not ("unsigned", "bad signature").
 
@@ -184,23 +160,23 @@ def event_fields(env: Envelope) -> dict[str, str]:
     """The ``rec:<sid>`` fields an event sets (values as stored)."""
     d = env.details
     kind = env.event_type
-    if kind == EV_RECORDER_STARTED:
+    if kind == EventType.RECORDER_STARTED:
         return {"started": str(d.get("status", 0))}
-    if kind == EV_RECORDER_LEAVE:
+    if kind == EventType.RECORDER_LEAVE:
         return {"left": str(d.get("leaveCode", 0))}
-    if kind == EV_SESSION_EXIT:
+    if kind == EventType.SESSION_EXIT:
         return {"exit": str(d.get("exitStatus", 0))}
-    if kind in (EV_UPLOADED, EV_BACKUPED):
+    if kind in (EventType.UPLOADED, EventType.BACKUPED):
         files = d.get("fileList")
         return {
-            "upload": "uploaded" if kind == EV_UPLOADED else "backuped",
+            "upload": "uploaded" if kind == EventType.UPLOADED else "backuped",
             "files": json.dumps(files if isinstance(files, list) else [], separators=(",", ":")),
         }
-    if kind == EV_FILE_INFOS and isinstance(d.get("fileList"), str):
+    if kind == EventType.FILE_INFOS and isinstance(d.get("fileList"), str):
         return {"playlist": d["fileList"]}
-    if kind == EV_STATUS_UPDATE and "status" in d:
+    if kind == EventType.STATUS_UPDATE and "status" in d:
         return {"status": str(d["status"])}
-    if kind == 1 and int(d.get("errorLevel", 0) or 0) >= 5:
+    if kind == EventType.ERROR and int(d.get("errorLevel", 0) or 0) >= 5:
         error = {"code": d.get("errorCode"), "module": d.get("module"), "msg": d.get("errorMsg")}
         return {"error": json.dumps(error, separators=(",", ":"))}
     return {}
@@ -308,7 +284,7 @@ class NcsRecording:
     @property
     def idle_exit(self) -> bool:
         """The recorder left because nobody was in the channel (leaveCode bit 4)."""
-        return self.leave_code is not None and bool(self.leave_code & LEAVE_NO_USERS)
+        return self.leave_code is not None and bool(self.leave_code & LeaveCode.NO_USERS)
 
     @property
     def file_names(self) -> list[str]:
@@ -346,7 +322,11 @@ class NcsLedger:
         """Keep one notification. Returns 0 if it was a duplicate (already kept), 1 if it was
         new, 2 if it was the first one heard of its recording."""
         now = time.time() if now is None else now
-        new_uid = str(env.details.get("newUid", "")) if env.event_type == EV_FAILOVER else ""
+        new_uid = (
+            str(env.details.get("newUid", ""))
+            if env.event_type == EventType.SESSION_FAILOVER
+            else ""
+        )
         entry = json.dumps(
             {"t": env.event_type, "seq": env.sequence, "ms": env.sendts}, separators=(",", ":")
         )

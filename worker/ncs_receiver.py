@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from config import Settings
+from contract.ncs import PRODUCT_CLOUD_RECORDING
 from worker.metrics import Metrics
 from worker.ncs import (
-    PRODUCT_CLOUD_RECORDING,
     Envelope,
     EnvelopeError,
     NcsLedger,

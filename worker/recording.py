@@ -24,7 +24,8 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from config import Settings
-from worker.api_models import (
+from contract import codes
+from contract.models import (
     AcquireClientRequest,
     RecordingConfig,
     RecordingFileConfig,
@@ -34,6 +35,7 @@ from worker.api_models import (
     StorageExtension,
     file_names,
 )
+from contract.naming import playlist_name
 from worker.errors import (
     AlreadyStarted,
     AlreadyStopping,
@@ -452,10 +454,10 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
             return Next("watch", delay=_watch_backoff(age))
         error = exc.as_record() | {"reason": "recording never started (404)"}
         return _stop_failed_start(rt, job_id, error)
-    if status in (4, 5):
+    if status in codes.RUNNING:
         rt.store.transition(job_id, {S.STARTING}, S.RECORDING)
         return DONE
-    if status in (6, 7, 8, 20):
+    if status in codes.ENDED:
         error = {"operation": "query", "reason": f"recorder exited (status {status})"}
         return _stop_failed_start(rt, job_id, error)
     if age >= rt.settings.start_confirm_timeout:
@@ -794,12 +796,9 @@ def _file_fields(job: JobRecord, response: StopResponse | None) -> dict[str, Any
     return fields
 
 
-_SPECIAL = set("!@#$%^&*()+_.=[]{}~|,;:?<>")
-
-
 def expected_playlist_name(sid: str, cname: str) -> str:
     """``<sid>_<cname>.m3u8`` with special characters replaced by ``-`` (spec 9.1)."""
-    return f"{sid}_{''.join('-' if c in _SPECIAL else c for c in cname)}.m3u8"
+    return playlist_name(sid, cname)
 
 
 def _fail(

@@ -25,6 +25,7 @@ recordings, as fast as possible for `render_scenario`). `media_config_from_api` 
 `layout_spec_from_api` turn the REST API's JSON into the dataclasses used here.
 """
 
+from contract.naming import sanitize_cname
 from emulator.media.api_config import layout_spec_from_api, media_config_from_api
 from emulator.media.layout import Region, regions_for
 from emulator.media.models import (
@@ -37,7 +38,6 @@ from emulator.media.models import (
     UserSnapshot,
     VideoSource,
 )
-from emulator.media.naming import sanitize_cname
 from emulator.media.recorder import CompositeRecorder
 from emulator.media.render import render_scenario
 

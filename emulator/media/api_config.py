@@ -1,6 +1,6 @@
 """Raw start/updateLayout JSON (spec 3.2-3.4, 6) to the compositor's dataclasses.
 
-Input is assumed validated already (the service validates with worker.api_models; the offline
+Input is assumed validated already (the service validates with contract.models; the offline
 render takes a scenario file as written). Omitted fields take the spec defaults, and so do
 ``null``, ``""`` and ``[]``: what real clients send for a value nobody set means "not given",
 as on the real service.
@@ -11,11 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contract.defaults import (
+    DEFAULT_ALPHA,
+    DEFAULT_AUDIO_PROFILE,
+    DEFAULT_BACKGROUND_COLOR,
+    DEFAULT_BITRATE_KBPS,
+    DEFAULT_FILE_TYPES,
+    DEFAULT_FPS,
+    DEFAULT_HEIGHT,
+    DEFAULT_LAYOUT,
+    DEFAULT_RENDER_MODE,
+    DEFAULT_STREAM_TYPES,
+    DEFAULT_WIDTH,
+    SUPPORTED_FPS,
+)
 from emulator.media.models import BackgroundImageSpec, LayoutRegionSpec, LayoutSpec, MediaConfig
-
-# Spec 3.3: any other fps is silently replaced by 15.
-SUPPORTED_FPS = frozenset({1, 7, 10, 15, 24, 30, 60})
-DEFAULT_FPS = 15
 
 
 def media_config_from_api(
@@ -24,14 +34,14 @@ def media_config_from_api(
     """MediaConfig from the start API's `recordingConfig` and `recordingFileConfig`."""
     transcoding = _given(recording_config, "transcodingConfig", {})
     fps = int(_given(transcoding, "fps", DEFAULT_FPS))
-    av_file_types = _given(file_config or {}, "avFileType", ["hls"])
+    av_file_types = _given(file_config or {}, "avFileType", DEFAULT_FILE_TYPES)
     return MediaConfig(
-        width=int(_given(transcoding, "width", 360)),
-        height=int(_given(transcoding, "height", 640)),
+        width=int(_given(transcoding, "width", DEFAULT_WIDTH)),
+        height=int(_given(transcoding, "height", DEFAULT_HEIGHT)),
         fps=fps if fps in SUPPORTED_FPS else DEFAULT_FPS,
-        bitrate_kbps=int(_given(transcoding, "bitrate", 500)),
-        stream_types=int(_given(recording_config, "streamTypes", 2)),
-        audio_profile=int(_given(recording_config, "audioProfile", 0)),
+        bitrate_kbps=int(_given(transcoding, "bitrate", DEFAULT_BITRATE_KBPS)),
+        stream_types=int(_given(recording_config, "streamTypes", DEFAULT_STREAM_TYPES)),
+        audio_profile=int(_given(recording_config, "audioProfile", DEFAULT_AUDIO_PROFILE)),
         layout=layout_spec_from_api(transcoding),
         av_file_types=tuple(str(kind) for kind in av_file_types),
     )
@@ -43,8 +53,8 @@ def layout_spec_from_api(d: Mapping[str, Any]) -> LayoutSpec:
     Every omitted field falls back to its default (updateLayout replaces the whole layout).
     """
     return LayoutSpec(
-        mixed_video_layout=int(_given(d, "mixedVideoLayout", 0)),
-        background_color=str(_given(d, "backgroundColor", "#000000")),
+        mixed_video_layout=int(_given(d, "mixedVideoLayout", DEFAULT_LAYOUT)),
+        background_color=str(_given(d, "backgroundColor", DEFAULT_BACKGROUND_COLOR)),
         max_resolution_uid=_optional_str(d.get("maxResolutionUid")),
         regions=tuple(_region(entry) for entry in _given(d, "layoutConfig", ())),
         background_image=_optional_str(d.get("backgroundImage")),
@@ -62,8 +72,8 @@ def _region(entry: Mapping[str, Any]) -> LayoutRegionSpec:
         width=float(_given(entry, "width", 0.0)),
         height=float(_given(entry, "height", 0.0)),
         uid=_optional_str(entry.get("uid")),  # the Go client sends "" for "in join order"
-        alpha=float(_given(entry, "alpha", 1.0)),
-        render_mode=int(_given(entry, "render_mode", 0)),
+        alpha=float(_given(entry, "alpha", DEFAULT_ALPHA)),
+        render_mode=int(_given(entry, "render_mode", DEFAULT_RENDER_MODE)),
     )
 
 
@@ -71,7 +81,7 @@ def _user_background(entry: Mapping[str, Any]) -> BackgroundImageSpec:
     return BackgroundImageSpec(
         uid=str(entry["uid"]),
         image=str(entry["image_url"]),
-        render_mode=int(_given(entry, "render_mode", 0)),
+        render_mode=int(_given(entry, "render_mode", DEFAULT_RENDER_MODE)),
     )
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import av
 
+from contract.naming import mp4_name, playlist_name, slice_name
 from emulator.media.audio_sources import SAMPLE_RATE
 from emulator.media.models import OutputFile
-from emulator.media.naming import mp4_name, playlist_name, slice_name
 from emulator.media.playlist import PlaylistEntry, render_playlist, write_atomically
 
 VIDEO = "video"

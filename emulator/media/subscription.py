@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-ALL_STREAMS = "#allstream#"
+from contract.models import ALL_STREAMS
+
 MAX_RECORDED_USERS = 17  # spec 3.2 / 10.4: only the first 17 users are recorded
 
 
@@ -70,7 +71,7 @@ def _subscribed(
 
 
 def _uids(mapping: Mapping[str, Any], *keys: str) -> list[str] | None:
-    # An empty list is a list nobody set, as null is (what worker.api_models does too).
+    # An empty list is a list nobody set, as null is (what contract.models does too).
     for key in keys:
         if mapping.get(key):
             return [str(uid) for uid in mapping[key]]

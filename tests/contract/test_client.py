@@ -16,9 +16,7 @@ import pytest
 import requests
 
 from config import Settings
-from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
-from worker.api_models import (
+from contract.models import (
     AcquireClientRequest,
     LayoutUpdate,
     RecordingConfig,
@@ -29,6 +27,8 @@ from worker.api_models import (
     UpdateClientRequest,
     file_names,
 )
+from emulator import EmulatorConfig, serve_in_thread
+from tests.conftest import wait_for
 from worker.client import RecordingApiClient
 from worker.devapi import DevApiClient
 from worker.errors import (

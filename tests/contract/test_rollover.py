@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from config import Settings
+from contract.models import AcquireClientRequest, file_names
 from emulator import EmulatorConfig, serve_in_thread
 from tests.conftest import wait_for
 from tests.mediacheck import probe
-from worker.api_models import AcquireClientRequest, file_names
 from worker.client import RecordingApiClient
 from worker.devapi import DevApiClient
 

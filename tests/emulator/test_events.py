@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from emulator.events import EVENT_TYPES
+from contract.ncs import EVENTS
 from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
 
 SECRET = "ncs-test-secret"
@@ -42,7 +42,7 @@ def test_lifecycle_events_in_order(api: Api) -> None:
     assert types(events) == [30, 40, 42, 43, 44, 4, 41, 33, 31, 11]
     notice_ids = set()
     for sequence, event in enumerate(events):
-        service_type, name = EVENT_TYPES[event["eventType"]]
+        service_type, name = EVENTS[event["eventType"]]
         assert set(event) == {"noticeId", "productId", "eventType", "notifyMs", "sid", "payload"}
         assert (event["productId"], event["sid"]) == (3, sid)
         assert re.fullmatch(r"[0-9a-f]{32}", event["noticeId"])

@@ -10,8 +10,8 @@ from typing import Any
 import av
 import pytest
 
+from contract.models import QueryResponse, StopResponse, file_names
 from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
-from worker.api_models import QueryResponse, StopResponse, file_names
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}
 

@@ -16,10 +16,10 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
+from contract.models import StorageConfig
 from emulator.storage import S3_REGIONS, s3_endpoint_for, s3_region_for
 from tests.emulator.conftest import Api, EmulatorFactory, wait_for
 from tests.mediacheck import probe
-from worker.api_models import StorageConfig
 
 BUCKET = "recordings"
 PREFIX = ["class", "a1"]

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from tests.conftest import wait_for
-from tests.ops.harness import cloudrec_env, free_port, processes, spawn
-from worker.api_models import (
+from contract.models import (
     RecordingConfig,
     RecordingFileConfig,
     StartClientRequest,
     StorageConfig,
 )
+from tests.conftest import wait_for
+from tests.ops.harness import cloudrec_env, free_port, processes, spawn
 from worker.client import RecordingApiClient
 from worker.errors import PermanentApiError
 from worker.logs import settings_secrets, setup_logging

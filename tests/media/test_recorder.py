@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from contract.naming import utc_stamp
 from emulator.media import LayoutRegionSpec, LayoutSpec, MediaConfig, OutputFile, regions_for
-from emulator.media.naming import utc_stamp
 
 from .conftest import SID, START_MS, Record
 from .helpers import (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.naming import mp4_name, playlist_name, slice_name, utc_stamp
 from emulator.media import (
     BackgroundImageSpec,
     LayoutRegionSpec,
@@ -17,7 +18,6 @@ from emulator.media import (
     render_scenario,
     sanitize_cname,
 )
-from emulator.media.naming import mp4_name, playlist_name, slice_name, utc_stamp
 from emulator.media.playlist import PlaylistEntry, render_playlist
 
 from .helpers import (

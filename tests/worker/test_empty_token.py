@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from contract.models import to_wire
 from tests.worker.conftest import small_spec
 from worker import recording
-from worker.api_models import to_wire
 from worker.recording import Next
 from worker.vault import seal_token
 

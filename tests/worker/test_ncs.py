@@ -20,13 +20,14 @@ import redis
 import requests
 
 from config import Settings
+from contract.ncs import signatures
 from emulator import serve_in_thread
 from emulator.server import EmulatorServer
 from tests.conftest import wait_for
 from tests.worker.conftest import FAST_EMULATOR
 from worker.devapi import DevApiClient
 from worker.metrics import NCS_EVENTS, NCS_REJECTED
-from worker.ncs import NcsLedger, signatures
+from worker.ncs import NcsLedger
 from worker.ncs_receiver import ReceiverThread, build_app
 
 SECRET = "ncs-test-secret"

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contract.models import AcquireClientRequest
 from tests.conftest import wait_for
 from tests.worker.conftest import live_recordings, make_settings, small_spec
 from worker import recording
-from worker.api_models import AcquireClientRequest
 from worker.limiter import Priority
 from worker.reconcile import reconcile
 from worker.recording import DONE, Next, build_start_request

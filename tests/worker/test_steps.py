@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from contract.models import AcquireClientRequest
 from tests.conftest import wait_for
 from tests.worker.conftest import live_recordings, make_settings, recordings_of, small_spec
 from worker import recording
-from worker.api_models import AcquireClientRequest
 from worker.errors import TransportError
 from worker.metrics import SID_UNKNOWN, STOP_LATENESS
 from worker.ncs import Envelope

@@ -1,4 +1,4 @@
-"""The Cloud Recording REST contract, written once.
+"""The Cloud Recording REST models: request and response bodies, written once.
 
 Everything that crosses the wire between the worker's client and the recording service (the real
 one or the emulator) is modelled here, and nowhere else: the worker's client builds its request
@@ -40,7 +40,6 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -63,6 +62,21 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from contract.defaults import (
+    DEFAULT_ALPHA,
+    DEFAULT_AUDIO_PROFILE,
+    DEFAULT_BACKGROUND_COLOR,
+    DEFAULT_BITRATE_KBPS,
+    DEFAULT_FILE_TYPES,
+    DEFAULT_FPS,
+    DEFAULT_HEIGHT,
+    DEFAULT_LAYOUT,
+    DEFAULT_RENDER_MODE,
+    DEFAULT_STREAM_TYPES,
+    DEFAULT_WIDTH,
+    SUPPORTED_FPS,
+)
+
 __all__ = [
     "ALL_STREAMS",
     "MAX_PREFIX_CHARS",
@@ -82,7 +96,6 @@ __all__ = [
     "QueryServerResponse",
     "RecordingConfig",
     "RecordingFileConfig",
-    "RecordingStatus",
     "StartClientRequest",
     "StartResponse",
     "StopClientRequest",
@@ -109,8 +122,6 @@ ALL_STREAMS = "#allstream#"  # 3.2: ["#allstream#"] subscribes to every uid
 MAX_SUBSCRIBE_UIDS = 32  # 3.2 / 5
 MAX_LAYOUT_REGIONS = 17  # 3.3
 MAX_PIXELS = 1920 * 1080  # 3.3
-SUPPORTED_FPS = frozenset({1, 7, 10, 15, 24, 30, 60})  # 3.3
-DEFAULT_FPS = 15
 VENDORS = (1, 2, 3, 5, 6, 7, 8, 11)  # 3.5 (current docs only: no Qiniu 0 / Kingsoft 4)
 VENDOR_S3_COMPATIBLE = 11
 STS_VENDORS = frozenset({1, 2, 3})  # 3.5: stsToken only for S3, Alibaba, Tencent
@@ -135,21 +146,6 @@ _SECRET_MASK = "**********"
 _REVEAL = "reveal_secrets"
 # Field names whose input must never be echoed in an error message.
 _SENSITIVE = frozenset({"token", "secret", "salt", "accessKey", "secretKey", "stsToken"})
-
-
-class RecordingStatus(IntEnum):
-    """``serverResponse.status`` values (4.1)."""
-
-    NOT_STARTED = 0
-    INITIALIZED = 1
-    STARTING = 2
-    PARTIALLY_READY = 3
-    READY = 4
-    IN_PROGRESS = 5
-    STOP_REQUESTED = 6
-    STOPPED = 7
-    EXITED = 8
-    EXITED_ABNORMALLY = 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,8 +440,8 @@ class LayoutRegion(_Request):
     y_axis: Fraction
     width: Fraction
     height: Fraction
-    alpha: Fraction = 1.0
-    render_mode: RenderMode = 0
+    alpha: Fraction = DEFAULT_ALPHA
+    render_mode: RenderMode = DEFAULT_RENDER_MODE
 
 
 class UserBackground(_Request):
@@ -453,7 +449,7 @@ class UserBackground(_Request):
 
     uid: UidStr
     image_url: NonEmptyStr
-    render_mode: RenderMode = 0
+    render_mode: RenderMode = DEFAULT_RENDER_MODE
 
 
 class _LayoutFields(_Request):
@@ -474,9 +470,9 @@ class _LayoutFields(_Request):
     )
 
     # 0 floating, 1 best fit, 2 vertical, 3 custom (layoutConfig)
-    mixedVideoLayout: Annotated[StrictInt, Between(0, 3)] = 0
+    mixedVideoLayout: Annotated[StrictInt, Between(0, 3)] = DEFAULT_LAYOUT
     maxResolutionUid: UidStr | None = None  # layout 2: the large region
-    backgroundColor: Color = "#000000"
+    backgroundColor: Color = DEFAULT_BACKGROUND_COLOR
     backgroundImage: NonEmptyStr | None = None
     defaultUserBackgroundImage: NonEmptyStr | None = None
     layoutConfig: Annotated[list[LayoutRegion], Field(max_length=MAX_LAYOUT_REGIONS)] | None = None
@@ -486,10 +482,12 @@ class _LayoutFields(_Request):
 class TranscodingConfig(_LayoutFields):
     """``recordingConfig.transcodingConfig`` (3.3): the composite canvas and its layout."""
 
-    width: Annotated[StrictInt, Between(1, 1920)] = 360
-    height: Annotated[StrictInt, Between(1, 1920)] = 640
+    width: Annotated[StrictInt, Between(1, 1920)] = DEFAULT_WIDTH
+    height: Annotated[StrictInt, Between(1, 1920)] = DEFAULT_HEIGHT
     fps: StrictInt = DEFAULT_FPS
-    bitrate: Annotated[StrictInt, Between(1, 6500)] = 500  # kbps; > 6500 is an error
+    bitrate: Annotated[StrictInt, Between(1, 6500)] = (
+        DEFAULT_BITRATE_KBPS  # kbps; > 6500 is an error
+    )
 
     @field_validator("fps")
     @classmethod
@@ -542,7 +540,9 @@ class RecordingConfig(_Request):
     )
 
     channelType: Annotated[StrictInt, Between(0, 1)] = 0  # 0 communication, 1 live broadcast
-    streamTypes: Annotated[StrictInt, Between(0, 2)] = 2  # 0 audio, 1 video, 2 both
+    streamTypes: Annotated[StrictInt, Between(0, 2)] = (
+        DEFAULT_STREAM_TYPES  # 0 audio, 1 video, 2 both
+    )
     decryptionMode: Annotated[StrictInt, Between(0, 8)] = 0
     secret: Secret | None = None  # required when decryptionMode != 0
     salt: Secret | None = None  # base64 of 32 bytes; required with decryptionMode 7 or 8
@@ -554,7 +554,7 @@ class RecordingConfig(_Request):
     unSubscribeVideoUids: UidList | None = _unsubscribe_field("Video")
     subscribeUidGroup: Annotated[StrictInt, Between(0, 5)] | None = None  # individual mode only
     streamMode: Literal["default", "standard", "original"] | None = None  # individual mode only
-    audioProfile: Annotated[StrictInt, Between(0, 2)] = 0  # composite only
+    audioProfile: Annotated[StrictInt, Between(0, 2)] = DEFAULT_AUDIO_PROFILE  # composite only
     transcodingConfig: TranscodingConfig | None = None  # composite only
     privateParams: str | None = None  # a JSON string, e.g. "{\"correctEXTINF\":true}"
 
@@ -597,7 +597,7 @@ FileType = Literal["hls", "mp4"]
 
 
 def _default_file_types() -> list[FileType]:
-    return ["hls"]
+    return list(DEFAULT_FILE_TYPES)
 
 
 class RecordingFileConfig(_Request):

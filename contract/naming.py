@@ -1,4 +1,8 @@
-"""Output file names exactly as the real service writes them (spec 9.1)."""
+"""Output file names exactly as the real service writes them (spec 9.1, 9.2).
+
+The emulator writes files under these names; the worker expects them (the playlist it reports
+before the service lists the files).
+"""
 
 from __future__ import annotations
 
