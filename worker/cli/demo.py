@@ -170,7 +170,7 @@ def _record_demo(
 ) -> None:
     from tasks.recording import submit_and_start
     from worker.celery_app import app, configure, runtime
-    from worker.cli import follow_job
+    from worker.cli.live import follow_job
 
     dev = DevApiClient(settings.api_base_url, token=settings.dev_token_value)
     wait_until(lambda: _answers(dev), 30, "the emulator to answer")
