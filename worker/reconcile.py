@@ -61,6 +61,7 @@ from worker.recording import (
 from worker.recording import find_sid as find_job_sid
 from worker.runtime import KnownRecording, RecordingLocator
 from worker.states import ACTIVE_STATES, JobState
+from worker.steps import Step
 from worker.store import FileRecord, JobRecord
 
 if TYPE_CHECKING:
@@ -210,23 +211,27 @@ def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> 
     if job.state == S.QUEUED:
         if job.start_at is not None and job.start_at > now - stuck:
             return DONE  # a scheduled start: the dispatcher fires it
-        return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+        return Next(Step.ACQUIRE) if _quiet_since(job, now) > stuck else DONE
     if job.state == S.STARTING and not job.sid and job.sid_wait_since is not None:
         # Its sid is being sought (worker.recording.seek_sid): re-drive the search if it went
         # quiet (the search repeats the start at least every half of the time it has spent).
         quiet = now - max(job.sid_wait_since, job.sid_provoked_at or 0.0)
-        return Next("watch") if quiet > stuck and not rt.store.start_claimed(job.job_id) else DONE
+        return (
+            Next(Step.WATCH) if quiet > stuck and not rt.store.start_claimed(job.job_id) else DONE
+        )
     if job.state == S.ACQUIRING or (job.state == S.STARTING and not job.sid):
         if rt.store.start_claimed(job.job_id):
             return DONE  # a start request is in flight
         # acquire -> start: the acquire step passes a job already starting on to start.
-        return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+        return Next(Step.ACQUIRE) if _quiet_since(job, now) > stuck else DONE
     if job.state == S.STARTING:
         # The watch concludes within start_confirm_timeout of the start, one way or another.
         started = job.started_at or now
-        return Next("watch") if now - started > rt.settings.start_confirm_timeout + stuck else DONE
+        return (
+            Next(Step.WATCH) if now - started > rt.settings.start_confirm_timeout + stuck else DONE
+        )
     if job.state == S.RECORDING and job.stop_at < now - OVERDUE_FACTOR * rt.settings.stop_lease:
-        return Next("stop")
+        return Next(Step.STOP)
     return DONE
 
 
@@ -340,9 +345,9 @@ def adopt_late(rt: Runtime, now: float, report: ReconcileReport) -> None:
                 source,
                 extra={"job_id": job_id, "sid": sid},
             )
-            rt.store.schedule("stop", job_id, now)
+            rt.store.schedule(Step.STOP, job_id, now)
             report.late_adopted += 1
-            report.redrive.append((job_id, Next("stop")))
+            report.redrive.append((job_id, Next(Step.STOP)))
 
 
 def check_live(
@@ -414,7 +419,7 @@ def _missing(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) -
     moved, _ = rt.store.transition(job.job_id, {S.RECORDING}, S.STOPPING, stop_reason="gone")
     if moved:
         report.idle_exits += 1
-        report.redrive.append((job.job_id, Next("stop")))
+        report.redrive.append((job.job_id, Next(Step.STOP)))
 
 
 def _ended_by_itself(rt: Runtime, job: JobRecord, target: JobState, reason: str) -> None:
@@ -431,7 +436,7 @@ def _ended_by_itself(rt: Runtime, job: JobRecord, target: JobState, reason: str)
 def _expected_files(job: JobRecord) -> list[FileRecord]:
     assert job.sid is not None
     name = expected_playlist_name(job.sid, job.cname)
-    prefix = job.spec.get("fileNamePrefix") or []
+    prefix = job.job_spec.fileNamePrefix
     return [FileRecord(fileName=name, key="/".join([*prefix, name]))]
 
 
@@ -482,7 +487,7 @@ def adopt(rt: Runtime, job_id: str, sid: str) -> Next:
         sid,
         extra={"job_id": job_id, "sid": sid, "cname": job.cname},
     )
-    return Next("watch")
+    return Next(Step.WATCH)
 
 
 def stop_orphan(rt: Runtime, rec: KnownRecording) -> bool:

@@ -56,6 +56,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from worker.errors import JobNotFound
+from worker.jobs import StoredSpec
 from worker.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -186,6 +187,11 @@ class JobRecord(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def job_spec(self) -> StoredSpec:
+        """``spec`` typed: what the steps read of it (the stored JSON stays ``spec``)."""
+        return StoredSpec.model_validate(self.spec)
 
     def entered_at(self, state: JobState) -> float | None:
         """When the job last entered ``state``."""

@@ -209,7 +209,7 @@ def _record_demo(
     if job.state != "completed":
         raise DemoError(f"the job ended {job.state}: {job.error}")
     bucket = settings.storage_profile(job.storage).bucket
-    folder = storage_dir / bucket / "/".join(job.spec.get("fileNamePrefix") or [])
+    folder = storage_dir / bucket / "/".join(job.job_spec.fileNamePrefix)
     print(f"\nDone: job {job.job_id} completed (sid {job.sid}). Files:")
     for path in sorted(folder.glob(f"{job.sid}_*")):
         print(f"  {path}")

@@ -188,10 +188,11 @@ def _json_kind(value: Any) -> str:
 
 def _stop_command(ctx: click.Context, job_id: str, reason: str, as_json: bool) -> None:
     from tasks.recording import request_stop
+    from worker.steps import StopReason
 
     rt = runtime_for(ctx)
     try:
-        job = request_stop(rt, job_id, reason)
+        job = request_stop(rt, job_id, StopReason(reason))
     except JobNotFound as exc:
         raise CliError(str(exc), Exit.NOT_FOUND) from None
     if as_json:
