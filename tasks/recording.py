@@ -9,6 +9,11 @@ job). Task names are stable: other services and Flower rely on them.
 The public tasks (``recording.submit``, ``status``, ``cancel``, ``stop_now``) are what callers
 send, on the intake queue (docs/tasks.md is their contract); every other task is an internal
 step on cloudrec's own queues (:mod:`worker.queues`).
+
+How each step is routed, prioritised and retried is one table, :data:`worker.steps.STEPS`;
+how each is sent is :data:`SENDERS`. Size: over 400 lines because every task Celery registers
+from this module shares the one retry policy and sender table; splitting them would make the
+task modules import each other.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from config.settings import webhook_key
 from worker import webhook_http
 from worker.errors import WebhookError, WebhookRefused
 from worker.jobs import StoredCallback
+from worker.keys import callback_slots_key
 from worker.steps import Step
 from worker.store import JobRecord
 
@@ -63,7 +64,6 @@ ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 MAX_RETRY_WAIT = 50.0  # countdowns stay under a minute (design.md section 3)
-SLOTS_KEY = "cloudrec:callback-slots:{node}"  # sorted set: holder -> when its hold lapses
 SLOT_HOLD_MARGIN = 15.0  # a holder's lease beyond the webhook deadline (store calls, a slow GIL)
 
 SendTask = Callable[[str, list[Any]], None]
@@ -196,7 +196,7 @@ def delivery_slot(rt: Runtime, node: str, slots: int) -> Iterator[bool]:
     """Hold one of ``node``'s ``slots`` delivery slots for the block; yields whether one was
     free. Kept in Redis, so every process of a prefork worker shares them, and held for at most
     the webhook deadline and a margin, so a worker killed mid-delivery frees its slot."""
-    key = SLOTS_KEY.format(node=node)
+    key = callback_slots_key(node)
     holder = uuid.uuid4().hex
     now = time.time()
     hold = rt.settings.webhook_timeout + SLOT_HOLD_MARGIN

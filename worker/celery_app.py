@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task
@@ -55,6 +56,7 @@ from kombu import Exchange, Queue
 from config import Settings
 
 # The layout lives in worker.queues; re-exported here, where callers have always found it.
+from worker.keys import REDBEAT_PREFIX
 from worker.logs import connect_celery_logging
 from worker.queues import CALLBACKS_QUEUE as CALLBACKS_QUEUE
 from worker.queues import CONTROL_QUEUE as CONTROL_QUEUE
@@ -160,7 +162,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "redbeat_redis_url": settings.redis_url,
-        "redbeat_key_prefix": "cloudrec:redbeat:",
+        "redbeat_key_prefix": REDBEAT_PREFIX,
         # A killed beat's lock lives this long, and a standby checks about once a second, so a
         # standby takes over within lock_timeout + ~2 s: 25 keeps that under 30 s.
         "redbeat_lock_timeout": 25,
@@ -237,7 +239,13 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def job_log_fields(job_id: str) -> Mapping[str, str | None]:
+    """The job's cname and sid from this process's job store (for its task's log lines)."""
+    job = runtime().store.find(job_id)
+    return {"cname": job.cname, "sid": job.sid} if job is not None else {}
+
+
 configure(Settings())
 # Every process started from this app (`celery -A worker.celery_app worker|beat` as much as
 # `cloudrec worker|beat`) logs the same way: set up through Celery's own signals.
-connect_celery_logging(settings)
+connect_celery_logging(settings, job_log_fields)

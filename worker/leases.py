@@ -27,13 +27,10 @@ from collections.abc import Iterator
 
 import redis
 
-from worker.store import DUE_KEY, PREFIX
+from worker.keys import DUE_KEY, due_member
+from worker.keys import claim_key as claim_key
 
 log = logging.getLogger("cloudrec.leases")
-
-
-def claim_key(action: str, job_id: str) -> str:
-    return f"{PREFIX}claim:{action}:{job_id}"
 
 
 class LeaseKeeper:
@@ -106,6 +103,6 @@ class LeaseKeeper:
         with self.redis.pipeline(transaction=False) as pipe:
             for action, job_id in entries:
                 # xx: an entry its step removed stays removed; gt: a later retry time stays.
-                pipe.zadd(DUE_KEY, {f"{action}:{job_id}": until}, xx=True, gt=True)
+                pipe.zadd(DUE_KEY, {due_member(action, job_id): until}, xx=True, gt=True)
                 pipe.pexpire(claim_key(action, job_id), self._lease_ms)
             pipe.execute()

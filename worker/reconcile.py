@@ -32,6 +32,9 @@ A round, cheapest first:
    older than ``orphan_grace``, stopped. The list is fetched at most every
    ``orphan_scan_interval``. With the real service this step does not exist; there a
    job record's resourceId and sid are the only handle, and steps 1-2 use them.
+
+Size: over 400 lines because one round is one bounded budget shared by its steps (adopt,
+re-drive, NCS, scan); they are kept together so that budget reads in one place.
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from config import Settings
-from worker.devapi import DevApiClient, DevApiError
+from worker import keys
+from worker.devapi import DevApiError
 from worker.errors import ApiError, RateLimitWait, WorkerNotFound
+from worker.locator import DevApiLocator, KnownRecording, RecordingLocator, locator_for
 from worker.ncs import NcsRecording
 from worker.recording import (
     DONE,
@@ -59,7 +62,6 @@ from worker.recording import (
     note_missing,
 )
 from worker.recording import find_sid as find_job_sid
-from worker.runtime import KnownRecording, RecordingLocator
 from worker.states import ACTIVE_STATES, JobState
 from worker.steps import Step
 from worker.store import FileRecord, JobRecord
@@ -167,7 +169,7 @@ class Seen:
                 self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
 
 
-SCANNED_KEY = "cloudrec:reconcile:scanned"
+SCANNED_KEY = keys.SCANNED_KEY
 
 
 def _scan_due(rt: Runtime, now: float) -> bool:
@@ -511,69 +513,9 @@ def _older_than(rec: KnownRecording, now: float, seconds: float) -> bool:
     return rec.started_at is not None and now - rec.started_at >= seconds
 
 
-# -- the dev API as a recording locator ------------------------------------------------------------
-class DevApiLocator:
-    """The emulator's ``GET /dev/recordings`` as a :class:`RecordingLocator`."""
-
-    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
-        self._dev = DevApiClient(base_url, timeout=timeout, token=token)
-
-    def recordings(
-        self, *, live_only: bool = False, resource_id: str | None = None
-    ) -> list[KnownRecording]:
-        """Raises :class:`DevApiError` when the dev API cannot be reached."""
-        items = self._dev.recordings(live=True if live_only else None, resource_id=resource_id)
-        return [_known(item) for item in items if isinstance(item, dict)]
-
-
-def _known(item: dict[str, Any]) -> KnownRecording:
-    return KnownRecording(
-        sid=str(item.get("sid", "")),
-        resource_id=str(item.get("resourceId", "")),
-        app_id=item.get("appId"),
-        cname=str(item.get("cname", "")),
-        uid=str(item.get("uid", "")),
-        live=bool(item.get("live")),
-        started_at=_epoch(item.get("startedAt")),
-    )
-
-
-def _epoch(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
-def locator_for(settings: Settings) -> RecordingLocator | None:
-    """The dev API when it should be used: ``Settings.dev_api``, or, when that is unset,
-    whether the API base URL answers ``GET /dev/recordings`` (the emulator does)."""
-    if settings.dev_api is False:
-        return None
-    locator = DevApiLocator(settings.api_base_url, token=settings.dev_token_value)
-    if settings.dev_api:
-        return locator
-    probe = DevApiLocator(settings.api_base_url, timeout=3.0, token=settings.dev_token_value)
-    try:
-        probe.recordings(live_only=True)
-    except DevApiError:
-        return None
-    return locator
-
-
 def find_sid(rt: Runtime, resource_id: str) -> str | None:
     """The sid a resource started, if a locator can tell."""
-    locator = rt.locator
-    if locator is None:
-        return None
-    try:
-        found = locator.recordings(resource_id=resource_id)
-        return next((r.sid for r in found if r.resource_id == resource_id), None)
-    except DevApiError as exc:
-        log.warning("cannot look up the sid of a started resource: %s", exc)
-        return None
+    return rt.locate_sid(resource_id)
 
 
 __all__ = [

@@ -10,6 +10,10 @@ task layer, which retries with backoff. Every other outcome is decided here.
 
 The invariant this module keeps: once a ``sid`` exists, something will call stop for it: the
 scheduled deadline, a cancel, the reconciler, or the service's own idle exit.
+
+Size: over 400 lines on purpose: that invariant is kept across the steps (a start that answers
+after its job ended schedules its own stop; a stop finds the sid a lost start left), so the
+whole step machine reads in one file. The step names and their table are :mod:`worker.steps`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from config import Settings
+from worker import keys
 from worker.api_models import (
     AcquireClientRequest,
     StartClientRequest,
@@ -324,7 +329,7 @@ SID_POLL_SECONDS = 1.0
 # ones at half the time spent looking (5, 10, 20 s ... apart).
 SID_PROVOKE_SECONDS = 5.0
 SID_UNKNOWN_REASON = "sid unknown: a recording may be running that cloudrec cannot stop"
-SID_UNKNOWN_KEY = "cloudrec:sid_unknown"  # zset job id -> when it ended "sid unknown"
+SID_UNKNOWN_KEY = keys.SID_UNKNOWN_KEY  # zset job id -> when it ended "sid unknown"
 
 
 def find_sid(rt: Runtime, job: JobRecord) -> tuple[str, str] | None:

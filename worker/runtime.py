@@ -7,7 +7,6 @@ to every step function; nothing below reads the environment or holds globals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import redis
 import requests
@@ -17,34 +16,12 @@ from config import Settings
 from worker.client import RecordingApiClient
 from worker.leases import LeaseKeeper
 from worker.limiter import ApiRateLimiter
+from worker.locator import KnownRecording as KnownRecording
+from worker.locator import RecordingLocator, locator_for, sid_of_resource
 from worker.metrics import Metrics
 from worker.ncs import NcsLedger
 from worker.store import JobStore
 from worker.vault import TokenVault
-
-
-@dataclass(frozen=True)
-class KnownRecording:
-    """A recording as the service's side lists it (the emulator's ``GET /dev/recordings``)."""
-
-    sid: str
-    resource_id: str
-    app_id: str | None
-    cname: str
-    uid: str
-    live: bool
-    started_at: float | None  # epoch seconds
-
-
-class RecordingLocator(Protocol):
-    """Lists every recording the service holds, whoever started it. The real service has no
-    such call (there, a job's own resourceId and sid are the only handle); the emulator's dev
-    API does, and it is what finds recordings whose job lost track of them."""
-
-    def recordings(
-        self, *, live_only: bool = False, resource_id: str | None = None
-    ) -> list[KnownRecording]: ...
-
 
 # HTTP connections kept per host: a threads worker runs up to this many API calls at once
 # (requests' default of 10 makes a busier worker open and drop a connection per call).
@@ -100,17 +77,14 @@ class Runtime:
     def locator(self) -> RecordingLocator | None:
         """The recording lister, when the service offers one (decided once per process)."""
         if not self._locator_decided:
-            from worker.reconcile import locator_for  # the reconciler owns the dev API lookups
-
             self._locator = locator_for(self.settings)
             self._locator_decided = True
         return self._locator
 
     def locate_sid(self, resource_id: str) -> str | None:
         """The sid a resource started, if the service can tell (None otherwise)."""
-        from worker.reconcile import find_sid
-
-        return find_sid(self, resource_id)
+        locator = self.locator
+        return None if locator is None else sid_of_resource(locator, resource_id)
 
     def close(self) -> None:
         self.client.close()

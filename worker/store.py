@@ -39,6 +39,10 @@ other per-job key (delivery counts, claims, the vault's token) carries its own T
 Every due entry is *leased* when claimed (:meth:`JobStore.claim_due`): it stays in the zset with a
 later score and comes back unless its step removes it, so a process that dies between claiming an
 entry and finishing its work loses nothing.
+
+Size: one module over 400 lines because it is one storage schema: the record, its indexes
+and the Lua scripts that change them together must agree on every field and key, and are read
+side by side (the key names themselves are built in :mod:`worker.keys`).
 """
 
 from __future__ import annotations
@@ -55,8 +59,18 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from worker import keys
 from worker.errors import JobNotFound
 from worker.jobs import StoredSpec
+from worker.keys import CHECKED_KEY as CHECKED_KEY
+from worker.keys import DUE_KEY as DUE_KEY
+from worker.keys import ENDED_KEY as ENDED_KEY
+from worker.keys import JOBS_KEY as JOBS_KEY
+from worker.keys import PREFIX as PREFIX
+from worker.keys import claim_key, due_member
+from worker.keys import data_key as data_key
+from worker.keys import deliveries_key as deliveries_key
+from worker.keys import job_key as job_key
 from worker.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -66,30 +80,13 @@ from worker.states import (
 
 log = logging.getLogger("cloudrec.store")
 
-PREFIX = "cloudrec:"
-JOBS_KEY = PREFIX + "jobs"
-ENDED_KEY = PREFIX + "ended"
-DUE_KEY = PREFIX + "due"
-CHECKED_KEY = PREFIX + "checked"
 TERMINAL_RETENTION = 30 * 24 * 3600
 
 
-def deliveries_key(job_id: str) -> str:
-    return f"{PREFIX}deliveries:{job_id}"
-
-
 def start_claim_key(job_id: str) -> str:
-    # The same key as worker.leases.claim_key("start", ...): the start step holds it on the
-    # lease heartbeat, so a claim whose holder died lapses within a lease.
-    return f"{PREFIX}claim:start:{job_id}"
-
-
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
-
-
-def data_key(job_id: str) -> str:
-    return f"{PREFIX}jobdata:{job_id}"
+    # The start step's in-flight claim (worker.leases), held on the lease heartbeat, so a claim
+    # whose holder died lapses within a lease.
+    return claim_key("start", job_id)
 
 
 # Fields kept in the data blob rather than the hash (big, or growing).
@@ -97,7 +94,7 @@ BIG_FIELDS = frozenset({"spec", "resource_id", "history", "files", "error", "cal
 
 
 def state_key(state: JobState | str) -> str:
-    return f"{PREFIX}state:{state}"
+    return keys.state_key(state)
 
 
 # The Gregorian calendar repeats every 400 years, to the second (146,097 days): a time outside
@@ -505,7 +502,7 @@ class JobStore:
             pipe.zrem(ENDED_KEY, job_id)
             for state in ACTIVE_STATES:
                 pipe.srem(state_key(state), job_id)
-            pipe.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
+            pipe.zrem(DUE_KEY, *(due_member(action, job_id) for action in DUE_ACTIONS))
             pipe.zrem(CHECKED_KEY, job_id)
             pipe.execute()
 
@@ -659,21 +656,21 @@ class JobStore:
 
     # -- the due-queue (scheduled starts and stops) -----------------------------------------
     def schedule(self, action: str, job_id: str, at: float) -> None:
-        self.redis.zadd(DUE_KEY, {f"{action}:{job_id}": at})
+        self.redis.zadd(DUE_KEY, {due_member(action, job_id): at})
 
     def unschedule(self, action: str, job_id: str) -> None:
-        self.redis.zrem(DUE_KEY, f"{action}:{job_id}")
+        self.redis.zrem(DUE_KEY, due_member(action, job_id))
 
     def unschedule_all(self, job_id: str) -> None:
-        self.redis.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
+        self.redis.zrem(DUE_KEY, *(due_member(action, job_id) for action in DUE_ACTIONS))
 
     def extend_due(self, action: str, job_id: str, until: float) -> bool:
         """Push an existing due entry's lease out to ``until`` (a step that is still working on
         it, or that will retry at ``until``). Returns whether the entry existed."""
-        return bool(self.redis.zadd(DUE_KEY, {f"{action}:{job_id}": until}, xx=True, ch=True))
+        return bool(self.redis.zadd(DUE_KEY, {due_member(action, job_id): until}, xx=True, ch=True))
 
     def due_at(self, action: str, job_id: str) -> float | None:
-        score = self.redis.zscore(DUE_KEY, f"{action}:{job_id}")
+        score = self.redis.zscore(DUE_KEY, due_member(action, job_id))
         return float(score) if score is not None else None
 
     def restore_deadline(self, job_id: str, at: float) -> bool:
@@ -685,7 +682,7 @@ class JobStore:
         """The due time of ``action`` for each job (None: not scheduled)."""
         if not job_ids:
             return []
-        scores = self.redis.zmscore(DUE_KEY, [f"{action}:{job_id}" for job_id in job_ids])
+        scores = self.redis.zmscore(DUE_KEY, [due_member(action, job_id) for job_id in job_ids])
         return [float(s) if s is not None else None for s in scores]
 
     def due_count(self) -> int:
