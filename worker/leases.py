@@ -12,8 +12,11 @@ entry, one daemon thread per process pushes every registered entry out by ``leas
 ends. If the process dies, the heartbeat dies with it and the entry comes back within ``lease``.
 
 The same heartbeat keeps an exclusive *in-flight claim* (``cloudrec:claim:<action>:<id>``) alive,
-so a duplicate delivery of the same stop (a resend after a slow pickup) does not send a second
-request while the first is still waiting for its answer.
+so a duplicate delivery of the same step (a resend after a slow pickup) does not send a second
+request while the first is still waiting for its answer. This is cloudrec's one "only one
+request in flight" primitive: the start step holds ``start`` (the start claim) and the stop
+steps hold ``stop`` with it; :meth:`LeaseKeeper.held` is how others (the reconciler, a start's
+sid search) see that a request is in flight.
 """
 
 from __future__ import annotations

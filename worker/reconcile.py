@@ -219,10 +219,12 @@ def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> 
         # quiet (the search repeats the start at least every half of the time it has spent).
         quiet = now - max(job.sid_wait_since, job.sid_provoked_at or 0.0)
         return (
-            Next(Step.WATCH) if quiet > stuck and not rt.store.start_claimed(job.job_id) else DONE
+            Next(Step.WATCH)
+            if quiet > stuck and not rt.leases.held(Step.START, job.job_id)
+            else DONE
         )
     if job.state == S.ACQUIRING or (job.state == S.STARTING and not job.sid):
-        if rt.store.start_claimed(job.job_id):
+        if rt.leases.held(Step.START, job.job_id):
             return DONE  # a start request is in flight
         # acquire -> start: the acquire step passes a job already starting on to start.
         return Next(Step.ACQUIRE) if _quiet_since(job, now) > stuck else DONE

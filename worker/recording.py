@@ -372,7 +372,7 @@ def seek_sid(rt: Runtime, job: JobRecord, now: float) -> Next:
     found = find_sid(rt, job)
     if found is not None:
         return _adopt_sid(rt, job, *found)
-    if rt.store.start_claimed(job.job_id):
+    if rt.leases.held(Step.START, job.job_id):
         return Next(Step.WATCH, delay=SID_POLL_SECONDS)  # a start is in flight: its answer tells
     since = job.sid_wait_since or now
     if job.sid_wait_since is None:

@@ -67,9 +67,9 @@ from worker.keys import DUE_KEY as DUE_KEY
 from worker.keys import ENDED_KEY as ENDED_KEY
 from worker.keys import JOBS_KEY as JOBS_KEY
 from worker.keys import PREFIX as PREFIX
-from worker.keys import claim_key, due_member
 from worker.keys import data_key as data_key
 from worker.keys import deliveries_key as deliveries_key
+from worker.keys import due_member
 from worker.keys import job_key as job_key
 from worker.states import (
     ACTIVE_STATES,
@@ -81,12 +81,6 @@ from worker.states import (
 log = logging.getLogger("cloudrec.store")
 
 TERMINAL_RETENTION = 30 * 24 * 3600
-
-
-def start_claim_key(job_id: str) -> str:
-    # The start step's in-flight claim (worker.leases), held on the lease heartbeat, so a claim
-    # whose holder died lapses within a lease.
-    return claim_key("start", job_id)
 
 
 # Fields kept in the data blob rather than the hash (big, or growing).
@@ -712,17 +706,6 @@ class JobStore:
             action, _, job_id = _text(member).partition(":")
             out.append(DueEntry(action, job_id, float(score)))
         return out
-
-    # -- the start claim ------------------------------------------------------------------------
-    def take_start_claim(self, job_id: str, seconds: float) -> bool:
-        """Claim the right to send this job's start request for ``seconds`` (exclusive)."""
-        return bool(self.redis.set(start_claim_key(job_id), "1", nx=True, px=int(seconds * 1000)))
-
-    def release_start_claim(self, job_id: str) -> None:
-        self.redis.delete(start_claim_key(job_id))
-
-    def start_claimed(self, job_id: str) -> bool:
-        return bool(self.redis.exists(start_claim_key(job_id)))
 
     # -- redelivery accounting ----------------------------------------------------------------
     def count_delivery(self, job_id: str, step: str) -> int:
