@@ -9,6 +9,11 @@ job). Task names are stable: other services and Flower rely on them.
 The public tasks (``recording.submit``, ``status``, ``cancel``, ``stop_now``) are what callers
 send, on the intake queue (docs/tasks.md is their contract); every other task is an internal
 step on cloudrec's own queues (:mod:`worker.queues`).
+
+How each step is routed, prioritised and retried is one table, :data:`worker.steps.STEPS`;
+how each is sent is :data:`SENDERS`. Size: over 400 lines because every task Celery registers
+from this module shares the one retry policy and sender table; splitting them would make the
+task modules import each other.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from celery.exceptions import Retry
 from celery.signals import worker_init
 
 from worker import callbacks, recording
-from worker.celery_app import PRIORITY, PRIORITY_STEPS, RECORDING_QUEUE, app, runtime
+from worker.celery_app import PRIORITY_STEPS, RECORDING_QUEUE, app, runtime
 from worker.errors import (
     Action,
     ApiError,
@@ -40,21 +45,21 @@ from worker.recording import Next
 from worker.restorer import Holdings, dead_workers, kombu_restorer, restore_dead_workers
 from worker.runtime import Runtime
 from worker.states import JobState
+from worker.steps import Step, StopReason, attempts, due_leases, priority, task_name
 from worker.store import DueEntry, JobRecord, JobStore
 
 log = logging.getLogger("cloudrec.tasks")
 
 StepFunc = Callable[[Runtime, str], Next]
+# Sends a step's task for a job: (job id, countdown, producer).
+Sender = Callable[[str, float | None, Any], None]
 
-# How many failed API attempts a step gets before the job fails (a stop never gives up).
-MAX_API_ATTEMPTS = {"acquire": 8, "start": 8, "watch": 20, "stop": 10_000}
 MAX_BACKOFF = 60.0  # countdowns stay short: see worker.celery_app
 DISPATCH_BATCH = 500  # due entries claimed per round trip
 DISPATCH_TIME_BUDGET = 0.8  # seconds one dispatch may keep claiming (the next one is 1 s away)
-# A claimed start or callback may wait behind a backlog of new jobs in the recording queue; its
-# entry comes back only after this long (a lost one is also re-driven by the reconciler). A stop
-# goes to the control queue, where nothing waits: it comes back after CLOUDREC_STOP_LEASE.
-DUE_LEASES = {"start": 300.0, "callback": 120.0}
+# How long a claimed due entry stays claimed, per action (worker.steps.STEPS; a stop's lease is
+# CLOUDREC_STOP_LEASE).
+DUE_LEASES = due_leases()
 
 
 def backoff(attempt: int, base: float = 1.0) -> float:
@@ -69,17 +74,13 @@ def start_chain(job_id: str) -> Any:
 
 
 def follow(job_id: str, nxt: Next) -> None:
-    """Send whatever the finished step asked for."""
-    if nxt.step == "acquire":
-        start_chain(job_id).apply_async()
-    elif nxt.step == "watch":
-        watch.apply_async((job_id,), countdown=nxt.delay)
-    elif nxt.step == "stop":
-        stop.apply_async((job_id,), countdown=nxt.delay)
-    # "start" follows acquire inside the chain; None means nothing to do.
+    """Send whatever the finished step asked for. ``None`` means nothing to do; a start follows
+    its acquire inside the chain (:func:`start_chain`), so a step asking for it sends nothing."""
+    if nxt.step is not None and nxt.step != Step.START:
+        SENDERS[nxt.step](job_id, nxt.delay or None, None)
 
 
-def run_step(task: Task, step: str, job_id: str, func: StepFunc) -> None:
+def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
     """Run one step with the redelivery cap and the retry policy of the error tree."""
     rt = runtime()
     delivery = f"{step}:{task.request.id}"
@@ -102,7 +103,7 @@ def run_step(task: Task, step: str, job_id: str, func: StepFunc) -> None:
         if exc.action not in (Action.RETRY, Action.AMBIGUOUS):
             raise  # every other class is decided inside the step; reaching here is a bug
         failures = rt.store.count_delivery(job_id, f"{step}:failures")
-        if failures >= MAX_API_ATTEMPTS[step]:
+        if failures >= attempts(step):
             log.warning(
                 "job %s: %s gave up after %d attempts: %s",
                 job_id,
@@ -132,10 +133,10 @@ def _backoff_base(exc: ApiError) -> float:
     return 1.0
 
 
-def _retry(rt: Runtime, task: Task, step: str, job_id: str, countdown: float) -> Retry:
-    if step == "stop":
+def _retry(rt: Runtime, task: Task, step: Step, job_id: str, countdown: float) -> Retry:
+    if step == Step.STOP:
         # The retry is the next attempt: the deadline's lease must not fire a second one first.
-        rt.store.extend_due("stop", job_id, time.time() + countdown + rt.settings.stop_lease)
+        rt.store.extend_due(Step.STOP, job_id, time.time() + countdown + rt.settings.stop_lease)
     return task.retry(countdown=countdown, max_retries=None)
 
 
@@ -147,7 +148,7 @@ def _redelivered_too_often(rt: Runtime, task: Task, delivery: str, job_id: str) 
     return redeliveries > rt.settings.max_deliveries
 
 
-def _redelivery_error(step: str) -> dict[str, Any]:
+def _redelivery_error(step: Step) -> dict[str, Any]:
     return {"operation": step, "reason": f"{step} redelivered too often (worker lost)"}
 
 
@@ -191,15 +192,16 @@ def resume_submit(rt: Runtime, job: JobRecord) -> None:
         return
     rt.store.restore_deadline(job.job_id, job.stop_at)
     if job.start_at is not None:
-        if rt.store.due_at("start", job.job_id) is None:
-            rt.store.schedule("start", job.job_id, job.start_at)
+        if rt.store.due_at(Step.START, job.job_id) is None:
+            rt.store.schedule(Step.START, job.job_id, job.start_at)
         return
     log.info("job %s: submit redelivered; sending its start again", job.job_id)
     start_chain(job.job_id).apply_async()
 
 
-def request_stop(rt: Runtime, job_id: str, reason: str) -> JobRecord:
-    """Stop (reason "stop") or cancel (reason "cancel") a job now, before its deadline."""
+def request_stop(rt: Runtime, job_id: str, reason: StopReason) -> JobRecord:
+    """Stop (:attr:`StopReason.STOP`) or cancel (:attr:`StopReason.CANCEL`) a job now, before
+    its deadline."""
     job = recording.request_stop(rt, job_id, reason)
     if not job.terminal:
         stop.apply_async((job_id,))
@@ -213,9 +215,9 @@ CALLER_ERRORS = (JobSpecError, JobNotFound)
 
 
 @app.task(
-    name="recording.submit",
+    name=task_name(Step.SUBMIT),
     bind=True,
-    priority=PRIORITY["submit"],
+    priority=priority(Step.SUBMIT),
     ignore_result=False,
     throws=CALLER_ERRORS,
     public=True,
@@ -232,8 +234,8 @@ def submit(self: Task, spec: dict[str, Any]) -> str:
 
 
 @app.task(
-    name="recording.status",
-    priority=PRIORITY["public"],
+    name=task_name(Step.STATUS),
+    priority=priority(Step.STATUS),
     ignore_result=False,
     throws=CALLER_ERRORS,
     public=True,
@@ -244,8 +246,8 @@ def status(job_id: str) -> dict[str, Any]:
 
 
 @app.task(
-    name="recording.cancel",
-    priority=PRIORITY["public"],
+    name=task_name(Step.CANCEL),
+    priority=priority(Step.CANCEL),
     ignore_result=False,
     throws=CALLER_ERRORS,
     public=True,
@@ -253,42 +255,46 @@ def status(job_id: str) -> dict[str, Any]:
 def cancel(job_id: str) -> dict[str, Any]:
     """``cloudrec cancel``: a job not started yet never starts; a live one is stopped now.
     Returns the status JSON after the request (the stop itself follows on the control queue)."""
-    return request_stop(runtime(), job_id, "cancel").status_json()
+    return request_stop(runtime(), job_id, StopReason.CANCEL).status_json()
 
 
 @app.task(
-    name="recording.stop_now",
-    priority=PRIORITY["public"],
+    name=task_name(Step.STOP_NOW),
+    priority=priority(Step.STOP_NOW),
     ignore_result=False,
     throws=CALLER_ERRORS,
     public=True,
 )
 def stop_now(job_id: str) -> dict[str, Any]:
     """``cloudrec stop``: stop the recording now, before its deadline; returns the status JSON."""
-    return request_stop(runtime(), job_id, "stop").status_json()
+    return request_stop(runtime(), job_id, StopReason.STOP).status_json()
 
 
-@app.task(name="recording.acquire", bind=True, priority=PRIORITY["acquire"], max_retries=None)
+@app.task(
+    name=task_name(Step.ACQUIRE), bind=True, priority=priority(Step.ACQUIRE), max_retries=None
+)
 def acquire(self: Task, job_id: str) -> None:
-    run_step(self, "acquire", job_id, recording.acquire_step)
+    run_step(self, Step.ACQUIRE, job_id, recording.acquire_step)
 
 
-@app.task(name="recording.start", bind=True, priority=PRIORITY["start"], max_retries=None)
+@app.task(name=task_name(Step.START), bind=True, priority=priority(Step.START), max_retries=None)
 def start(self: Task, job_id: str) -> None:
-    run_step(self, "start", job_id, recording.start_step)
+    run_step(self, Step.START, job_id, recording.start_step)
 
 
-@app.task(name="recording.watch", bind=True, priority=PRIORITY["watch"], max_retries=None)
+@app.task(name=task_name(Step.WATCH), bind=True, priority=priority(Step.WATCH), max_retries=None)
 def watch(self: Task, job_id: str) -> None:
-    run_step(self, "watch", job_id, recording.watch_step)
+    run_step(self, Step.WATCH, job_id, recording.watch_step)
 
 
-@app.task(name="recording.stop", bind=True, priority=PRIORITY["stop"], max_retries=None)
+@app.task(name=task_name(Step.STOP), bind=True, priority=priority(Step.STOP), max_retries=None)
 def stop(self: Task, job_id: str) -> None:
-    run_step(self, "stop", job_id, recording.stop_step)
+    run_step(self, Step.STOP, job_id, recording.stop_step)
 
 
-@app.task(name="recording.callback", bind=True, priority=PRIORITY["callback"], max_retries=None)
+@app.task(
+    name=task_name(Step.CALLBACK), bind=True, priority=priority(Step.CALLBACK), max_retries=None
+)
 def callback(self: Task, job_id: str) -> None:
     """Deliver a finished job's completion callbacks (:mod:`worker.callbacks`), in one of this
     worker's few delivery slots."""
@@ -324,7 +330,7 @@ def _send_callback_task(name: str, args: list[Any]) -> None:
     app.send_task(name, args=args, queue=runtime().settings.callback_queue)
 
 
-@app.task(name="recording.dispatch", ignore_result=True, priority=PRIORITY["dispatch"])
+@app.task(name=task_name(Step.DISPATCH), ignore_result=True, priority=priority(Step.DISPATCH))
 def dispatch() -> int:
     """Beat, every second: fire the scheduled starts, stop deadlines and callbacks that are due
     (or due within the lookahead: those are sent to run at their second)."""
@@ -401,12 +407,9 @@ def send_due(entries: list[DueEntry]) -> None:
         for entry, at in zip(entries, fire_at, strict=True):
             # Early entries (the lookahead) wait in the worker until their second; others go now.
             countdown = at - now if at - now > 0.01 else None
-            if entry.action == "stop":
-                stop.apply_async((entry.job_id,), countdown=countdown, producer=producer)
-            elif entry.action == "start":
-                start_chain(entry.job_id).apply_async(countdown=countdown, producer=producer)
-            elif entry.action == "callback":
-                callback.apply_async((entry.job_id,), producer=producer)
+            sender = SENDERS.get(entry.action)
+            if sender is not None:
+                sender(entry.job_id, countdown, producer)
 
 
 def fire_times(store: JobStore, entries: list[DueEntry], now: float) -> list[float]:
@@ -414,17 +417,17 @@ def fire_times(store: JobStore, entries: list[DueEntry], now: float) -> list[flo
     passed. That is a lease running out (the attempt it covered was lost with its worker, or it
     would have renewed the lease): it goes at once rather than wait in a worker's memory for
     the lease's own end, where another kill could lose it again."""
-    early_stops = [e.job_id for e in entries if e.action == "stop" and e.due > now]
+    early_stops = [e.job_id for e in entries if e.action == Step.STOP and e.due > now]
     if not early_stops:
         return [e.due for e in entries]
     deadlines = dict(zip(early_stops, store.stop_times(early_stops), strict=True))
     return [
-        min(e.due, deadlines.get(e.job_id) or e.due) if e.action == "stop" else e.due
+        min(e.due, deadlines.get(e.job_id) or e.due) if e.action == Step.STOP else e.due
         for e in entries
     ]
 
 
-@app.task(name="recording.reconcile", ignore_result=True, priority=PRIORITY["reconcile"])
+@app.task(name=task_name(Step.RECONCILE), ignore_result=True, priority=priority(Step.RECONCILE))
 def reconcile() -> dict[str, int | bool]:
     """Beat, every 30 s: one reconciler round (:mod:`worker.reconcile`); sends what it asks."""
     rt = runtime()
@@ -445,6 +448,36 @@ def queue_backlog(rt: Runtime) -> int:
         for key in keys:
             pipe.llen(key)
         return sum(int(n) for n in pipe.execute())
+
+
+# -- how each step is sent (follow, send_due) ------------------------------------------------
+def _send_start_chain(job_id: str, countdown: float | None, producer: Any) -> None:
+    # A job's start (follow: "acquire"; a due scheduled start: "start") is always the
+    # acquire -> start chain.
+    start_chain(job_id).apply_async(countdown=countdown, producer=producer)
+
+
+def _send_watch(job_id: str, countdown: float | None, producer: Any) -> None:
+    watch.apply_async((job_id,), countdown=countdown, producer=producer)
+
+
+def _send_stop(job_id: str, countdown: float | None, producer: Any) -> None:
+    stop.apply_async((job_id,), countdown=countdown, producer=producer)
+
+
+def _send_callback(job_id: str, countdown: float | None, producer: Any) -> None:
+    # At once: a callback's slot in the callbacks queue is its wait (countdown unused).
+    callback.apply_async((job_id,), producer=producer)
+
+
+# Keyed by step, looked up by a due entry's action too (the same strings).
+SENDERS: dict[str, Sender] = {
+    Step.ACQUIRE: _send_start_chain,
+    Step.START: _send_start_chain,
+    Step.WATCH: _send_watch,
+    Step.STOP: _send_stop,
+    Step.CALLBACK: _send_callback,
+}
 
 
 __all__ = [

@@ -49,6 +49,9 @@ from typing import TYPE_CHECKING, Any
 from config.settings import webhook_key
 from worker import webhook_http
 from worker.errors import WebhookError, WebhookRefused
+from worker.jobs import StoredCallback
+from worker.keys import callback_slots_key
+from worker.steps import Step
 from worker.store import JobRecord
 
 if TYPE_CHECKING:
@@ -61,7 +64,6 @@ ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 MAX_RETRY_WAIT = 50.0  # countdowns stay under a minute (design.md section 3)
-SLOTS_KEY = "cloudrec:callback-slots:{node}"  # sorted set: holder -> when its hold lapses
 SLOT_HOLD_MARGIN = 15.0  # a holder's lease beyond the webhook deadline (store calls, a slow GIL)
 
 SendTask = Callable[[str, list[Any]], None]
@@ -123,26 +125,26 @@ def run_callbacks(
     now = time.time() if now is None else now
     job = rt.store.find(job_id)
     if job is None or not job.terminal or not job.has_callback:
-        rt.store.unschedule("callback", job_id)
+        rt.store.unschedule(Step.CALLBACK, job_id)
         return None
-    wanted = job.spec.get("callback") or {}
+    wanted = job.job_spec.callback or StoredCallback()
     status = dict(job.callback_status or {})
     body = summary(job)
-    if wanted.get("task") and "task" not in status:
-        status["task"] = _send_task_callback(rt, send_task, wanted["task"], job_id, body, now)
+    if wanted.task and "task" not in status:
+        status["task"] = _send_task_callback(rt, send_task, wanted.task, job_id, body, now)
         _save(rt, job, status)
     retry_in = None
-    if wanted.get("webhook") and _pending(status.get("webhook")):
+    if wanted.webhook and _pending(status.get("webhook")):
         previous = status.get("webhook")
         attempts = int(previous.get("attempts", 0)) if isinstance(previous, dict) else 0
         status["webhook"], retry_in = _webhook_attempt(
-            rt, job, wanted["webhook"], body, now, attempts + 1
+            rt, job, wanted.webhook, body, now, attempts + 1
         )
         _save(rt, job, status)
     if retry_in is not None:
-        rt.store.extend_due("callback", job_id, now + retry_in + rt.settings.stop_lease)
+        rt.store.extend_due(Step.CALLBACK, job_id, now + retry_in + rt.settings.stop_lease)
         return retry_in
-    rt.store.unschedule("callback", job_id)
+    rt.store.unschedule(Step.CALLBACK, job_id)
     return None
 
 
@@ -162,7 +164,7 @@ def deliver(
     wait = slot_wait(waited)
     rt.metrics.callback("delivery", "no_slot")
     # The due entry must not fire a second delivery while this one waits for a slot.
-    rt.store.extend_due("callback", job_id, time.time() + wait + rt.settings.stop_lease)
+    rt.store.extend_due(Step.CALLBACK, job_id, time.time() + wait + rt.settings.stop_lease)
     return wait
 
 
@@ -194,7 +196,7 @@ def delivery_slot(rt: Runtime, node: str, slots: int) -> Iterator[bool]:
     """Hold one of ``node``'s ``slots`` delivery slots for the block; yields whether one was
     free. Kept in Redis, so every process of a prefork worker shares them, and held for at most
     the webhook deadline and a margin, so a worker killed mid-delivery frees its slot."""
-    key = SLOTS_KEY.format(node=node)
+    key = callback_slots_key(node)
     holder = uuid.uuid4().hex
     now = time.time()
     hold = rt.settings.webhook_timeout + SLOT_HOLD_MARGIN

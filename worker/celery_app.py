@@ -20,7 +20,7 @@ Reliability choices (design.md section 3):
   beats a heartbeat (:mod:`worker.restorer`), and the dispatcher puts the messages of a worker
   silent for ``HEARTBEAT_TTL`` (6 s) back on their queues. The visibility timeout is only the
   last resort (a worker killed in the microseconds between taking a message and recording it).
-- Message priorities (``PRIORITY``): a job's next step is served before new jobs.
+- Message priorities (``worker.steps.STEPS``): a job's next step is served before new jobs.
 - Three queues, consumed in this order (``queue_layout``):
 
   - ``cloudrec.control`` (stop, dispatch): nothing else ever waits there, so a backlog anywhere
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task
@@ -55,6 +56,7 @@ from kombu import Exchange, Queue
 from config import Settings
 
 # The layout lives in worker.queues; re-exported here, where callers have always found it.
+from worker.keys import REDBEAT_PREFIX
 from worker.logs import connect_celery_logging
 from worker.queues import CALLBACKS_QUEUE as CALLBACKS_QUEUE
 from worker.queues import CONTROL_QUEUE as CONTROL_QUEUE
@@ -63,30 +65,18 @@ from worker.queues import RECORDING_QUEUE as RECORDING_QUEUE
 from worker.queues import intake_queues as intake_queues
 from worker.queues import queue_layout as queue_layout
 from worker.runtime import Runtime
+from worker.steps import STEPS, Step, priority, task_name
 from worker.transport import TRANSPORT
 
 DISPATCH_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
 VISIBILITY_TIMEOUT = 300  # longer than any countdown (< 60 s) or task run (a stop: < 60 s)
 
-# Message priorities (Redis transport: 0 is served first). Work on a job already under way
-# jumps ahead of new jobs: a backlog of 10,000 submitted jobs must not stand between an acquire
-# and its start (the resource is good for minutes, the service wants start within seconds), nor
-# between a start and its watch. Stops and the dispatcher come first of all (their queue is
-# polled first). Start and watch share priority 0 with them, on the recording queue, so that
-# they are also served before intake messages, which callers send at priority 0 (see above).
+# Message priorities (Redis transport: 0 is served first): each step's is in worker.steps.STEPS.
+# Work on a job already under way jumps ahead of new jobs: a backlog of 10,000 submitted jobs
+# must not stand between an acquire and its start (the resource is good for minutes, the service
+# wants start within seconds), nor between a start and its watch.
 PRIORITY_STEPS = [0, 3, 6, 9]
-PRIORITY = {
-    "stop": 0,
-    "dispatch": 0,
-    "start": 0,
-    "watch": 0,
-    "acquire": 6,
-    "submit": 6,
-    "callback": 6,
-    "reconcile": 9,
-    "public": 0,  # status, cancel, stop_now: a caller waits for the answer
-}
 
 log = logging.getLogger("cloudrec.celery")
 
@@ -160,7 +150,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # first), instead of round robin.
             "queue_order_strategy": "priority",
         },
-        "task_default_priority": PRIORITY["acquire"],
+        "task_default_priority": priority(Step.ACQUIRE),
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": RECORDING_QUEUE,
@@ -168,20 +158,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # exchange under the default queue's key, so both queues would share one binding.
         # Also what a worker without -Q consumes, in this order (see the module docstring).
         "task_queues": [_queue(name) for name in queue_layout(settings)],
-        "task_routes": {
-            **{name: {"queue": settings.intake_queue} for name in PUBLIC_TASKS},
-            "recording.stop": {"queue": CONTROL_QUEUE},
-            "recording.dispatch": {"queue": CONTROL_QUEUE},
-            # Not on the control queue: a round over 10,000 jobs takes a second of CPU, and
-            # that second belongs to the stops.
-            "recording.reconcile": {"queue": RECORDING_QUEUE},
-            "recording.callback": {"queue": CALLBACKS_QUEUE},
-            "recording.*": {"queue": RECORDING_QUEUE},
-        },
+        "task_routes": task_routes(settings),
         "worker_hijack_root_logger": False,
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "redbeat_redis_url": settings.redis_url,
-        "redbeat_key_prefix": "cloudrec:redbeat:",
+        "redbeat_key_prefix": REDBEAT_PREFIX,
         # A killed beat's lock lives this long, and a standby checks about once a second, so a
         # standby takes over within lock_timeout + ~2 s: 25 keeps that under 30 s.
         "redbeat_lock_timeout": 25,
@@ -193,15 +174,27 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "recording.dispatch",
                 "schedule": DISPATCH_INTERVAL,
                 # A dispatch that waited this long is stale: the next one is already coming.
-                "options": {"expires": 10, "priority": PRIORITY["dispatch"]},
+                "options": {"expires": 10, "priority": priority(Step.DISPATCH)},
             },
             "cloudrec-reconcile": {
                 "task": "recording.reconcile",
                 "schedule": RECONCILE_INTERVAL,
-                "options": {"expires": RECONCILE_INTERVAL, "priority": PRIORITY["reconcile"]},
+                "options": {
+                    "expires": RECONCILE_INTERVAL,
+                    "priority": priority(Step.RECONCILE),
+                },
             },
         },
     }
+
+
+def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Each step's queue (worker.steps.STEPS); any other cloudrec task: the recording queue."""
+    routes = {
+        task_name(step): {"queue": spec.queue or settings.intake_queue}
+        for step, spec in STEPS.items()
+    }
+    return routes | {"recording.*": {"queue": RECORDING_QUEUE}}
 
 
 def configure(settings: Settings) -> Celery:
@@ -246,7 +239,13 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def job_log_fields(job_id: str) -> Mapping[str, str | None]:
+    """The job's cname and sid from this process's job store (for its task's log lines)."""
+    job = runtime().store.find(job_id)
+    return {"cname": job.cname, "sid": job.sid} if job is not None else {}
+
+
 configure(Settings())
 # Every process started from this app (`celery -A worker.celery_app worker|beat` as much as
 # `cloudrec worker|beat`) logs the same way: set up through Celery's own signals.
-connect_celery_logging(settings)
+connect_celery_logging(settings, job_log_fields)

@@ -170,6 +170,29 @@ class JobSpec(BaseModel):
         return self.callback is not None and bool(self.callback.task or self.callback.webhook)
 
 
+class StoredCallback(BaseModel):
+    """A stored spec's callback (validated at submit; read back as plain strings)."""
+
+    task: str | None = None
+    webhook: str | None = None
+
+
+class StoredSpec(BaseModel):
+    """A job's spec as its record keeps it (:meth:`JobSpec.wire`), typed for the steps.
+
+    Read back without the caller-facing checks (they passed at submit, against the settings of
+    that moment); what ``wire`` left out as a default comes back as that default.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    recordingConfig: RecordingConfig = Field(default_factory=RecordingConfig)
+    recordingFileConfig: RecordingFileConfig = Field(default_factory=RecordingFileConfig)
+    fileNamePrefix: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    callback: StoredCallback | None = None
+
+
 class JobTimes(BaseModel):
     start_at: float | None
     stop_at: float

@@ -12,8 +12,11 @@ entry, one daemon thread per process pushes every registered entry out by ``leas
 ends. If the process dies, the heartbeat dies with it and the entry comes back within ``lease``.
 
 The same heartbeat keeps an exclusive *in-flight claim* (``cloudrec:claim:<action>:<id>``) alive,
-so a duplicate delivery of the same stop (a resend after a slow pickup) does not send a second
-request while the first is still waiting for its answer.
+so a duplicate delivery of the same step (a resend after a slow pickup) does not send a second
+request while the first is still waiting for its answer. This is cloudrec's one "only one
+request in flight" primitive: the start step holds ``start`` (the start claim) and the stop
+steps hold ``stop`` with it; :meth:`LeaseKeeper.held` is how others (the reconciler, a start's
+sid search) see that a request is in flight.
 """
 
 from __future__ import annotations
@@ -27,13 +30,10 @@ from collections.abc import Iterator
 
 import redis
 
-from worker.store import DUE_KEY, PREFIX
+from worker.keys import DUE_KEY, due_member
+from worker.keys import claim_key as claim_key
 
 log = logging.getLogger("cloudrec.leases")
-
-
-def claim_key(action: str, job_id: str) -> str:
-    return f"{PREFIX}claim:{action}:{job_id}"
 
 
 class LeaseKeeper:
@@ -106,6 +106,6 @@ class LeaseKeeper:
         with self.redis.pipeline(transaction=False) as pipe:
             for action, job_id in entries:
                 # xx: an entry its step removed stays removed; gt: a later retry time stays.
-                pipe.zadd(DUE_KEY, {f"{action}:{job_id}": until}, xx=True, gt=True)
+                pipe.zadd(DUE_KEY, {due_member(action, job_id): until}, xx=True, gt=True)
                 pipe.pexpire(claim_key(action, job_id), self._lease_ms)
             pipe.execute()

@@ -28,9 +28,10 @@ import uuid
 
 import redis
 
+from worker import keys
 from worker.errors import RateLimitWait
 
-LIMITER_KEY = "cloudrec:ratelimit:api"
+LIMITER_KEY = keys.LIMITER_KEY
 
 
 class Priority(enum.Enum):

@@ -214,15 +214,7 @@ def _safe_lookup(lookup: JobLookup, job_id: str) -> Mapping[str, str | None]:
         return {}
 
 
-def runtime_job_lookup(job_id: str) -> Mapping[str, str | None]:
-    """The job's cname and sid from this process's job store (the default lookup)."""
-    from worker.celery_app import runtime
-
-    job = runtime().store.find(job_id)
-    return {"cname": job.cname, "sid": job.sid} if job is not None else {}
-
-
-def install_task_log_context(lookup: JobLookup | None = runtime_job_lookup) -> None:
+def install_task_log_context(lookup: JobLookup | None = None) -> None:
     """Bind each Celery task's job fields to its log lines (call once per worker process).
 
     ``lookup(job_id)`` returns the job's ``cname`` and ``sid`` (read when the task starts).
@@ -246,7 +238,9 @@ def install_task_log_context(lookup: JobLookup | None = runtime_job_lookup) -> N
 
 
 # -- every process Celery starts ------------------------------------------------------------------
-def connect_celery_logging(settings: Callable[[], Settings]) -> None:
+def connect_celery_logging(
+    settings: Callable[[], Settings], lookup: JobLookup | None = None
+) -> None:
     """Make every process started from the Celery app log as ``cloudrec worker`` does.
 
     Connected where the app is defined, so ``celery -A worker.celery_app worker`` or ``beat``
@@ -254,7 +248,8 @@ def connect_celery_logging(settings: Callable[[], Settings]) -> None:
     (``CLOUDREC_LOG_JSON``), secrets redacted, each task's lines carrying its job's fields.
     Celery sends ``setup_logging`` from every worker and beat (and again in each prefork
     child); a receiver there replaces Celery's own set-up. ``settings`` is read when the
-    signal comes, after the process's settings are configured.
+    signal comes, after the process's settings are configured; ``lookup`` finds a task's job
+    (:func:`install_task_log_context`).
     """
     from celery.signals import celeryd_init
     from celery.signals import setup_logging as celery_setup_logging
@@ -276,4 +271,4 @@ def connect_celery_logging(settings: Callable[[], Settings]) -> None:
 
     celery_setup_logging.connect(_setup, weak=False, dispatch_uid="cloudrec-setup-logging")
     celeryd_init.connect(_early, weak=False, dispatch_uid="cloudrec-setup-logging-early")
-    install_task_log_context()
+    install_task_log_context(lookup)

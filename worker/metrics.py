@@ -14,17 +14,19 @@ from dataclasses import dataclass, field
 
 import redis
 
+from worker.keys import metrics_key
+
 log = logging.getLogger("cloudrec.metrics")
 
-PREFIX = "cloudrec:metrics:"
-API_CALLS = PREFIX + "api_calls"  # field "<operation>|<status>|<code>"
-RETRIES = PREFIX + "retries"  # field "<step>|<kind>"
-LIMITER_WAITS = PREFIX + "limiter_waits"  # field "<priority>"
-CALLBACKS = PREFIX + "callbacks"  # field "<kind>|<outcome>"
-STOP_LATENESS = PREFIX + "stop_lateness"  # histogram: field "le=<bound>", "count", "sum"
-NCS_EVENTS = PREFIX + "ncs_events"  # field "<event type>|<outcome: stored, duplicate>"
-NCS_REJECTED = PREFIX + "ncs_rejected"  # field "<reason>"
-SID_UNKNOWN = PREFIX + "sid_unknown"  # field "total": jobs ended "sid unknown"
+PREFIX = metrics_key("")
+API_CALLS = metrics_key("api_calls")  # field "<operation>|<status>|<code>"
+RETRIES = metrics_key("retries")  # field "<step>|<kind>"
+LIMITER_WAITS = metrics_key("limiter_waits")  # field "<priority>"
+CALLBACKS = metrics_key("callbacks")  # field "<kind>|<outcome>"
+STOP_LATENESS = metrics_key("stop_lateness")  # histogram: field "le=<bound>", "count", "sum"
+NCS_EVENTS = metrics_key("ncs_events")  # field "<event type>|<outcome: stored, duplicate>"
+NCS_REJECTED = metrics_key("ncs_rejected")  # field "<reason>"
+SID_UNKNOWN = metrics_key("sid_unknown")  # field "total": jobs ended "sid unknown"
 
 # Seconds between a job's stop_at and the moment the service answered its stop.
 LATENESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)

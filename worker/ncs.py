@@ -26,6 +26,9 @@ once; and the job machine treats a missing event as "not known", never as "did n
 
 The write is one Lua script (deduplication, fields, indexes and the unclaimed set together),
 so a receiver answers within milliseconds and two receivers behind a load balancer agree.
+
+Size: over 400 lines because the envelope parsing, the write script and the reads of the ledger
+share one Redis layout (keys built in :mod:`worker.keys`) that must agree field by field.
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ from typing import Any
 import redis
 
 from contract.ncs import EventType, LeaveCode, signatures
+from worker import keys
 
 log = logging.getLogger("cloudrec.ncs")
 
-PREFIX = "cloudrec:ncs:"
-UNCLAIMED_KEY = PREFIX + "unclaimed"
+PREFIX = keys.NCS_PREFIX
+UNCLAIMED_KEY = keys.NCS_UNCLAIMED_KEY
 LOG_LIMIT = 200
 # The service's clock (sendts) against ours: a recording whose first event is this much older
 # than a job's acquire can still be that job's.
@@ -55,20 +59,10 @@ CLOCK_SKEW_MS = 10_000
 UNCLAIMED_GRACE = 60.0
 
 
-def rec_key(sid: str) -> str:
-    return f"{PREFIX}rec:{sid}"
-
-
-def _log_key(sid: str) -> str:
-    return f"{PREFIX}log:{sid}"
-
-
-def _dedupe_key(sid: str) -> str:
-    return f"{PREFIX}dedupe:{sid}"
-
-
-def _uid_key(cname: str, uid: str) -> str:
-    return f"{PREFIX}uid:{uid}:{cname}"
+rec_key = keys.ncs_rec_key
+_log_key = keys.ncs_log_key
+_dedupe_key = keys.ncs_dedupe_key
+_uid_key = keys.ncs_uid_key
 
 
 class EnvelopeError(ValueError):

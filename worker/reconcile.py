@@ -32,6 +32,9 @@ A round, cheapest first:
    older than ``orphan_grace``, stopped. The list is fetched at most every
    ``orphan_scan_interval``. With the real service this step does not exist; there a
    job record's resourceId and sid are the only handle, and steps 1-2 use them.
+
+Size: over 400 lines because one round is one bounded budget shared by its steps (adopt,
+re-drive, NCS, scan); they are kept together so that budget reads in one place.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from contract import codes
+from worker import keys
 from worker.errors import ApiError, LocatorUnavailable, RateLimitWait, WorkerNotFound
 from worker.locator import KnownRecording, RecordingLocator
 from worker.ncs import NcsRecording
@@ -59,6 +63,7 @@ from worker.recording import (
 )
 from worker.recording import find_sid as find_job_sid
 from worker.states import ACTIVE_STATES, JobState
+from worker.steps import Step
 from worker.store import FileRecord, JobRecord
 
 if TYPE_CHECKING:
@@ -164,7 +169,7 @@ class Seen:
                 self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
 
 
-SCANNED_KEY = "cloudrec:reconcile:scanned"
+SCANNED_KEY = keys.SCANNED_KEY
 
 
 def _scan_due(rt: Runtime, now: float) -> bool:
@@ -208,23 +213,29 @@ def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> 
     if job.state == S.QUEUED:
         if job.start_at is not None and job.start_at > now - stuck:
             return DONE  # a scheduled start: the dispatcher fires it
-        return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+        return Next(Step.ACQUIRE) if _quiet_since(job, now) > stuck else DONE
     if job.state == S.STARTING and not job.sid and job.sid_wait_since is not None:
         # Its sid is being sought (worker.recording.seek_sid): re-drive the search if it went
         # quiet (the search repeats the start at least every half of the time it has spent).
         quiet = now - max(job.sid_wait_since, job.sid_provoked_at or 0.0)
-        return Next("watch") if quiet > stuck and not rt.store.start_claimed(job.job_id) else DONE
+        return (
+            Next(Step.WATCH)
+            if quiet > stuck and not rt.leases.held(Step.START, job.job_id)
+            else DONE
+        )
     if job.state == S.ACQUIRING or (job.state == S.STARTING and not job.sid):
-        if rt.store.start_claimed(job.job_id):
+        if rt.leases.held(Step.START, job.job_id):
             return DONE  # a start request is in flight
         # acquire -> start: the acquire step passes a job already starting on to start.
-        return Next("acquire") if _quiet_since(job, now) > stuck else DONE
+        return Next(Step.ACQUIRE) if _quiet_since(job, now) > stuck else DONE
     if job.state == S.STARTING:
         # The watch concludes within start_confirm_timeout of the start, one way or another.
         started = job.started_at or now
-        return Next("watch") if now - started > rt.settings.start_confirm_timeout + stuck else DONE
+        return (
+            Next(Step.WATCH) if now - started > rt.settings.start_confirm_timeout + stuck else DONE
+        )
     if job.state == S.RECORDING and job.stop_at < now - OVERDUE_FACTOR * rt.settings.stop_lease:
-        return Next("stop")
+        return Next(Step.STOP)
     return DONE
 
 
@@ -338,9 +349,9 @@ def adopt_late(rt: Runtime, now: float, report: ReconcileReport) -> None:
                 source,
                 extra={"job_id": job_id, "sid": sid},
             )
-            rt.store.schedule("stop", job_id, now)
+            rt.store.schedule(Step.STOP, job_id, now)
             report.late_adopted += 1
-            report.redrive.append((job_id, Next("stop")))
+            report.redrive.append((job_id, Next(Step.STOP)))
 
 
 def check_live(
@@ -412,7 +423,7 @@ def _missing(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) -
     moved, _ = rt.store.transition(job.job_id, {S.RECORDING}, S.STOPPING, stop_reason="gone")
     if moved:
         report.idle_exits += 1
-        report.redrive.append((job.job_id, Next("stop")))
+        report.redrive.append((job.job_id, Next(Step.STOP)))
 
 
 def _ended_by_itself(rt: Runtime, job: JobRecord, target: JobState, reason: str) -> None:
@@ -429,7 +440,7 @@ def _ended_by_itself(rt: Runtime, job: JobRecord, target: JobState, reason: str)
 def _expected_files(job: JobRecord) -> list[FileRecord]:
     assert job.sid is not None
     name = expected_playlist_name(job.sid, job.cname)
-    prefix = job.spec.get("fileNamePrefix") or []
+    prefix = job.job_spec.fileNamePrefix
     return [FileRecord(fileName=name, key="/".join([*prefix, name]))]
 
 
@@ -480,7 +491,7 @@ def adopt(rt: Runtime, job_id: str, sid: str) -> Next:
         sid,
         extra={"job_id": job_id, "sid": sid, "cname": job.cname},
     )
-    return Next("watch")
+    return Next(Step.WATCH)
 
 
 def stop_orphan(rt: Runtime, rec: KnownRecording) -> bool:

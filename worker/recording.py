@@ -10,6 +10,10 @@ task layer, which retries with backoff. Every other outcome is decided here.
 
 The invariant this module keeps: once a ``sid`` exists, something will call stop for it: the
 scheduled deadline, a cancel, the reconciler, or the service's own idle exit.
+
+Size: over 400 lines on purpose: that invariant is kept across the steps (a start that answers
+after its job ended schedules its own stop; a stop finds the sid a lost start left), so the
+whole step machine reads in one file. The step names and their table are :mod:`worker.steps`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -27,8 +31,6 @@ from config import Settings
 from contract import codes
 from contract.models import (
     AcquireClientRequest,
-    RecordingConfig,
-    RecordingFileConfig,
     StartClientRequest,
     StopResponse,
     StorageConfig,
@@ -36,6 +38,7 @@ from contract.models import (
     file_names,
 )
 from contract.naming import playlist_name
+from worker import keys
 from worker.errors import (
     AlreadyStarted,
     AlreadyStopping,
@@ -54,13 +57,13 @@ from worker.jobs import JobSpec, parse_job_spec, resolve_times
 from worker.ncs import NcsRecording
 from worker.runtime import Runtime
 from worker.states import LIVE_STATES, JobState
+from worker.steps import Step, StopReason
 from worker.store import FileRecord, JobRecord
 from worker.vault import is_sealed
 
 log = logging.getLogger("cloudrec.recording")
 
 S = JobState
-Step = Literal["acquire", "start", "watch", "stop"]
 
 # A resourceId is valid 5 minutes (spec 2); do not start on one older than this.
 RESOURCE_FRESH_SECONDS = 240.0
@@ -123,9 +126,9 @@ def submit(
         if token is not None:
             rt.vault.put(job_id, token, int(times.stop_at - now) + 86_400)
         # The deadline exists from the first moment: a job is never without its stop.
-        rt.store.schedule("stop", job_id, record.stop_at)
+        rt.store.schedule(Step.STOP, job_id, record.stop_at)
         if record.start_at is not None:
-            rt.store.schedule("start", job_id, record.start_at)
+            rt.store.schedule(Step.START, job_id, record.start_at)
     return record, created
 
 
@@ -159,7 +162,7 @@ def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     """Get a resourceId for the job (queued/acquiring -> acquiring)."""
     now = time.time() if now is None else now
     job = rt.store.get(job_id)
-    rt.store.unschedule("start", job_id)
+    rt.store.unschedule(Step.START, job_id)
     if job.state not in (S.QUEUED, S.ACQUIRING):
         return DONE  # already past this step, or finished
     if _too_late_to_start(job, now):
@@ -169,12 +172,12 @@ def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
         if not moved and state != S.ACQUIRING:
             return DONE
     if job.resource_id and job.acquired_at and now - job.acquired_at < RESOURCE_FRESH_SECONDS:
-        return Next("start")  # a redelivery after a successful acquire: reuse it
+        return Next(Step.START)  # a redelivery after a successful acquire: reuse it
     response = rt.client.acquire(job.cname, job.uid, AcquireClientRequest())
     rt.store.transition(
         job_id, {S.ACQUIRING}, None, resource_id=response.resourceId, acquired_at=time.time()
     )
-    return Next("start")
+    return Next(Step.START)
 
 
 # -- start -------------------------------------------------------------------------------------
@@ -200,7 +203,7 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     if job.terminal:
         return DONE
     if job.sid:
-        return Next("watch") if job.state == S.STARTING else DONE
+        return Next(Step.WATCH) if job.state == S.STARTING else DONE
     if job.state not in (S.ACQUIRING, S.STARTING):
         return DONE
     if job.state == S.ACQUIRING and _too_late_to_start(job, now):
@@ -216,7 +219,7 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     # The claim is kept on the lease heartbeat (worker.leases): held for as long as the request
     # is in flight, however long that takes, and lapsing within a lease if this process dies,
     # before the dead worker's message is restored (worker.restorer) and tries again.
-    with rt.leases.hold("start", job_id) as mine:
+    with rt.leases.hold(Step.START, job_id) as mine:
         if not mine:
             return DONE  # another delivery's request is in flight
         # From here on a recording may exist at the service: remember since when.
@@ -253,15 +256,15 @@ def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Nex
 
 def build_start_request(rt: Runtime, job: JobRecord) -> StartClientRequest:
     """The start body for a job: its recording profile, the storage profile's credentials."""
-    spec = job.spec
+    spec = job.job_spec
     token = rt.vault.get(job.job_id) if job.has_token else None
     if job.has_token and token is None:
         raise PermanentApiError("start", reason="the job's RTC token is no longer available")
     return StartClientRequest(
         token=token,
-        recordingConfig=RecordingConfig.model_validate(spec.get("recordingConfig", {})),
-        recordingFileConfig=RecordingFileConfig.model_validate(spec.get("recordingFileConfig", {})),
-        storageConfig=storage_config(rt.settings, job.storage, spec.get("fileNamePrefix")),
+        recordingConfig=spec.recordingConfig,
+        recordingFileConfig=spec.recordingFileConfig,
+        storageConfig=storage_config(rt.settings, job.storage, spec.fileNamePrefix),
     )
 
 
@@ -287,18 +290,18 @@ def _record_sid(rt: Runtime, job_id: str, sid: str, source: str = "start") -> Ne
         job_id, {S.STARTING}, None, sid=sid, started_at=started, sid_source=source
     )
     if done:
-        return Next("watch", delay=2.0)
+        return Next(Step.WATCH, delay=2.0)
     # Ended while start was in flight (cancel, deadline): keep the sid so it can be stopped, and
     # make the stop due now, so it survives this process dying before the stop task is sent.
     rt.store.transition(job_id, set(JobState), None, sid=sid, started_at=started, sid_source=source)
-    rt.store.schedule("stop", job_id, started)
+    rt.store.schedule(Step.STOP, job_id, started)
     log.warning(
         "job %s: started after it ended (%s); stopping it",
         job_id,
         state,
         extra={"job_id": job_id, "sid": sid},
     )
-    return Next("stop")
+    return Next(Step.STOP)
 
 
 def _recover_sid(rt: Runtime, job: JobRecord) -> Next:
@@ -306,7 +309,7 @@ def _recover_sid(rt: Runtime, job: JobRecord) -> Next:
     if it is known already, else keep looking for it (:func:`seek_sid`)."""
     current = rt.store.get(job.job_id)
     if current.sid:
-        return Next("watch") if current.state == S.STARTING else DONE
+        return Next(Step.WATCH) if current.state == S.STARTING else DONE
     found = find_sid(rt, current)
     if found is not None:
         return _adopt_sid(rt, current, *found)
@@ -318,7 +321,7 @@ def _recover_sid(rt: Runtime, job: JobRecord) -> Next:
         sid_wait_since=current.sid_wait_since or now,
         sid_provoked_at=now,  # this 201/7 made the service say "already started" (event 3)
     )
-    return Next("watch", delay=SID_POLL_SECONDS)
+    return Next(Step.WATCH, delay=SID_POLL_SECONDS)
 
 
 # -- a start whose sid is not known --------------------------------------------------------------
@@ -328,7 +331,7 @@ SID_POLL_SECONDS = 1.0
 # ones at half the time spent looking (5, 10, 20 s ... apart).
 SID_PROVOKE_SECONDS = 5.0
 SID_UNKNOWN_REASON = "sid unknown: a recording may be running that cloudrec cannot stop"
-SID_UNKNOWN_KEY = "cloudrec:sid_unknown"  # zset job id -> when it ended "sid unknown"
+SID_UNKNOWN_KEY = keys.SID_UNKNOWN_KEY  # zset job id -> when it ended "sid unknown"
 
 
 def find_sid(rt: Runtime, job: JobRecord) -> tuple[str, str] | None:
@@ -371,8 +374,8 @@ def seek_sid(rt: Runtime, job: JobRecord, now: float) -> Next:
     found = find_sid(rt, job)
     if found is not None:
         return _adopt_sid(rt, job, *found)
-    if rt.store.start_claimed(job.job_id):
-        return Next("watch", delay=SID_POLL_SECONDS)  # a start is in flight: its answer tells
+    if rt.leases.held(Step.START, job.job_id):
+        return Next(Step.WATCH, delay=SID_POLL_SECONDS)  # a start is in flight: its answer tells
     since = job.sid_wait_since or now
     if job.sid_wait_since is None:
         rt.store.transition(job.job_id, {S.STARTING}, None, sid_wait_since=since)
@@ -382,14 +385,14 @@ def seek_sid(rt: Runtime, job: JobRecord, now: float) -> Next:
     last = job.sid_provoked_at or job.start_sent_at or since
     if now - last >= max(SID_PROVOKE_SECONDS, waited / 2):
         rt.store.transition(job.job_id, {S.STARTING}, None, sid_provoked_at=now)
-        return Next("acquire")  # acquire -> start: a job already starting sends its start again
-    return Next("watch", delay=SID_POLL_SECONDS)
+        return Next(Step.ACQUIRE)  # acquire -> start: a job already starting sends its start again
+    return Next(Step.WATCH, delay=SID_POLL_SECONDS)
 
 
 def _end_sid_unknown(rt: Runtime, job: JobRecord, now: float) -> Next:
     error = {"operation": "start", "kind": "SidUnknown", "reason": SID_UNKNOWN_REASON}
     moved, _ = rt.store.transition(
-        job.job_id, {S.STARTING}, S.FAILED, stop_reason="sid_unknown", error=error
+        job.job_id, {S.STARTING}, S.FAILED, stop_reason=StopReason.SID_UNKNOWN, error=error
     )
     if moved:
         rt.metrics.sid_unknown()
@@ -428,7 +431,7 @@ def _reacquire(rt: Runtime, job: JobRecord, why: str, *, new_uid: bool = False) 
     if not moved:
         return DONE
     log.info("job %s: acquiring again: %s", job.job_id, why, extra={"job_id": job.job_id})
-    return Next("acquire")
+    return Next(Step.ACQUIRE)
 
 
 # -- watch -------------------------------------------------------------------------------------
@@ -451,7 +454,7 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     except WorkerNotFound as exc:
         # Straight after start a 404 may mean "not registered yet" or an HA move (spec 4.3).
         if age < rt.settings.start_confirm_timeout:
-            return Next("watch", delay=_watch_backoff(age))
+            return Next(Step.WATCH, delay=_watch_backoff(age))
         error = exc.as_record() | {"reason": "recording never started (404)"}
         return _stop_failed_start(rt, job_id, error)
     if status in codes.RUNNING:
@@ -463,15 +466,15 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     if age >= rt.settings.start_confirm_timeout:
         error = {"operation": "query", "reason": f"not started after {age:.0f} s (status {status})"}
         return _stop_failed_start(rt, job_id, error)
-    return Next("watch", delay=_watch_backoff(age))
+    return Next(Step.WATCH, delay=_watch_backoff(age))
 
 
 def _stop_failed_start(rt: Runtime, job_id: str, error: dict[str, Any]) -> Next:
     """A start that never reached status 4/5 still holds a sid: stop it (it ends failed)."""
     moved, _ = rt.store.transition(
-        job_id, {S.STARTING}, S.STOPPING, stop_reason="start_timeout", error=error
+        job_id, {S.STARTING}, S.STOPPING, stop_reason=StopReason.START_TIMEOUT, error=error
     )
-    return Next("stop") if moved else DONE
+    return Next(Step.STOP) if moved else DONE
 
 
 def _watch_backoff(age: float) -> float:
@@ -480,14 +483,16 @@ def _watch_backoff(age: float) -> float:
 
 
 # -- stop --------------------------------------------------------------------------------------
-def request_stop(rt: Runtime, job_id: str, reason: str) -> JobRecord:
+def request_stop(rt: Runtime, job_id: str, reason: StopReason) -> JobRecord:
     """Record why the job is being stopped ahead of its deadline (cloudrec stop/cancel)."""
     job = rt.store.get(job_id)
     if job.terminal:
         return job
-    if job.sid is None and reason == "cancel" and job.state in (S.QUEUED, S.ACQUIRING):
+    if job.sid is None and reason == StopReason.CANCEL and job.state in (S.QUEUED, S.ACQUIRING):
         # Nothing was started: cancel without a single API call.
-        rt.store.transition(job_id, {S.QUEUED, S.ACQUIRING}, S.CANCELLED, stop_reason="cancel")
+        rt.store.transition(
+            job_id, {S.QUEUED, S.ACQUIRING}, S.CANCELLED, stop_reason=StopReason.CANCEL
+        )
         return rt.store.get(job_id)
     rt.store.transition(job_id, set(JobState) - {S.STOPPING}, None, stop_reason=reason)
     return rt.store.get(job_id)
@@ -506,7 +511,7 @@ def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     if job.terminal:
         if _needs_orphan_stop(job):
             return _stop_orphan(rt, job, now)
-        rt.store.unschedule("stop", job_id)
+        rt.store.unschedule(Step.STOP, job_id)
         return DONE
     if job.sid is None and job.state == S.STARTING:
         job = _sid_for_stop(rt, job, now)
@@ -517,7 +522,7 @@ def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     # Hold the deadline's lease on a heartbeat: if this process dies during the call, the
     # dispatcher sends the stop again within a lease, and not while this attempt may still be
     # waiting for its answer (a synchronous stop can take 45 s).
-    with rt.leases.hold("stop", job_id) as mine:
+    with rt.leases.hold(Step.STOP, job_id) as mine:
         if not mine:
             return DONE  # another delivery's stop request is in flight
         return _send_stop(rt, job, now)
@@ -526,7 +531,7 @@ def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
 def _send_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
     job_id = job.job_id
     assert job.resource_id is not None and job.sid is not None
-    reason = job.stop_reason or "deadline"
+    reason = job.stop_reason or StopReason.DEADLINE
     moved, _ = rt.store.transition(
         job_id,
         LIVE_STATES,
@@ -574,14 +579,14 @@ def _not_sent(rt: Runtime, job: JobRecord) -> None:
 
 
 def _count_lateness(rt: Runtime, job: JobRecord, reason: str) -> None:
-    if reason == "deadline":
+    if reason == StopReason.DEADLINE:
         rt.metrics.stop_lateness(max(0.0, time.time() - job.stop_at))
 
 
 def _stopped_state(job: JobRecord) -> JobState:
-    if job.stop_reason == "cancel":
+    if job.stop_reason == StopReason.CANCEL:
         return S.CANCELLED
-    if job.stop_reason in ("start_timeout", "error"):
+    if job.stop_reason in (StopReason.START_TIMEOUT, StopReason.ERROR):
         return S.FAILED
     return S.COMPLETED
 
@@ -589,15 +594,15 @@ def _stopped_state(job: JobRecord) -> JobState:
 def _gone_state(job: JobRecord) -> JobState:
     """How a job whose recording is gone ends: stopped by us, or it left by itself. A recording
     that never confirmed its start (or failed) and is gone did not end idle: it failed."""
-    if job.stop_uncertain or job.stop_reason in ("start_timeout", "error"):
+    if job.stop_uncertain or job.stop_reason in (StopReason.START_TIMEOUT, StopReason.ERROR):
         return _stopped_state(job)
     return S.IDLE_EXIT
 
 
 def _stop_again(rt: Runtime, job_id: str, delay: float, reason: str) -> Next:
     # The retry is already scheduled: keep the dispatcher from sending a second one meanwhile.
-    rt.store.extend_due("stop", job_id, time.time() + delay + rt.settings.stop_lease)
-    return Next("stop", delay=delay, reason=reason)
+    rt.store.extend_due(Step.STOP, job_id, time.time() + delay + rt.settings.stop_lease)
+    return Next(Step.STOP, delay=delay, reason=reason)
 
 
 # NCS told the recording is over (41, 11) but not its files (31/32): they are waited for this
@@ -619,7 +624,7 @@ def _finish_from_ncs(rt: Runtime, job: JobRecord, target: JobState) -> bool:
 def ncs_end_fields(job: JobRecord, heard: NcsRecording) -> dict[str, Any]:
     """The files, upload status and failover uids a finished recording's events gave."""
     names = heard.file_names or ([expected_playlist_name(job.sid, job.cname)] if job.sid else [])
-    prefix = job.spec.get("fileNamePrefix") or []
+    prefix = job.job_spec.fileNamePrefix
     return {
         "files": [FileRecord(fileName=n, key="/".join([*prefix, n])) for n in names],
         "uploading_status": heard.upload_status or "unknown",
@@ -683,15 +688,18 @@ def clear_missing(rt: Runtime, job: JobRecord, sources: set[JobState]) -> None:
         rt.store.transition(job.job_id, sources, None, missing_since=None, missing_count=0)
 
 
+_UNSTARTED: dict[str, str] = {
+    StopReason.STOP: "stopped before the recording started",
+    StopReason.ERROR: "failed before the recording started",
+}
+
+
 def _end_unstarted(rt: Runtime, job: JobRecord) -> Next:
     """The deadline, a stop or a cancel reached a job that never got a sid."""
-    if job.stop_reason == "cancel":
+    if job.stop_reason == StopReason.CANCEL:
         rt.store.transition(job.job_id, {S.QUEUED, S.ACQUIRING}, S.CANCELLED)
         return DONE
-    why = {
-        "stop": "stopped before the recording started",
-        "error": "failed before the recording started",
-    }.get(job.stop_reason or "", "the deadline passed before the recording started")
+    why = _UNSTARTED.get(job.stop_reason or "", "the deadline passed before the recording started")
     # STARTING is left out on purpose: its start may have reached the service (seek_sid).
     _fail(rt, job.job_id, {"reason": why}, sources={S.QUEUED, S.ACQUIRING})
     return DONE
@@ -723,7 +731,7 @@ def _stop_without_sid(rt: Runtime, job: JobRecord, now: float) -> Next:
         return _stop_again(rt, job.job_id, SID_POLL_SECONDS, "sid not known yet")
     if nxt.step == "acquire":
         # The start goes out again; the deadline's lease brings this stop back after it.
-        rt.store.extend_due("stop", job.job_id, now + rt.settings.stop_lease)
+        rt.store.extend_due(Step.STOP, job.job_id, now + rt.settings.stop_lease)
     return nxt
 
 
@@ -735,7 +743,7 @@ def _needs_orphan_stop(job: JobRecord) -> bool:
 def _stop_orphan(rt: Runtime, job: JobRecord, now: float) -> Next:
     """Stop the recording of a job that already ended (its stop deadline entry is the handle
     that keeps this going until it is done)."""
-    with rt.leases.hold("stop", job.job_id) as mine:
+    with rt.leases.hold(Step.STOP, job.job_id) as mine:
         return _send_orphan_stop(rt, job, now) if mine else DONE
 
 
@@ -754,7 +762,7 @@ def _send_orphan_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
         clear_missing(rt, job, {job.state})
         raise
     rt.store.transition(job.job_id, {job.state}, None, **fields)
-    rt.store.unschedule("stop", job.job_id)
+    rt.store.unschedule(Step.STOP, job.job_id)
     return DONE
 
 
@@ -788,7 +796,7 @@ def _file_fields(job: JobRecord, response: StopResponse | None) -> dict[str, Any
     names = file_names(server.fileList) if server else []
     if not names and job.sid:
         names = [expected_playlist_name(job.sid, job.cname)]
-    prefix = job.spec.get("fileNamePrefix") or []
+    prefix = job.job_spec.fileNamePrefix
     files = [FileRecord(fileName=n, key="/".join([*prefix, n])) for n in names]
     fields: dict[str, Any] = {"files": files}
     if server and server.uploadingStatus:
@@ -815,14 +823,14 @@ def fail_job(rt: Runtime, job_id: str, error: ApiError | dict[str, Any]) -> Next
     if job.terminal:
         return DONE
     if job.sid:
-        rt.store.transition(job_id, LIVE_STATES, None, error=record, stop_reason="error")
-        return Next("stop")
+        rt.store.transition(job_id, LIVE_STATES, None, error=record, stop_reason=StopReason.ERROR)
+        return Next(Step.STOP)
     if job.state == S.STARTING and _start_may_have_run(error):
         # The last start got no answer (or its worker died): it may be recording. Stop it as
         # soon as its sid is known, through the stop step's search (never "never started").
-        rt.store.transition(job_id, {S.STARTING}, None, error=record, stop_reason="error")
-        rt.store.schedule("stop", job_id, time.time())
-        return Next("stop")
+        rt.store.transition(job_id, {S.STARTING}, None, error=record, stop_reason=StopReason.ERROR)
+        rt.store.schedule(Step.STOP, job_id, time.time())
+        return Next(Step.STOP)
     return _fail(rt, job_id, record, sources={S.QUEUED, S.ACQUIRING, S.STARTING})
 
 

@@ -52,11 +52,12 @@ from typing import Any
 
 import redis
 
-from worker.store import PREFIX
+from worker.keys import WORKERS_KEY as WORKERS_KEY
+from worker.keys import held_key as held_key
+from worker.keys import reaping_key as reaping_key
 
 log = logging.getLogger("cloudrec.restorer")
 
-WORKERS_KEY = PREFIX + "workers"
 HEARTBEAT_INTERVAL = 1.0
 # Silent this long: dead. Six beats, so a busy machine does not make a live worker look dead
 # (which would only cost a duplicate delivery, never a second recording); a dead worker's
@@ -64,14 +65,6 @@ HEARTBEAT_INTERVAL = 1.0
 # start costs a short job its whole recording.
 HEARTBEAT_TTL = 6.0
 REAP_CLAIM_SECONDS = 30
-
-
-def held_key(worker_id: str) -> str:
-    return f"{PREFIX}worker:{worker_id}:held"
-
-
-def reaping_key(worker_id: str) -> str:
-    return f"{PREFIX}reaping:{worker_id}"
 
 
 # -- the worker side ------------------------------------------------------------------------

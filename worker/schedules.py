@@ -18,6 +18,9 @@ second). The slot is derived from the moment beat sent the firing (a message hea
 when a worker runs it, so a firing delivered twice, or run late, gets the same job id and the
 job store's idempotent submit records it once. Two beats firing the same slot (a lock handover)
 land on the same id too.
+
+Size: over 400 lines because the triggers, the Redis records and their redbeat entries change
+together (a schedule and its beat entry must never disagree); it is one class, ScheduleBook.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
 
 from config import Settings
+from worker import keys
 from worker.errors import CloudrecError, JobSpecError
 from worker.jobs import parse_job_spec
 from worker.store import JobRecord, iso
@@ -48,7 +52,7 @@ log = logging.getLogger("cloudrec.schedules")
 
 FIRE_TASK = "recording.fire_schedule"
 FIRED_AT_HEADER = "cloudrec_fired_at"
-SCHEDULES_KEY = "cloudrec:schedules"
+SCHEDULES_KEY = keys.SCHEDULES_KEY
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Template fields a schedule decides itself, per firing.
 _PER_FIRING_FIELDS = {
@@ -72,8 +76,7 @@ class ScheduleNotFound(ScheduleError, KeyError):
         return f"no schedule named {self.args[0]!r}"
 
 
-def schedule_key(name: str) -> str:
-    return f"cloudrec:schedule:{name}"
+schedule_key = keys.schedule_key
 
 
 def redbeat_name(name: str) -> str:
@@ -359,7 +362,7 @@ class ScheduleBook:
         slot = record.trigger.slot_at(fired_at)
         ttl = int(max(3600.0, 3 * record.trigger.period))
         for _ in range(3):
-            key = f"{schedule_key(record.name)}:slot:{slot:.0f}"
+            key = keys.schedule_slot_key(record.name, slot)
             if self._redis.set(key, repr(fired_at), nx=True, ex=ttl):
                 return slot
             other = self._redis.get(key)

@@ -39,6 +39,10 @@ other per-job key (delivery counts, claims, the vault's token) carries its own T
 Every due entry is *leased* when claimed (:meth:`JobStore.claim_due`): it stays in the zset with a
 later score and comes back unless its step removes it, so a process that dies between claiming an
 entry and finishing its work loses nothing.
+
+Size: one module over 400 lines because it is one storage schema: the record, its indexes
+and the Lua scripts that change them together must agree on every field and key, and are read
+side by side (the key names themselves are built in :mod:`worker.keys`).
 """
 
 from __future__ import annotations
@@ -55,7 +59,18 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from worker import keys
 from worker.errors import JobNotFound
+from worker.jobs import StoredSpec
+from worker.keys import CHECKED_KEY as CHECKED_KEY
+from worker.keys import DUE_KEY as DUE_KEY
+from worker.keys import ENDED_KEY as ENDED_KEY
+from worker.keys import JOBS_KEY as JOBS_KEY
+from worker.keys import PREFIX as PREFIX
+from worker.keys import data_key as data_key
+from worker.keys import deliveries_key as deliveries_key
+from worker.keys import due_member
+from worker.keys import job_key as job_key
 from worker.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -65,30 +80,7 @@ from worker.states import (
 
 log = logging.getLogger("cloudrec.store")
 
-PREFIX = "cloudrec:"
-JOBS_KEY = PREFIX + "jobs"
-ENDED_KEY = PREFIX + "ended"
-DUE_KEY = PREFIX + "due"
-CHECKED_KEY = PREFIX + "checked"
 TERMINAL_RETENTION = 30 * 24 * 3600
-
-
-def deliveries_key(job_id: str) -> str:
-    return f"{PREFIX}deliveries:{job_id}"
-
-
-def start_claim_key(job_id: str) -> str:
-    # The same key as worker.leases.claim_key("start", ...): the start step holds it on the
-    # lease heartbeat, so a claim whose holder died lapses within a lease.
-    return f"{PREFIX}claim:start:{job_id}"
-
-
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
-
-
-def data_key(job_id: str) -> str:
-    return f"{PREFIX}jobdata:{job_id}"
 
 
 # Fields kept in the data blob rather than the hash (big, or growing).
@@ -96,7 +88,7 @@ BIG_FIELDS = frozenset({"spec", "resource_id", "history", "files", "error", "cal
 
 
 def state_key(state: JobState | str) -> str:
-    return f"{PREFIX}state:{state}"
+    return keys.state_key(state)
 
 
 # The Gregorian calendar repeats every 400 years, to the second (146,097 days): a time outside
@@ -186,6 +178,11 @@ class JobRecord(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def job_spec(self) -> StoredSpec:
+        """``spec`` typed: what the steps read of it (the stored JSON stays ``spec``)."""
+        return StoredSpec.model_validate(self.spec)
 
     def entered_at(self, state: JobState) -> float | None:
         """When the job last entered ``state``."""
@@ -499,7 +496,7 @@ class JobStore:
             pipe.zrem(ENDED_KEY, job_id)
             for state in ACTIVE_STATES:
                 pipe.srem(state_key(state), job_id)
-            pipe.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
+            pipe.zrem(DUE_KEY, *(due_member(action, job_id) for action in DUE_ACTIONS))
             pipe.zrem(CHECKED_KEY, job_id)
             pipe.execute()
 
@@ -653,21 +650,21 @@ class JobStore:
 
     # -- the due-queue (scheduled starts and stops) -----------------------------------------
     def schedule(self, action: str, job_id: str, at: float) -> None:
-        self.redis.zadd(DUE_KEY, {f"{action}:{job_id}": at})
+        self.redis.zadd(DUE_KEY, {due_member(action, job_id): at})
 
     def unschedule(self, action: str, job_id: str) -> None:
-        self.redis.zrem(DUE_KEY, f"{action}:{job_id}")
+        self.redis.zrem(DUE_KEY, due_member(action, job_id))
 
     def unschedule_all(self, job_id: str) -> None:
-        self.redis.zrem(DUE_KEY, *(f"{action}:{job_id}" for action in DUE_ACTIONS))
+        self.redis.zrem(DUE_KEY, *(due_member(action, job_id) for action in DUE_ACTIONS))
 
     def extend_due(self, action: str, job_id: str, until: float) -> bool:
         """Push an existing due entry's lease out to ``until`` (a step that is still working on
         it, or that will retry at ``until``). Returns whether the entry existed."""
-        return bool(self.redis.zadd(DUE_KEY, {f"{action}:{job_id}": until}, xx=True, ch=True))
+        return bool(self.redis.zadd(DUE_KEY, {due_member(action, job_id): until}, xx=True, ch=True))
 
     def due_at(self, action: str, job_id: str) -> float | None:
-        score = self.redis.zscore(DUE_KEY, f"{action}:{job_id}")
+        score = self.redis.zscore(DUE_KEY, due_member(action, job_id))
         return float(score) if score is not None else None
 
     def restore_deadline(self, job_id: str, at: float) -> bool:
@@ -679,7 +676,7 @@ class JobStore:
         """The due time of ``action`` for each job (None: not scheduled)."""
         if not job_ids:
             return []
-        scores = self.redis.zmscore(DUE_KEY, [f"{action}:{job_id}" for job_id in job_ids])
+        scores = self.redis.zmscore(DUE_KEY, [due_member(action, job_id) for job_id in job_ids])
         return [float(s) if s is not None else None for s in scores]
 
     def due_count(self) -> int:
@@ -709,17 +706,6 @@ class JobStore:
             action, _, job_id = _text(member).partition(":")
             out.append(DueEntry(action, job_id, float(score)))
         return out
-
-    # -- the start claim ------------------------------------------------------------------------
-    def take_start_claim(self, job_id: str, seconds: float) -> bool:
-        """Claim the right to send this job's start request for ``seconds`` (exclusive)."""
-        return bool(self.redis.set(start_claim_key(job_id), "1", nx=True, px=int(seconds * 1000)))
-
-    def release_start_claim(self, job_id: str) -> None:
-        self.redis.delete(start_claim_key(job_id))
-
-    def start_claimed(self, job_id: str) -> bool:
-        return bool(self.redis.exists(start_claim_key(job_id)))
 
     # -- redelivery accounting ----------------------------------------------------------------
     def count_delivery(self, job_id: str, step: str) -> int:

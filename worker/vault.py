@@ -25,8 +25,8 @@ from pydantic import SecretStr
 
 from config import Settings
 from worker.errors import JobSpecError
+from worker.keys import vault_key
 
-_KEY_PREFIX = "cloudrec:vault:"
 SEALED_PREFIX = "cloudrec-sealed:"
 
 
@@ -58,7 +58,7 @@ class TokenVault:
     def put(self, job_id: str, token: SecretStr, ttl_seconds: int) -> None:
         """Keep a job's token (plain, or sealed by :func:`seal_token`) until ``ttl_seconds``."""
         sealed = self._fernet.encrypt(self.unseal(token).get_secret_value().encode())
-        self._redis.set(_KEY_PREFIX + job_id, sealed, ex=max(ttl_seconds, 60))
+        self._redis.set(vault_key(job_id), sealed, ex=max(ttl_seconds, 60))
 
     def unseal(self, token: SecretStr) -> SecretStr:
         """The plain token of a sealed one (a plain one is returned as it is).
@@ -77,7 +77,7 @@ class TokenVault:
             ) from None
 
     def get(self, job_id: str) -> SecretStr | None:
-        sealed = self._redis.get(_KEY_PREFIX + job_id)
+        sealed = self._redis.get(vault_key(job_id))
         if sealed is None:
             return None
         try:
@@ -86,4 +86,4 @@ class TokenVault:
             return None  # the key changed: the job fails to start with "token unavailable"
 
     def delete(self, job_id: str) -> None:
-        self._redis.delete(_KEY_PREFIX + job_id)
+        self._redis.delete(vault_key(job_id))

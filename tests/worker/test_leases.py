@@ -53,9 +53,9 @@ def test_the_heartbeat_never_revives_a_removed_entry_nor_brings_a_retry_forward(
     assert redis_client.zscore(DUE_KEY, "stop:retry") == later
 
 
-def _hold_forever(url: str, ready: multiprocessing.synchronize.Event) -> None:
+def _hold_forever(url: str, ready: multiprocessing.synchronize.Event, action: str = "stop") -> None:
     keeper = LeaseKeeper(redis.Redis.from_url(url), LEASE)
-    with keeper.hold("stop", "j1"):
+    with keeper.hold(action, "j1"):
         ready.set()
         time.sleep(3600)
 
@@ -90,3 +90,23 @@ def test_a_lapsed_stop_lease_is_sent_at_once_and_a_deadline_at_its_second(redis_
         DueEntry("start", "coming", now + 2),
     ]
     assert fire_times(store, entries, now) == [now - 4, now + 1, now + 2]
+
+
+def test_the_start_claim_is_exclusive_and_lapses_when_its_holder_dies(redis_url, redis_client):
+    """The start claim is the same in-flight primitive as a stop's: held on the heartbeat."""
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_forever, args=(redis_url, ready, "start"))
+    holder.start()
+    keeper = LeaseKeeper(redis_client, LEASE)
+    try:
+        assert ready.wait(30)
+        with keeper.hold("start", "j1") as mine:
+            assert not mine  # exclusive: the holder's start is in flight
+        os.kill(holder.pid, signal.SIGKILL)
+    finally:
+        holder.join(10)
+    wait_for(lambda: not keeper.held("start", "j1"), 2 * LEASE, what="the claim to lapse")
+    with keeper.hold("start", "j1") as mine:
+        assert mine  # its holder died: the claim lapsed
+    assert not keeper.held("start", "j1")  # released at the end of the block

@@ -11,6 +11,7 @@ from contract.models import AcquireClientRequest
 from tests.conftest import wait_for
 from tests.worker.conftest import live_recordings, make_settings, small_spec
 from worker import recording
+from worker.leases import LeaseKeeper
 from worker.limiter import Priority
 from worker.reconcile import reconcile
 from worker.recording import DONE, Next, build_start_request
@@ -50,12 +51,13 @@ def test_only_jobs_that_stopped_moving_are_sent_their_step_again(rt):
     scheduled = _submit(rt, "b", start_at=TOMORROW)
     in_flight = _submit(rt, "c")
     recording.acquire_step(rt, in_flight)
-    rt.store.take_start_claim(in_flight, 600)
     stuck_acquiring = _submit(rt, "d")
     recording.acquire_step(rt, stuck_acquiring)
 
-    assert reconcile(rt).redrive == []  # everything is young: nothing is stuck yet
-    report = reconcile(rt, now=time.time() + 120)
+    with LeaseKeeper(rt.redis, 600).hold("start", in_flight) as theirs:  # its start in flight
+        assert theirs
+        assert reconcile(rt).redrive == []  # everything is young: nothing is stuck yet
+        report = reconcile(rt, now=time.time() + 120)
     assert sorted(report.redrive) == sorted(
         [(stuck_queued, Next("acquire")), (stuck_acquiring, Next("acquire"))]
     )

@@ -14,11 +14,13 @@ from tests.conftest import wait_for
 from tests.worker.conftest import live_recordings, make_settings, recordings_of, small_spec
 from worker import recording
 from worker.errors import TransportError
+from worker.leases import LeaseKeeper
 from worker.metrics import SID_UNKNOWN, STOP_LATENESS
 from worker.ncs import Envelope
 from worker.recording import DONE, Next
 from worker.runtime import Runtime
 from worker.states import JobState
+from worker.steps import Step
 
 S = JobState
 
@@ -43,10 +45,12 @@ def _recording(rt: Runtime, cname: str, **spec) -> str:
 
 def test_a_duplicate_start_while_one_is_in_flight_sends_nothing(rt, dev):
     job_id = _acquired(rt, "dup")
-    assert rt.store.take_start_claim(job_id, 30)  # another delivery is sending the start
-    assert recording.start_step(rt, job_id) == DONE
-    assert recordings_of(dev, "dup") == []
-    rt.store.release_start_claim(job_id)  # its request ended without an answer
+    other = LeaseKeeper(rt.redis, 30)
+    with other.hold(Step.START, job_id) as theirs:  # another delivery is sending the start
+        assert theirs
+        assert recording.start_step(rt, job_id) == DONE
+        assert recordings_of(dev, "dup") == []
+    # its request ended without an answer: released
     assert recording.start_step(rt, job_id).step == "watch"
     assert len(recordings_of(dev, "dup")) == 1
 
@@ -59,7 +63,7 @@ def test_a_start_whose_answer_was_lost_recovers_its_sid_and_records_once(rt, dev
     )
     with pytest.raises(TransportError):
         recording.start_step(rt, job_id)
-    assert not rt.store.start_claimed(job_id)  # released: the retry may send it again
+    assert not rt.leases.held(Step.START, job_id)  # released: the retry may send it again
     assert recording.start_step(rt, job_id).step == "watch"  # 201/7, then the dev API
     started = recordings_of(dev, "lostsid")
     assert len(started) == 1

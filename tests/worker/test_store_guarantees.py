@@ -84,17 +84,6 @@ def test_extending_a_lease_never_creates_an_entry(store):
     assert store.due_at("stop", "j1") == 50.0
 
 
-def test_the_start_claim_is_exclusive_and_expires(store):
-    assert store.take_start_claim("j1", 0.3)
-    assert not store.take_start_claim("j1", 0.3)
-    deadline = time.monotonic() + 3
-    while store.start_claimed("j1") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.take_start_claim("j1", 10)  # its holder died: the claim lapsed
-    store.release_start_claim("j1")
-    assert not store.start_claimed("j1")
-
-
 def test_a_transition_logs_job_cname_sid_states_and_api_code(store, caplog):
     store.create(_record(state=S.STOPPING, sid="abc123"))
     with caplog.at_level(logging.INFO, logger="cloudrec.store"):

@@ -170,7 +170,7 @@ def _record_demo(
 ) -> None:
     from tasks.recording import submit_and_start
     from worker.celery_app import app, configure, runtime
-    from worker.cli import follow_job
+    from worker.cli.live import follow_job
 
     dev = DevApiClient(settings.api_base_url, token=settings.dev_token_value)
     wait_until(lambda: _answers(dev), 30, "the emulator to answer")
@@ -209,7 +209,7 @@ def _record_demo(
     if job.state != "completed":
         raise DemoError(f"the job ended {job.state}: {job.error}")
     bucket = settings.storage_profile(job.storage).bucket
-    folder = storage_dir / bucket / "/".join(job.spec.get("fileNamePrefix") or [])
+    folder = storage_dir / bucket / "/".join(job.job_spec.fileNamePrefix)
     print(f"\nDone: job {job.job_id} completed (sid {job.sid}). Files:")
     for path in sorted(folder.glob(f"{job.sid}_*")):
         print(f"  {path}")

@@ -1,0 +1,135 @@
+"""Every Redis key cloudrec writes, built here and nowhere else.
+
+The names are a stored format: a worker of the next version reads the keys this one wrote, so
+no name here may change. Everything lives under ``cloudrec:``::
+
+    jobs, ended, checked, due, state:<state>      the job store's indexes (worker.store)
+    job:<id>, jobdata:<id>, deliveries:<id>        one job's record and delivery counts
+    claim:<action>:<id>                            a request in flight (worker.leases)
+    vault:<id>                                     an RTC token, encrypted (worker.vault)
+    sid_unknown                                    jobs that ended "sid unknown" (worker.recording)
+    reconcile:scanned                              the reconciler's round marker
+    ratelimit:api                                  the shared API budget (worker.limiter)
+    metrics:<name>                                 counters (worker.metrics)
+    ncs:...                                        the NCS ledger (worker.ncs)
+    workers, worker:<id>:held, reaping:<id>        message holdings (worker.restorer)
+    callback-slots:<node>                          webhook delivery slots (worker.callbacks)
+    schedules, schedule:<name>[:slot:<t>]          recurring recordings (worker.schedules)
+    redbeat:...                                    celery-redbeat's own keys (its prefix)
+
+The job store's transition script (worker.store) builds ``state:``, ``due``, ``deliveries:``,
+``checked`` and ``ended`` from :data:`PREFIX` inside Redis: those names are written there too.
+"""
+
+from __future__ import annotations
+
+PREFIX = "cloudrec:"
+
+# -- the job store (worker.store) -----------------------------------------------------------
+JOBS_KEY = PREFIX + "jobs"
+ENDED_KEY = PREFIX + "ended"
+DUE_KEY = PREFIX + "due"
+CHECKED_KEY = PREFIX + "checked"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def data_key(job_id: str) -> str:
+    return f"{PREFIX}jobdata:{job_id}"
+
+
+def deliveries_key(job_id: str) -> str:
+    return f"{PREFIX}deliveries:{job_id}"
+
+
+def state_key(state: str) -> str:
+    """The set of job ids in an active state (a JobState is a StrEnum: its value)."""
+    return f"{PREFIX}state:{state}"
+
+
+def due_member(action: str, job_id: str) -> str:
+    """A member of the due zset: what is due (a step name) for which job."""
+    return f"{action}:{job_id}"
+
+
+# -- requests in flight (worker.leases) ------------------------------------------------------
+def claim_key(action: str, job_id: str) -> str:
+    """The in-flight claim of ``action`` for a job (the start claim is ``claim:start:<id>``)."""
+    return f"{PREFIX}claim:{action}:{job_id}"
+
+
+# -- the token vault (worker.vault) ----------------------------------------------------------
+VAULT_PREFIX = PREFIX + "vault:"
+
+
+def vault_key(owner: str) -> str:
+    """An encrypted RTC token: a job's (its id) or a schedule template's (``schedule/<name>``)."""
+    return VAULT_PREFIX + owner
+
+
+# -- the recording steps and the reconciler --------------------------------------------------
+SID_UNKNOWN_KEY = PREFIX + "sid_unknown"  # zset job id -> when it ended "sid unknown"
+SCANNED_KEY = PREFIX + "reconcile:scanned"
+LIMITER_KEY = PREFIX + "ratelimit:api"
+
+# -- metrics (worker.metrics) ------------------------------------------------------------------
+METRICS_PREFIX = PREFIX + "metrics:"
+
+
+def metrics_key(name: str) -> str:
+    return METRICS_PREFIX + name
+
+
+# -- the NCS ledger (worker.ncs) -----------------------------------------------------------------
+NCS_PREFIX = PREFIX + "ncs:"
+NCS_UNCLAIMED_KEY = NCS_PREFIX + "unclaimed"
+
+
+def ncs_rec_key(sid: str) -> str:
+    return f"{NCS_PREFIX}rec:{sid}"
+
+
+def ncs_log_key(sid: str) -> str:
+    return f"{NCS_PREFIX}log:{sid}"
+
+
+def ncs_dedupe_key(sid: str) -> str:
+    return f"{NCS_PREFIX}dedupe:{sid}"
+
+
+def ncs_uid_key(cname: str, uid: str) -> str:
+    return f"{NCS_PREFIX}uid:{uid}:{cname}"
+
+
+# -- message holdings (worker.restorer) --------------------------------------------------------
+WORKERS_KEY = PREFIX + "workers"
+
+
+def held_key(worker_id: str) -> str:
+    return f"{PREFIX}worker:{worker_id}:held"
+
+
+def reaping_key(worker_id: str) -> str:
+    return f"{PREFIX}reaping:{worker_id}"
+
+
+# -- completion callbacks (worker.callbacks) -----------------------------------------------------
+def callback_slots_key(node: str) -> str:
+    """A sorted set: holder -> when its hold lapses."""
+    return f"{PREFIX}callback-slots:{node}"
+
+
+# -- schedules (worker.schedules) and celery-redbeat ---------------------------------------------
+SCHEDULES_KEY = PREFIX + "schedules"
+REDBEAT_PREFIX = PREFIX + "redbeat:"
+
+
+def schedule_key(name: str) -> str:
+    return f"{PREFIX}schedule:{name}"
+
+
+def schedule_slot_key(name: str, slot: float) -> str:
+    """Which firing claimed slot ``slot`` of a schedule (deduplication)."""
+    return f"{schedule_key(name)}:slot:{slot:.0f}"
