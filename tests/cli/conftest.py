@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import TEST_REDIS_URL
 from tests.ops.harness import (
     cloudrec_env,
     processes,
@@ -20,6 +19,7 @@ from tests.ops.harness import (
     start_emulator,
     start_worker_process,
 )
+from tests.support.redis_db import TEST_REDIS_URL
 from worker.devapi import DevApiClient
 from worker.store import JobStore
 

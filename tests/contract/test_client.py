@@ -17,7 +17,7 @@ import requests
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from worker.api_models import (
     AcquireClientRequest,
     LayoutUpdate,

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import copy
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 
 from emulator import EmulatorConfig, EmulatorServer, serve_in_thread
+from tests.support.waiting import wait_for
 
 AUTH = ("demo", "demo-secret")
 APP = "test-app"
-T = TypeVar("T")
 
 # Small and fast: a 160x120 canvas, 0.5 s slices, 0.5 s startup, short lingers.
 FAST = EmulatorConfig(
@@ -56,18 +55,6 @@ def start_request(
         "recordingFileConfig": {"avFileType": files or ["hls"]},
         "storageConfig": copy.deepcopy(storage or STORAGE),
     }
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Api:
@@ -168,7 +155,7 @@ class Api:
         return wait_for(
             lambda: (lambda row: row if row["status"] in (8, 20) else None)(self.recording(sid)),
             timeout,
-            f"recording {sid} to exit",
+            what=f"recording {sid} to exit",
         )
 
 

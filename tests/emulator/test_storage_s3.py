@@ -103,7 +103,7 @@ def record(api: Api, cname: str, storage_config: dict[str, Any]) -> tuple[str, s
     """Start, let one slice complete, stop synchronously: (resourceId, sid, stop body)."""
     api.join(cname, "1", video={"color": "#00FF00"}, audio={"tone": 440})
     rid, sid = api.start(cname, "100", client_request(storage_config))
-    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, "a slice")
+    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, what="a slice")
     r = api.stop(rid, sid, cname, "100")
     assert r.status_code == 200, r.text
     return rid, sid, r.json()
@@ -200,7 +200,7 @@ def test_nothing_is_lost_backups_are_transferred_later(
     cname = "later"
     api.join(cname, "1")
     rid, sid = api.start(cname, "100", client_request(storage(s3, secretKey="wrong")))
-    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, "a slice")
+    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, what="a slice")
     fixed = {"storageConfig": storage(s3)}
     assert api.update(rid, sid, cname, "100", fixed).status_code == 200
     r = api.stop(rid, sid, cname, "100")
@@ -210,7 +210,7 @@ def test_nothing_is_lost_backups_are_transferred_later(
         row = api.recording(sid)
         return all(b["transferred"] for f in row["files"] for b in f["backups"])
 
-    wait_for(transferred, 10, "the backups to be transferred")
+    wait_for(transferred, 10, what="the backups to be transferred")
     row = api.recording(sid)
     backups = [b for f in row["files"] for b in f["backups"]]
     assert backups, "the wrong secret sent files to the backup area"

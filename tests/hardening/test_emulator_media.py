@@ -133,7 +133,7 @@ def test_a_named_pipe_as_background_image_does_not_stall_the_recording(api: Api,
         "backgroundImage": str(fifo),
     }
     rid, sid = api.start("room", "9", start_request(transcodingConfig=transcoding))
-    wait_for(lambda: api.recording(sid)["files"], 20, "the first files of the recording")
+    wait_for(lambda: api.recording(sid)["files"], 20, what="the first files of the recording")
     stopped = api.stop(rid, sid, "room", "9")
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["serverResponse"]["fileList"]
@@ -233,7 +233,7 @@ def test_a_recording_that_cannot_write_ends_with_the_services_error_answer(tmp_p
         row = wait_for(
             lambda: (lambda r: r if r["status"] == 20 else None)(api.recording(sid)),
             20,
-            "the recording to exit abnormally",
+            what="the recording to exit abnormally",
         )
         assert row["files"] == []
         errors = [e for e in api.events(sid) if e["eventType"] == 1]
@@ -272,7 +272,7 @@ def test_a_local_background_image_is_read_only_inside_the_media_dirs(
     }
     client = start_request(transcodingConfig=transcoding, files=["hls", "mp4"])
     rid, sid = api.start("bgroom", "9", client)
-    wait_for(lambda: api.recording(sid)["files"], 20, "the first files")
+    wait_for(lambda: api.recording(sid)["files"], 20, what="the first files")
     time.sleep(1.0)
     stopped = api.stop(rid, sid, "bgroom", "9")
     assert stopped.status_code == 200, stopped.text

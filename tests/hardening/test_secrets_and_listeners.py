@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from tests.conftest import wait_for
 from tests.ops.harness import cloudrec_env, free_port, processes, spawn
+from tests.support.waiting import wait_for
 from worker.api_models import (
     RecordingConfig,
     RecordingFileConfig,

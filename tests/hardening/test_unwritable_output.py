@@ -15,16 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
 from tests.ops.harness import (
     FAST_EMULATOR,
     cloudrec_env,
     processes,
     run_cli,
-    small_spec,
     start_beat_process,
     start_worker_process,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.devapi import DevApiClient
 from worker.store import JobRecord, JobStore
 
@@ -46,7 +46,7 @@ def test_a_recording_that_cannot_write_fails_its_job_without_files(
             procs.append(start_worker_process(env, log_dir))
             procs.append(start_beat_process(env, log_dir))
             spec = tmp_path / "spec.json"
-            spec.write_text(json.dumps(small_spec("unwritable", duration=20)))
+            spec.write_text(json.dumps(process_spec("unwritable", duration=20)))
             submitted = run_cli(["record", "unwritable", "--spec", str(spec)], env)
             assert submitted.returncode == 0, submitted.stderr
             job_id = submitted.stdout.strip()

@@ -7,10 +7,8 @@ and an environment holding only ``CLOUDREC_*`` settings, and is stopped by its o
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +21,8 @@ from typing import Any
 import requests
 
 from emulator import EmulatorConfig, EmulatorServer, serve_in_thread
-from tests.conftest import wait_for
+from tests.support.ports import free_port  # noqa: F401 - re-exported until the move
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,36 +34,6 @@ FAST_EMULATOR = dict(
     slice_seconds=2.0,
     exit_linger_seconds=3.0,
 )
-SMALL_RECORDING: dict[str, Any] = {
-    "maxIdleTime": 30,
-    "transcodingConfig": {
-        "width": 160,
-        "height": 120,
-        "fps": 10,
-        "bitrate": 200,
-        "mixedVideoLayout": 1,
-        "backgroundColor": "#000000",
-    },
-}
-
-
-def small_spec(cname: str, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "cname": cname,
-        "duration": 4,
-        "recordingConfig": json.loads(json.dumps(SMALL_RECORDING)),
-        "recordingFileConfig": {"avFileType": ["hls"]},
-        "fileNamePrefix": ["ops"],
-    }
-    spec.update(overrides)
-    return spec
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_emulator(storage_dir: Path) -> EmulatorServer:

@@ -14,18 +14,18 @@ import redis
 
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
 from tests.ops.harness import (
     FAST_EMULATOR,
     Proc,
     cloudrec_env,
     processes,
-    small_spec,
     spawn,
     start_beat_process,
     start_worker_process,
     wait_worker_ready,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
 from worker.logs import JsonFormatter, PlainFormatter, Redactor, log_context
@@ -74,7 +74,7 @@ def test_a_run_logs_json_lines_with_its_ids_and_no_secret(
             procs.append(worker)
             beat = start_beat_process(env, log_dir, split=True)
             procs.append(beat)
-            spec = small_spec("logs-json", duration=6, uid="4242", token=TOKEN)
+            spec = process_spec("logs-json", duration=6, uid="4242", token=TOKEN)
             job, _ = submit_and_start(runtime(), spec)
             done = wait_for(
                 lambda: (j := store.get(job.job_id)).terminal and j, 60, 0.3, "the job to end"
@@ -167,7 +167,7 @@ def _shape(entries: list[dict[str, Any]]) -> set[tuple[str, str, frozenset[str]]
 
 
 def _run_one_job(store: JobStore, cname: str) -> tuple[str, str]:
-    job, _ = submit_and_start(runtime(), small_spec(cname, duration=4, token=TOKEN))
+    job, _ = submit_and_start(runtime(), process_spec(cname, duration=4, token=TOKEN))
     done = wait_for(lambda: (j := store.get(job.job_id)).terminal and j, 60, 0.3, "the job")
     assert done.state == "completed", done.error
     assert done.sid

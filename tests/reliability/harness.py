@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import redis
 
 from config import Settings
+from tests.support.ports import free_port
 from worker.devapi import DevApiClient
 from worker.queues import queue_layout
 from worker.runtime import Runtime
@@ -57,12 +57,6 @@ def worker_dev_requests(dev: DevApiClient, since: int) -> list[dict[str, Any]]:
     """Every dev API request the emulator logged after ``since`` that did not come from the
     test itself."""
     return [r for r in dev.requests_log()[since:] if r.get("userAgent") != TEST_AGENT]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -17,7 +17,6 @@ from celery import Celery
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
 from tests.reliability.harness import (
     NCS_SECRET,
     REAL_SERVICE,
@@ -31,6 +30,7 @@ from tests.reliability.harness import (
     wait_all_terminal,
     worker_dev_requests,
 )
+from tests.support.waiting import wait_for
 from worker.celery_app import configure, runtime
 from worker.ncs_receiver import ReceiverThread
 

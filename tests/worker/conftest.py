@@ -65,20 +65,6 @@ def rt(redis_url: str, emulator: EmulatorServer) -> Iterator[Runtime]:
     runtime.close()
 
 
-def small_spec(cname: str, **overrides: Any) -> dict[str, Any]:
-    """A job spec with a tiny canvas (the compositor stays cheap)."""
-    spec: dict[str, Any] = {
-        "cname": cname,
-        "duration": 60,
-        "recordingConfig": {
-            "maxIdleTime": 30,
-            "transcodingConfig": {"width": 160, "height": 120, "fps": 7, "bitrate": 100},
-        },
-    }
-    spec.update(overrides)
-    return spec
-
-
 def live_recordings(dev: DevApiClient, cname: str | None = None) -> list[dict[str, Any]]:
     return [r for r in dev.recordings() if r["live"] and (cname is None or r["cname"] == cname)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.worker.conftest import small_spec
+from tests.support.specs import small_spec
 from worker import recording
 from worker.api_models import to_wire
 from worker.recording import Next

@@ -22,7 +22,7 @@ import requests
 from config import Settings
 from emulator import serve_in_thread
 from emulator.server import EmulatorServer
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.worker.conftest import FAST_EMULATOR
 from worker.devapi import DevApiClient
 from worker.metrics import NCS_EVENTS, NCS_REJECTED

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.worker.conftest import live_recordings, make_settings, small_spec
+from tests.support.specs import small_spec
+from tests.support.waiting import wait_for
+from tests.worker.conftest import live_recordings, make_settings
 from worker import recording
 from worker.api_models import AcquireClientRequest
 from worker.limiter import Priority

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.worker.conftest import live_recordings, make_settings, small_spec
+from tests.support.specs import small_spec
+from tests.support.waiting import wait_for
+from tests.worker.conftest import live_recordings, make_settings
 from worker import recording
 from worker.metrics import API_CALLS
 from worker.ncs import Envelope

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.worker.conftest import live_recordings, make_settings, recordings_of, small_spec
+from tests.support.specs import small_spec
+from tests.support.waiting import wait_for
+from tests.worker.conftest import live_recordings, make_settings, recordings_of
 from worker import recording
 from worker.api_models import AcquireClientRequest
 from worker.errors import TransportError
