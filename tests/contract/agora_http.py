@@ -15,7 +15,8 @@ from typing import Any
 
 import requests
 
-from emulator import EmulatorConfig, EmulatorServer, serve_in_thread
+from emulator import EmulatorServer, serve_in_thread
+from tests.support.emulator import FAST
 from tests.support.waiting import wait_for
 
 AUTH = ("demo", "demo-secret")
@@ -60,14 +61,7 @@ START_BODY: dict[str, Any] = {
 }
 
 # Fast clock: short startup and slices, so each recording takes about a second.
-CONFIG = EmulatorConfig(
-    port=0,
-    qps=0,
-    startup_seconds=0.3,
-    slice_seconds=0.5,
-    exit_linger_seconds=1.0,
-    tick_seconds=0.05,
-)
+CONFIG = replace(FAST, startup_seconds=0.3)
 
 
 def serve(storage_dir: Path) -> EmulatorServer:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from tests.mediacheck import probe
+from tests.support.mediacheck import probe
 from tests.support.waiting import wait_for
 from worker.api_models import AcquireClientRequest, file_names
 from worker.client import RecordingApiClient

@@ -17,7 +17,7 @@ import redis
 from standardwebhooks import Webhook
 
 from tasks.recording import acquire, request_stop, submit_and_start
-from tests.e2e.conftest import WEBHOOK_SECRET
+from tests.support.stack import WEBHOOK_SECRET
 from tests.support.waiting import wait_for
 from worker.api_models import AcquireClientRequest
 from worker.celery_app import app, runtime

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.recording import request_stop, submit_and_start
-from tests.mediacheck import (
+from tests.support.mediacheck import (
     TS_NAME,
     close_to,
     color_at,

@@ -24,8 +24,8 @@ import requests
 import standardwebhooks
 
 from tasks.recording import submit_and_start
-from tests.e2e.conftest import WEBHOOK_SECRET
 from tests.support.ports import free_port
+from tests.support.stack import WEBHOOK_SECRET
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from emulator.events import EVENT_TYPES
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 
 SECRET = "ncs-test-secret"
 

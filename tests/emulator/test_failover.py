@@ -11,9 +11,10 @@ from typing import Any
 
 import requests
 
-from tests.emulator.conftest import Api, start_request, wait_for
-from tests.emulator.decode import tone_levels_between
-from tests.mediacheck import close_to, color_at, frame_at
+from tests.support.emulator import Api, start_request
+from tests.support.emulator_media import tone_levels_between
+from tests.support.mediacheck import close_to, color_at, frame_at
+from tests.support.waiting import wait_for
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}
 GREEN, TONE, OTHER_TONE = "#00FF00", 440.0, 880.0

@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from tests.emulator.conftest import AUTH, Api, start_request, wait_for
+from tests.support.emulator import AUTH, Api, start_request
+from tests.support.waiting import wait_for
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}
 ACQUIRE = {"cname": "room", "uid": "1", "clientRequest": {}}

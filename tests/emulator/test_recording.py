@@ -10,7 +10,8 @@ from typing import Any
 import av
 import pytest
 
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 from worker.api_models import QueryResponse, StopResponse, file_names
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}

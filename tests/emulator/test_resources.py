@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 
 
 def test_start_answers_ids(api: Api) -> None:

@@ -17,8 +17,9 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from emulator.storage import S3_REGIONS, s3_endpoint_for, s3_region_for
-from tests.emulator.conftest import Api, EmulatorFactory, wait_for
-from tests.mediacheck import probe
+from tests.support.emulator import Api, EmulatorFactory
+from tests.support.mediacheck import probe
+from tests.support.waiting import wait_for
 from worker.api_models import StorageConfig
 
 BUCKET = "recordings"

@@ -27,9 +27,11 @@ from emulator import EmulatorServer, serve_in_thread
 from emulator.devauth import DevTokenMissing
 from emulator.media.access import REFUSED, MediaDirs, MediaRefused, open_media
 from emulator.media.images import ImageStore
-from tests.emulator.conftest import FAST, Api, start_request, wait_for
-from tests.media.conftest import write_color_video, write_image
-from tests.ops.harness import REPO, free_port
+from tests.support.emulator import FAST, Api, start_request
+from tests.support.media_sources import write_color_video, write_image
+from tests.support.ports import free_port
+from tests.support.processes import REPO
+from tests.support.waiting import wait_for
 from worker.devapi import DevApiClient, DevApiError
 
 SECRET_TEXT = "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBGDsecret\n"
@@ -258,7 +260,7 @@ def test_a_local_background_image_is_read_only_inside_the_media_dirs(
 ) -> None:
     """Through the REST API: a local path as backgroundImage shows only from a media dir (the
     control case proves the test sees the image when it is allowed)."""
-    from tests.mediacheck import close_to, color_at, frame_at
+    from tests.support.mediacheck import close_to, color_at, frame_at
 
     image = write_image((media if inside else tmp_path) / "bg.png", (0, 255, 255), (32, 32))
     api.join("bgroom", "1", video=None, audio={"tone": 440})  # records, draws no video

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from config import Settings
-from tests.ops.harness import cloudrec_env, run_cli
+from tests.support.processes import cloudrec_env, run_cli
 from tests.support.specs import process_spec
 from worker import recording
 from worker.celery_app import configure

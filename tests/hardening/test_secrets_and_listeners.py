@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from tests.ops.harness import cloudrec_env, free_port, processes, spawn
+from tests.support.ports import free_port
+from tests.support.processes import cloudrec_env, processes, spawn
 from tests.support.waiting import wait_for
 from worker.api_models import (
     RecordingConfig,

@@ -14,9 +14,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from emulator import EmulatorConfig, serve_in_thread
-from tests.ops.harness import (
-    FAST_EMULATOR,
+from emulator import serve_in_thread
+from tests.support.emulator import PROCESS_EMULATOR
+from tests.support.processes import (
     cloudrec_env,
     processes,
     run_cli,
@@ -34,7 +34,7 @@ def test_a_recording_that_cannot_write_fails_its_job_without_files(
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    config = EmulatorConfig(storage_dir=tmp_path / "storage", **FAST_EMULATOR)  # type: ignore[arg-type]
+    config = replace(PROCESS_EMULATOR, storage_dir=tmp_path / "storage")
     server = serve_in_thread(replace(config, staging_dir=blocker / "staging"))
     env = cloudrec_env(redis_url, server.base_url)
     store = JobStore(redis_client)

@@ -19,8 +19,7 @@ from emulator.media import (
 )
 from emulator.media.naming import mp4_name, playlist_name, slice_name, utc_stamp
 from emulator.media.playlist import PlaylistEntry, render_playlist
-
-from .helpers import (
+from tests.support.mediadecode import (
     BLUE,
     GREEN,
     RED,

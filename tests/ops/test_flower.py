@@ -13,8 +13,8 @@ import redis
 import requests
 
 from tasks.recording import submit_and_start
-from tests.ops.harness import (
-    free_port,
+from tests.support.ports import free_port
+from tests.support.processes import (
     processes,
     spawn,
     start_beat_process,

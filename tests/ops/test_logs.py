@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from emulator import EmulatorConfig, serve_in_thread
+from emulator import serve_in_thread
 from tasks.recording import submit_and_start
-from tests.ops.harness import (
-    FAST_EMULATOR,
+from tests.support.emulator import PROCESS_EMULATOR
+from tests.support.processes import (
     Proc,
     cloudrec_env,
     processes,
@@ -54,10 +55,10 @@ def test_a_run_logs_json_lines_with_its_ids_and_no_secret(
     redis_url: str, redis_client: redis.Redis, log_dir: Path, tmp_path: Path
 ) -> None:
     server = serve_in_thread(
-        EmulatorConfig(
+        replace(
+            PROCESS_EMULATOR,
             storage_dir=tmp_path / "storage",
             customer_secret=SECRETS["CLOUDREC_CUSTOMER_SECRET"],
-            **FAST_EMULATOR,  # type: ignore[arg-type]
         )
     )
     env = cloudrec_env(redis_url, server.base_url, CLOUDREC_LOG_JSON="true", **SECRETS)
@@ -180,10 +181,10 @@ def test_celery_a_worker_logs_a_job_as_cloudrec_worker_does(
     """One job through `cloudrec worker`, one through `celery -A worker.celery_app worker` (with
     a `celery -A ... beat`): the same JSON lines, the same fields, no secret in either."""
     server = serve_in_thread(
-        EmulatorConfig(
+        replace(
+            PROCESS_EMULATOR,
             storage_dir=tmp_path / "storage",
             customer_secret=SECRETS["CLOUDREC_CUSTOMER_SECRET"],
-            **FAST_EMULATOR,  # type: ignore[arg-type]
         )
     )
     env = cloudrec_env(redis_url, server.base_url, CLOUDREC_LOG_JSON="true", **SECRETS)

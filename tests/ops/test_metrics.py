@@ -12,8 +12,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.recording import submit_and_start
-from tests.ops.harness import (
-    free_port,
+from tests.support.ports import free_port
+from tests.support.processes import (
     processes,
     spawn,
     start_beat_process,

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from config import Settings
-from tests.ops.harness import (
+from tests.support.processes import (
     Proc,
     processes,
     run_cli,

@@ -15,12 +15,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tasks.recording import submit
-from tests.ops.harness import (
-    processes,
-    run_cli,
-    start_beat_process,
-    start_worker_process,
-)
+from tests.support.processes import processes, run_cli, start_beat_process, start_worker_process
 from tests.support.specs import process_spec
 from tests.support.waiting import wait_for
 

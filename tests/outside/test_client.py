@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.outside.conftest import Cloudrec
-from tests.outside.venvs import _clean_env, run_outside
+from tests.support.processes import Cloudrec
 from tests.support.specs import process_spec
+from tests.support.venvs import _clean_env, run_outside
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e

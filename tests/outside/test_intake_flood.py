@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from tasks.recording import submit_and_start
-from tests.outside.conftest import Cloudrec
 from tests.outside.test_raw_message import celery_message
+from tests.support.processes import Cloudrec
 from tests.support.specs import process_spec
 from tests.support.waiting import wait_for
 from worker.queues import priority_keys

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.outside.conftest import Cloudrec
+from tests.support.processes import Cloudrec
 from tests.support.specs import process_spec
 from tests.support.waiting import wait_for
 

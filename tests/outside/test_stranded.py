@@ -12,10 +12,10 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.harness import free_port, run_cli, spawn, wait_http
-from tests.outside.conftest import Cloudrec
-from tests.outside.venvs import run_outside
+from tests.support.ports import free_port
+from tests.support.processes import Cloudrec, run_cli, spawn, wait_http
 from tests.support.specs import process_spec
+from tests.support.venvs import run_outside
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -17,12 +17,10 @@ from celery import Celery
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from tests.reliability.harness import (
+from tests.support.fleet import Killer, WorkerGroup, beat_threads
+from tests.support.promises import (
     NCS_SECRET,
     REAL_SERVICE,
-    Killer,
-    WorkerGroup,
-    beat_threads,
     check_promises,
     dev_requests_mark,
     empty_channel_spec,

@@ -22,9 +22,8 @@ from celery import Celery
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.reliability.harness import (
-    WorkerGroup,
-    beat_threads,
+from tests.support.fleet import WorkerGroup, beat_threads
+from tests.support.promises import (
     dev_requests_mark,
     empty_channel_spec,
     observer_dev,

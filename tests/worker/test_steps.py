@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from tests.support.emulator import live_recordings, recordings_of
 from tests.support.specs import small_spec
+from tests.support.stack import make_settings
 from tests.support.waiting import wait_for
-from tests.worker.conftest import live_recordings, make_settings, recordings_of
 from worker import recording
 from worker.api_models import AcquireClientRequest
 from worker.errors import TransportError

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from emulator.media import LayoutSpec, regions_for
-from tests.emulator.conftest import Api, wait_for
-from tests.mediacheck import audio_samples, close_to, color_at, frame_at
+from tests.support.emulator import Api
+from tests.support.mediacheck import audio_samples, close_to, color_at, frame_at
+from tests.support.waiting import wait_for
 
 WIDTH, HEIGHT = 320, 180
 
