@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
+import boto3  # type: ignore[import-untyped]  # no stubs; the emulator imports it the same way
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
