@@ -26,19 +26,33 @@ from worker.queues import queue_layout
 REPO = Path(__file__).resolve().parents[2]
 
 
+def env_value(value: Any) -> str:
+    """A setting as its environment variable spells it (lists are comma-separated)."""
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a worker process build exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDREC_")}
     for name, value in settings.model_dump(exclude={"storage"}).items():
         if value is None:
             continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"CLOUDREC_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        env[f"CLOUDREC_{name.upper()}"] = env_value(value)
     env["PYTHONPATH"] = str(REPO)
     return env
+
+
+def popen_logged(command: list[str], log: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start ``command`` in the repository with stdout and stderr in ``log``. The parent closes
+    its handle at once: the child has its own copy."""
+    with log.open("wb") as out:
+        return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, **popen)
 
 
 # -- worker processes -------------------------------------------------------------------------
@@ -70,19 +84,16 @@ class WorkerGroup:
         self.kills = 0
 
     def start(self) -> WorkerGroup:
-        log = (self.log_dir / f"{self.name}-{self.starts}.log").open("wb")
         command = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
             "-Q", self.queues, "--pool", self.pool, "-c", str(self.concurrency),
             "-n", f"{self.name}-{self.starts}@%h", "-l", self.loglevel,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(
+        self.proc = popen_logged(
             command,
-            cwd=REPO,
+            self.log_dir / f"{self.name}-{self.starts}.log",
             env=settings_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: killpg takes the pool with it
         )
         self.starts += 1
@@ -300,12 +311,10 @@ class EmulatorProcess:
         import requests
 
         Path(self.options["storage_dir"]).mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
+        self.proc = popen_logged(
             [sys.executable, "-c", _EMULATOR_MAIN, json.dumps(self.options)],
-            cwd=REPO,
+            self.log,
             env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -336,7 +345,7 @@ class BeatProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BeatProcess:
-        self.proc = subprocess.Popen(
+        self.proc = popen_logged(
             [
                 sys.executable,
                 "-m",
@@ -349,10 +358,8 @@ class BeatProcess:
                 "--schedule",
                 str(self.log_dir / "beat-schedule"),
             ],
-            cwd=REPO,
+            self.log_dir / "beat.log",
             env=settings_env(self.settings),
-            stdout=(self.log_dir / "beat.log").open("wb"),
-            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -383,12 +390,10 @@ class NcsReceiverProcess:
     def start(self, timeout: float = 30.0) -> NcsReceiverProcess:
         import requests
 
-        self.proc = subprocess.Popen(
+        self.proc = popen_logged(
             [sys.executable, "-m", "worker.cli", "ncs", "--port", str(self.port)],
-            cwd=REPO,
+            self.log,
             env=settings_env(self.settings),
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
