@@ -45,15 +45,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from celery import Celery
 
 from config import Settings
-from tests.reliability.harness import (
-    REAL_SERVICE,
+from tests.support.fleet import (
     BeatProcess,
     EmulatorProcess,
     Killer,
     NcsReceiverProcess,
     RedisServer,
-    Verdict,
     WorkerGroup,
+)
+from tests.support.promises import (
+    REAL_SERVICE,
+    Verdict,
     check_promises,
     dev_requests_mark,
     empty_channel_spec,

@@ -35,13 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings
 from tasks.recording import submit_and_start
-from tests.reliability.harness import (
-    REAL_SERVICE,
+from tests.support.fleet import (
     BeatProcess,
     EmulatorProcess,
     NcsReceiverProcess,
     RedisServer,
     WorkerGroup,
+)
+from tests.support.promises import (
+    REAL_SERVICE,
     check_promises,
     dev_requests_mark,
     injected_faults,

@@ -33,14 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings
 from tasks.recording import submit_and_start
-from tests.reliability.harness import (
-    EmulatorProcess,
-    RedisServer,
-    WorkerGroup,
-    beat_threads,
-    empty_channel_spec,
-    wait_all_terminal,
-)
+from tests.support.fleet import EmulatorProcess, RedisServer, WorkerGroup, beat_threads
+from tests.support.promises import empty_channel_spec, wait_all_terminal
 from worker.celery_app import configure, runtime
 from worker.metrics import API_CALLS
 from worker.ncs_receiver import ReceiverThread

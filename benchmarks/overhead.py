@@ -34,13 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import Settings
 from contract.models import AcquireClientRequest, StartClientRequest
 from tasks.recording import submit_and_start
-from tests.reliability.harness import (
-    BeatProcess,
-    EmulatorProcess,
-    RedisServer,
-    WorkerGroup,
-    empty_channel_spec,
-)
+from tests.support.fleet import BeatProcess, EmulatorProcess, RedisServer, WorkerGroup
+from tests.support.promises import empty_channel_spec
 from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
 from worker.client import RecordingApiClient
 from worker.errors import ApiError

@@ -28,7 +28,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings
-from tests.reliability.harness import RedisServer
+from tests.support.fleet import RedisServer
 from worker.reconcile import reconcile
 from worker.runtime import Runtime
 from worker.states import JobState

@@ -44,16 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings
 from tasks.recording import queue_backlog, submit_and_start
-from tests.reliability.harness import (
-    BeatProcess,
-    EmulatorProcess,
-    RedisServer,
-    WorkerGroup,
-    check_promises,
-    empty_channel_spec,
-    rss_mb,
-    wait_all_terminal,
-)
+from tests.support.fleet import BeatProcess, EmulatorProcess, RedisServer, WorkerGroup, rss_mb
+from tests.support.promises import check_promises, empty_channel_spec, wait_all_terminal
 from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
 from worker.devapi import DevApiClient
 from worker.metrics import STOP_LATENESS

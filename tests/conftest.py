@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 import redis
 from celery.contrib.testing.worker import test_worker_stopped
 
-T = TypeVar("T")
-
-# Tests never touch db 0, where a developer's own cloudrec may live.
-TEST_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.support.redis_db import TEST_REDIS_URL
 
 
 @pytest.fixture
@@ -35,20 +29,6 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def wait_for(
-    probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1, what: str = ""
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or probe}: last={last!r}")
 
 
 def _forget_holdings(**_: object) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.mediacheck import (
+from tests.support.mediacheck import (
     TS_NAME,
     close_to,
     color_at,

@@ -3,39 +3,22 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.conftest import TEST_REDIS_URL
-from tests.ops.harness import (
+from tests.support.emulator import start_emulator
+from tests.support.processes import (
+    Deployment,
     cloudrec_env,
     processes,
-    run_cli,
     start_beat_process,
-    start_emulator,
     start_worker_process,
 )
+from tests.support.redis_db import TEST_REDIS_URL
 from worker.devapi import DevApiClient
 from worker.store import JobStore
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@dataclass
-class Deployment:
-    env: dict[str, str]
-    dev: DevApiClient
-    store: JobStore
-    redis: redis.Redis
-    storage_dir: Path
-
-    def cli(self, *argv: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-        return run_cli(list(argv), self.env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.cli.conftest import Deployment
+from tests.support.processes import Deployment
 
 pytestmark = pytest.mark.e2e
 

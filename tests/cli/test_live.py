@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Deployment
-from tests.conftest import wait_for
-from tests.ops.harness import REPO
+from tests.support.processes import REPO, Deployment
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Deployment
+from tests.support.processes import Deployment
 
 pytestmark = pytest.mark.e2e
 

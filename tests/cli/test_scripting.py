@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.ops.harness import cloudrec_env, free_port, run_cli
+from tests.support.ports import free_port
+from tests.support.processes import cloudrec_env, run_cli
 from worker.states import JobState
 from worker.store import JobRecord, JobStore
 

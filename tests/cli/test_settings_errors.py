@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TEST_REDIS_URL
-from tests.ops.harness import REPO, cloudrec_env, run_cli
+from tests.support.processes import REPO, cloudrec_env, run_cli
+from tests.support.redis_db import TEST_REDIS_URL
 from tests.test_render_cli import SCENARIO
 
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tests.cli.conftest import Deployment
-from tests.conftest import wait_for
+from tests.support.processes import Deployment
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import copy
 import json
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
-from emulator import EmulatorConfig, EmulatorServer, serve_in_thread
+from emulator import EmulatorServer, serve_in_thread
+from tests.support.emulator import FAST
+from tests.support.waiting import wait_for
 
 AUTH = ("demo", "demo-secret")
 APP = "contract-app"
-T = TypeVar("T")
 DROP = object()  # a key taken out of the body
 JSON = "application/json"
 JSON_UTF8 = "application/json;charset=utf-8"  # what the Go client sends (spec 1.2)
@@ -62,14 +61,7 @@ START_BODY: dict[str, Any] = {
 }
 
 # Fast clock: short startup and slices, so each recording takes about a second.
-CONFIG = EmulatorConfig(
-    port=0,
-    qps=0,
-    startup_seconds=0.3,
-    slice_seconds=0.5,
-    exit_linger_seconds=1.0,
-    tick_seconds=0.05,
-)
+CONFIG = replace(FAST, startup_seconds=0.3)
 
 
 def serve(storage_dir: Path) -> EmulatorServer:
@@ -88,17 +80,6 @@ def patched(body: dict[str, Any], changes: dict[tuple[str, ...], Any]) -> dict[s
         else:
             target[path[-1]] = copy.deepcopy(value)
     return out
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Agora:
@@ -178,7 +159,7 @@ class Agora:
             server = dict(r.json()["serverResponse"])
             return server if server["status"] == 5 and server.get("fileList") else None
 
-        return wait_for(ready, 20, f"recording {sid} to run")
+        return wait_for(ready, 20, what=f"recording {sid} to run")
 
     def stopped(self, rid: str, sid: str, cname: str, uid: str) -> dict[str, Any]:
         r = self.stop(rid, sid, {"cname": cname, "uid": uid, "clientRequest": {}})

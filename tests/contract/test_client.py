@@ -28,7 +28,7 @@ from contract.models import (
     file_names,
 )
 from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from worker.client import RecordingApiClient
 from worker.devapi import DevApiClient
 from worker.errors import (

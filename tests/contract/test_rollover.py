@@ -9,8 +9,8 @@ from pathlib import Path
 from config import Settings
 from contract.models import AcquireClientRequest, file_names
 from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
-from tests.mediacheck import probe
+from tests.support.mediacheck import probe
+from tests.support.waiting import wait_for
 from worker.client import RecordingApiClient
 from worker.devapi import DevApiClient
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,43 +13,16 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from config import Settings
-from emulator import EmulatorConfig, serve_in_thread
+from tests.support.emulator import PROCESS_EMULATOR, serving
+from tests.support.stack import WEBHOOK_SECRET, Stack, dispatcher
 from worker.celery_app import app, configure, queue_layout, runtime
 from worker.devapi import DevApiClient
-from worker.runtime import Runtime
-
-WEBHOOK_SECRET = "whsec_ZTJlLXdlYmhvb2stc2lnbmluZy1rZXktMzItYnl0ZXM="  # Standard Webhooks form
-
-
-@dataclass
-class Stack:
-    settings: Settings
-    runtime: Runtime
-    dev: DevApiClient
-    storage_dir: Path
-    emulator: object
 
 
 @pytest.fixture
 def emulator_server(tmp_path: Path) -> Iterator[object]:
-    config = EmulatorConfig(
-        port=0,
-        storage_dir=tmp_path / "storage",
-        startup_seconds=1.0,
-        slice_seconds=2.0,
-        exit_linger_seconds=3.0,
-        qps=0,
-    )
-    server = serve_in_thread(config)
-    yield server
-    server.stop()
-
-
-def _dispatcher(stop: threading.Event, interval: float) -> None:
-    from tasks.recording import dispatch
-
-    while not stop.wait(interval):
-        dispatch()  # the body of the beat task, run on the beat's clock
+    with serving(replace(PROCESS_EMULATOR, storage_dir=tmp_path / "storage")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -77,7 +50,7 @@ def stack(
     settings = Settings(**(values | stack_settings))
     configure(settings)
     stop = threading.Event()
-    ticker = threading.Thread(target=_dispatcher, args=(stop, 0.25), daemon=True)
+    ticker = threading.Thread(target=dispatcher, args=(stop, 0.25), daemon=True)
     with start_worker(
         app,
         pool="threads",

@@ -18,8 +18,8 @@ from standardwebhooks import Webhook
 
 from contract.models import AcquireClientRequest
 from tasks.recording import acquire, request_stop, submit_and_start
-from tests.conftest import wait_for
-from tests.e2e.conftest import WEBHOOK_SECRET
+from tests.support.stack import WEBHOOK_SECRET
+from tests.support.waiting import wait_for
 from worker.celery_app import app, runtime
 from worker.limiter import ApiRateLimiter, Priority
 from worker.metrics import LIMITER_WAITS

@@ -21,7 +21,7 @@ from celery.contrib.testing.worker import start_worker
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
 from worker.devapi import DevApiClient
 from worker.metrics import API_CALLS, SID_UNKNOWN

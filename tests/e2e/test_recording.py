@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.recording import request_stop, submit_and_start
-from tests.conftest import wait_for
-from tests.mediacheck import (
+from tests.support.mediacheck import (
     TS_NAME,
     close_to,
     color_at,
@@ -21,6 +20,7 @@ from tests.mediacheck import (
     probe,
     tone_levels,
 )
+from tests.support.waiting import wait_for
 from worker.celery_app import app
 from worker.errors import JobSpecError
 from worker.store import JobRecord

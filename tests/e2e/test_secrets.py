@@ -32,7 +32,7 @@ from config import Settings
 from config.settings import StorageProfile
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from worker.celery_app import app, configure, queue_layout, runtime
 from worker.devapi import DevApiClient
 from worker.errors import JobSpecError

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from worker.errors import JobSpecError
 
 pytestmark = pytest.mark.e2e

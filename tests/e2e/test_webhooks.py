@@ -24,8 +24,9 @@ import requests
 import standardwebhooks
 
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
-from tests.e2e.conftest import WEBHOOK_SECRET
+from tests.support.ports import free_port
+from tests.support.stack import WEBHOOK_SECRET
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +44,6 @@ def _spec(cname: str, duration: int, webhook: str) -> dict[str, Any]:
         },
         "callback": {"webhook": webhook},
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _readme_receiver(port: int) -> str:
@@ -75,7 +70,7 @@ def outside_python(tmp_path: Path) -> Iterator[list[str]]:
 
 
 def test_the_readme_receiver_verifies_real_deliveries(stack, outside_python, tmp_path):
-    port = _free_port()
+    port = free_port()
     receiver = subprocess.Popen(
         [*outside_python, "-c", _readme_receiver(port)],
         env={

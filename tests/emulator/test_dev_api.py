@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -237,7 +238,7 @@ def test_not_found_window(api: Api) -> None:
     rid, sid = api.start("room", "100")
     api.put_faults({"notFoundSeconds": 0.5})
     assert api.query(rid, sid).json() == {"code": 404, "reason": "failed to find worker"}
-    wait_for(lambda: api.query(rid, sid).status_code == 200, 3, "the 404 window to close")
+    wait_for(lambda: api.query(rid, sid).status_code == 200, 3, what="the 404 window to close")
 
 
 def test_fault_validation(api: Api) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from contract.ncs import EVENTS
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 
 SECRET = "ncs-test-secret"
 
@@ -30,7 +31,7 @@ def details(events: list[dict[str, Any]], event_type: int) -> list[dict[str, Any
 
 
 def first_slice(api: Api, rid: str, sid: str) -> None:
-    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, "a slice")
+    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, what="a slice")
 
 
 def test_lifecycle_events_in_order(api: Api) -> None:
@@ -85,11 +86,11 @@ def test_stream_state_events_follow_publishing(api: Api) -> None:
     def video_states() -> list[int]:
         return [d["state"] for d in details(api.events(sid), 44)]
 
-    wait_for(lambda: video_states() == [0], 5, "video receiving")
+    wait_for(lambda: video_states() == [0], 5, what="video receiving")
     api.patch("room", "1", video=False)
-    wait_for(lambda: video_states() == [0, 1], 5, "video not receiving")
+    wait_for(lambda: video_states() == [0, 1], 5, what="video not receiving")
     api.patch("room", "1", video=True)
-    wait_for(lambda: video_states() == [0, 1, 0], 5, "video receiving again")
+    wait_for(lambda: video_states() == [0, 1, 0], 5, what="video receiving again")
     assert [d["state"] for d in details(api.events(sid), 43)] == [0]  # audio never stopped
 
 
@@ -186,7 +187,7 @@ def test_events_are_posted_signed(make_emulator: EmulatorFactory, receiver: Rece
     api.stop(rid, sid, "room", "100")
     logged = api.events(sid)
     wait_for(lambda: delivery(api)["pending"] == 0 and len(receiver.posts) >= len(logged), 5,
-             "delivery")  # fmt: skip
+             what="delivery")  # fmt: skip
     assert delivery(api) | {"url": None} == {
         "url": None,
         "attempts": len(logged),
@@ -219,7 +220,7 @@ def test_failed_delivery_is_resent_three_times(
     )
     _, sid = api.start("room", "100")
     wait_for(lambda: delivery(api)["pending"] == 0 and delivery(api)["failed"] == 1, 5,
-             "the resends to end")  # fmt: skip
+             what="the resends to end")  # fmt: skip
     sent = [b for b in receiver.bodies() if b["eventType"] == 30]
     assert len(sent) == 4  # 1 + 3 resends
     assert len({b["noticeId"] for b in sent}) == 1
@@ -240,7 +241,7 @@ def test_duplicate_deliveries_on_demand(make_emulator: EmulatorFactory, receiver
     logged = api.events(sid)
     assert types(logged) == [30, 40]
     wait_for(lambda: delivery(api)["pending"] == 0 and delivery(api)["duplicates"] == 2, 5,
-             "the duplicates")  # fmt: skip
+             what="the duplicates")  # fmt: skip
     received = receiver.bodies()
     assert [b["eventType"] for b in received] == [30, 40, 30, 40]  # out of order
     for copy, original in zip(received[2:], received[:2], strict=True):
@@ -255,7 +256,7 @@ def test_uploading_progress_while_recording(make_emulator: EmulatorFactory) -> N
     api = make_emulator(progress_seconds=0.2)
     api.join("room", "1")
     rid, sid = api.start("room", "100")
-    wait_for(lambda: len(details(api.events(sid), 33)) >= 3, 5, "three progress events")
+    wait_for(lambda: len(details(api.events(sid), 33)) >= 3, 5, what="three progress events")
     api.stop(rid, sid, "room", "100")
     progress = [d["progress"] for d in details(api.events(sid), 33)]
     assert all(0 <= p <= 10000 for p in progress) and progress[-1] == 10000

@@ -11,9 +11,10 @@ from typing import Any
 
 import requests
 
-from tests.emulator.conftest import Api, start_request, wait_for
-from tests.emulator.decode import tone_levels_between
-from tests.mediacheck import close_to, color_at, frame_at
+from tests.support.emulator import Api, start_request
+from tests.support.emulator_media import tone_levels_between
+from tests.support.mediacheck import close_to, color_at, frame_at
+from tests.support.waiting import wait_for
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}
 GREEN, TONE, OTHER_TONE = "#00FF00", 440.0, 880.0
@@ -35,7 +36,7 @@ def file_list(api: Api, rid: str, sid: str) -> list[str]:
 
 
 def wait_for_file(api: Api, rid: str, sid: str, name: str) -> None:
-    wait_for(lambda: name in file_list(api, rid, sid), 10, f"{name} in query's fileList")
+    wait_for(lambda: name in file_list(api, rid, sid), 10, what=f"{name} in query's fileList")
 
 
 def migrate(api: Api, rid: str, sid: str, seconds: float) -> dict[str, Any]:
@@ -48,7 +49,9 @@ def migrate(api: Api, rid: str, sid: str, seconds: float) -> dict[str, Any]:
     assert (view["sid"], view["live"], view["migrating"]) == (sid, True, True)
     for answer in (api.query(rid, sid), api.update_layout(rid, sid, "room", "100", {})):
         assert (answer.status_code, answer.json()) == (404, NOT_FOUND)
-    wait_for(lambda: api.query(rid, sid).status_code == 200, seconds + 5, "the migration's end")
+    wait_for(
+        lambda: api.query(rid, sid).status_code == 200, seconds + 5, what="the migration's end"
+    )
     assert time.monotonic() - began >= seconds
     return view
 
@@ -141,7 +144,7 @@ def test_failover_before_anyone_published_records_only_bak0(api: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["failovers"][0]["seconds"] == 3.0
     assert api.stop(rid, sid, "room", "100").json() == NOT_FOUND
-    wait_for(lambda: api.query(rid, sid).status_code == 200, 8, "the migration's end")
+    wait_for(lambda: api.query(rid, sid).status_code == 200, 8, what="the migration's end")
     api.join("room", "1", video={"color": GREEN}, audio={"tone": TONE})
     wait_for_file(api, rid, sid, f"bak0_{sid}_room.m3u8")
 
@@ -166,7 +169,7 @@ def test_failover_endpoint_refusals(api: Api) -> None:
     assert failover(api, sid, {"seconds": 0.5}).status_code == 200
     r = failover(api, sid, {"seconds": 0.5})
     assert r.status_code == 409 and "already" in r.json()["message"]
-    wait_for(lambda: api.query(rid, sid).status_code == 200, 5, "the migration's end")
+    wait_for(lambda: api.query(rid, sid).status_code == 200, 5, what="the migration's end")
     assert api.stop(rid, sid, "room", "100").json()["code"] == 435  # nobody published
     r = failover(api, sid)
     assert r.status_code == 409 and "not live" in r.json()["message"]
@@ -178,8 +181,8 @@ def test_fault_window_with_failover_fails_live_tasks_over_once(api: Api) -> None
     wait_for_file(api, rid, sid, f"{sid}_room.m3u8")
     r = api.put_faults({"notFoundSeconds": 1.0, "failover": True})
     assert r.status_code == 200 and r.json()["failover"] is True
-    wait_for(lambda: api.query(rid, sid).status_code == 404, 3, "the window")
-    wait_for(lambda: api.query(rid, sid).status_code == 200, 5, "the window to close")
+    wait_for(lambda: api.query(rid, sid).status_code == 404, 3, what="the window")
+    wait_for(lambda: api.query(rid, sid).status_code == 200, 5, what="the window to close")
     wait_for_file(api, rid, sid, f"bak0_{sid}_room.m3u8")
     time.sleep(0.3)
 

@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from tests.emulator.conftest import AUTH, Api, start_request, wait_for
+from tests.support.emulator import AUTH, Api, start_request
+from tests.support.waiting import wait_for
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}
 ACQUIRE = {"cname": "room", "uid": "1", "clientRequest": {}}
@@ -95,13 +96,13 @@ def test_ha_404_window_starting_later(api: Api) -> None:
     assert described["notFoundSeconds"] == pytest.approx(0.6)
     assert api.query(rid, sid).status_code == 200  # before the window
     first_404 = wait_for(
-        lambda: api.query(rid, sid).status_code == 404 and time.monotonic(), 3, "the window"
+        lambda: api.query(rid, sid).status_code == 404 and time.monotonic(), 3, what="the window"
     )
     assert first_404 - put_at >= 0.6
     assert api.query(rid, sid).json() == NOT_FOUND
     r = api.update_layout(rid, sid, "room", "100", {})  # not a listed operation
     assert r.status_code == 200
-    wait_for(lambda: api.query(rid, sid).status_code == 200, 3, "the window to close")
+    wait_for(lambda: api.query(rid, sid).status_code == 200, 3, what="the window to close")
     assert time.monotonic() - put_at >= 1.2
 
 
@@ -112,7 +113,7 @@ def test_404_during_the_first_seconds_after_start(api: Api) -> None:
     r = api.query(rid, sid)
     assert (r.status_code, r.json()) == (404, NOT_FOUND)
     assert api.stop(rid, sid, "room", "100").json() == NOT_FOUND
-    wait_for(lambda: api.query(rid, sid).status_code == 200, 3, "the task to be found")
+    wait_for(lambda: api.query(rid, sid).status_code == 200, 3, what="the task to be found")
     assert time.monotonic() - started >= 0.6
 
 
@@ -120,7 +121,7 @@ def test_upload_failures_for_the_next_n_uploads(api: Api) -> None:
     api.put_faults({"uploadFailures": 1})
     api.join("room", "1")
     rid, sid = api.start("room", "100")
-    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, "a slice")
+    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, what="a slice")
     r = api.stop(rid, sid, "room", "100")
     assert r.json()["serverResponse"]["uploadingStatus"] == "backuped"
     files = api.recording(sid)["files"]

@@ -12,7 +12,7 @@ import requests
 from emulator import EmulatorConfig
 from emulator.ratelimit import SlidingWindowLimiter
 from emulator.service import RecordingService
-from tests.emulator.conftest import AUTH, Api, EmulatorFactory, start_request
+from tests.support.emulator import AUTH, Api, EmulatorFactory, start_request
 
 ACQUIRE = {"cname": "room", "uid": "1", "clientRequest": {}}
 

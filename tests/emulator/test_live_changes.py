@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from emulator.media import LayoutSpec
-from tests.emulator.conftest import Api
-from tests.emulator.decode import (
+from tests.support.emulator import Api
+from tests.support.emulator_media import (
     Timeline,
     colour_at,
     composite_request,
@@ -15,7 +15,7 @@ from tests.emulator.decode import (
     shows,
     tone_levels_between,
 )
-from tests.mediacheck import close_to
+from tests.support.mediacheck import close_to
 
 RED, GREEN, BLUE, BLACK, WHITE = "#FF0000", "#00FF00", "#0000FF", "#000000", "#FFFFFF"
 

@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from emulator import EmulatorConfig, EmulatorServer, create_app, serve_in_thread
-from tests.emulator.conftest import AUTH, FAST, Api
+from tests.support.emulator import AUTH, FAST, Api
 
 REST = "/v1/apps/{appid}/cloud_recording"
 MAX_EXAMPLES = 12  # per operation and generation mode, on top of the schema-coverage cases

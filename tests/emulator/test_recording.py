@@ -11,7 +11,8 @@ import av
 import pytest
 
 from contract.models import QueryResponse, StopResponse, file_names
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 
 NOT_FOUND = {"code": 404, "reason": "failed to find worker"}
 
@@ -49,7 +50,9 @@ def test_hls_only_file_list_is_a_string(api: Api) -> None:
     # the M3U8 name appears only after the first slice (1 s here)
     assert (first["fileListMode"], first["fileList"]) == ("string", "")
     playlist = f"{sid}_room.m3u8"
-    wait_for(lambda: server_response(api, rid, sid)["fileList"] == playlist, 10, "m3u8 in query")
+    wait_for(
+        lambda: server_response(api, rid, sid)["fileList"] == playlist, 10, what="m3u8 in query"
+    )
     assert server_response(api, rid, sid)["status"] == 5
     assert isinstance(server_response(api, rid, sid)["sliceStartTime"], int)
 
@@ -79,7 +82,7 @@ def test_hls_and_mp4_file_list_is_json(api: Api) -> None:
     api.join("room", "1", video={"color": "#00FF00"}, audio={"tone": 440})
     rid, sid = api.start("room", "100", start_request(files=["hls", "mp4"]))
     assert server_response(api, rid, sid)["fileList"] == []
-    entries = wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "fileList")
+    entries = wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="fileList")
     assert entries[0]["fileName"] == f"{sid}_room.m3u8"
     time.sleep(0.5)
 
@@ -111,7 +114,9 @@ def test_stop_then_49_then_404(make_emulator: EmulatorFactory) -> None:
     r = api.stop(rid, sid, "room", "100")
     assert (r.status_code, r.json()) == (400, {"code": 49, "reason": "invalid operation"})
     assert server_response(api, rid, sid)["status"] == 8
-    wait_for(lambda: api.stop(rid, sid, "room", "100").status_code == 404, 3, "404 after linger")
+    wait_for(
+        lambda: api.stop(rid, sid, "room", "100").status_code == 404, 3, what="404 after linger"
+    )
     assert api.query(rid, sid).json() == NOT_FOUND
     row = api.recording(sid)
     assert (row["live"], row["exitReason"], row["status"]) == (False, "stop", 8)
@@ -132,7 +137,7 @@ def test_nobody_published_stop_is_206_435(
     if join is not None:
         api.join("room", "1", **join)
     rid, sid = api.start("room", "100", start_request(**recording))
-    wait_for(lambda: server_response(api, rid, sid)["status"] == 5, 5, "status 5")
+    wait_for(lambda: server_response(api, rid, sid)["status"] == 5, 5, what="status 5")
     r = api.stop(rid, sid, "room", "100")
     assert (r.status_code, r.json()) == (206, {"code": 435, "reason": "no recorded data"})
     assert api.stop(rid, sid, "room", "100").json()["code"] == 49
@@ -144,7 +149,7 @@ def test_nobody_published_stop_is_206_435(
 def test_async_stop(api: Api) -> None:
     api.join("room", "1")
     rid, sid = api.start("room", "100", start_request(files=["hls", "mp4"]))
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     r = api.stop(rid, sid, "room", "100", async_stop=True)
     assert r.status_code == 200, r.text
     assert r.json()["serverResponse"]["uploadingStatus"] == "unknown"
@@ -152,7 +157,7 @@ def test_async_stop(api: Api) -> None:
     row = wait_for(
         lambda: (lambda x: x if x["status"] == 8 else None)(api.recording(sid)),
         10,
-        "async stop to finish",
+        what="async stop to finish",
     )
     assert row["uploadingStatus"] == "uploaded"
     names = {f["fileName"] for f in row["files"]}
@@ -165,7 +170,7 @@ def test_idle_exit_after_max_idle_time(make_emulator: EmulatorFactory) -> None:
     api = make_emulator(exit_linger_seconds=2.0, idle_second=0.2)
     api.join("room", "1")
     rid, sid = api.start("room", "100", start_request(max_idle=5))
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     assert api.leave("room", "1").status_code == 200
     left = time.monotonic()
     # still live before maxIdleTime has passed
@@ -174,15 +179,15 @@ def test_idle_exit_after_max_idle_time(make_emulator: EmulatorFactory) -> None:
     exiting = wait_for(
         lambda: (lambda s: s if s["status"] in (6, 7, 8) else None)(server_response(api, rid, sid)),
         6,
-        "idle exit",
+        what="idle exit",
     )
     assert time.monotonic() - left >= 1.0
     assert exiting["status"] in (6, 7, 8)
     r = api.update_layout(rid, sid, "room", "100", {"mixedVideoLayout": 1})
     assert (r.status_code, r.json()) == (404, NOT_FOUND)
-    wait_for(lambda: server_response(api, rid, sid)["status"] == 8, 10, "status 8")
+    wait_for(lambda: server_response(api, rid, sid)["status"] == 8, 10, what="status 8")
     assert api.stop(rid, sid, "room", "100").json()["code"] == 49
-    wait_for(lambda: api.query(rid, sid).status_code == 404, 5, "404 after the exit")
+    wait_for(lambda: api.query(rid, sid).status_code == 404, 5, what="404 after the exit")
     assert api.query(rid, sid).json() == NOT_FOUND
     row = api.recording(sid)
     assert (row["live"], row["exitReason"], row["uploadingStatus"]) == (False, "idle", "uploaded")
@@ -198,7 +203,7 @@ def test_idle_rule_follows_channel_type(make_emulator: EmulatorFactory) -> None:
     api.join("room", "1", role="audience")
     live_rid, live_sid = api.start("room", "100", start_request(max_idle=5, channelType=1))
     comm_rid, comm_sid = api.start("room", "200", start_request(max_idle=5, channelType=0))
-    wait_for(lambda: api.query(live_rid, live_sid).status_code == 404, 10, "live idle exit")
+    wait_for(lambda: api.query(live_rid, live_sid).status_code == 404, 10, what="live idle exit")
     assert server_response(api, comm_rid, comm_sid)["status"] == 5
     assert api.recording(live_sid)["exitReason"] == "idle"
     assert api.recording(live_sid)["files"] == []
@@ -212,15 +217,15 @@ def test_live_channel_host_presence_resets_the_idle_clock(make_emulator: Emulato
     api.join("room", "1", role="audience")
     api.join("room", "2")
     rid, sid = api.start("room", "100", start_request(max_idle=5, channelType=1))
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     api.leave("room", "2")
     time.sleep(0.6)  # away 0.6 s: under the 1 s of maxIdleTime
     api.join("room", "2")
     time.sleep(0.6)  # the idle clock restarted: 1.2 s since the host first left
     assert server_response(api, rid, sid)["status"] == 5
     api.leave("room", "2")
-    wait_for(lambda: server_response(api, rid, sid)["status"] in (6, 7, 8), 5, "idle exit")
-    wait_for(lambda: api.query(rid, sid).status_code == 404, 5, "404 after the exit")
+    wait_for(lambda: server_response(api, rid, sid)["status"] in (6, 7, 8), 5, what="idle exit")
+    wait_for(lambda: api.query(rid, sid).status_code == 404, 5, what="404 after the exit")
     leave = [e for e in api.events(sid) if e["eventType"] == 41]
     assert [e["payload"]["details"]["leaveCode"] for e in leave] == [4]
     assert api.recording(sid)["uploadingStatus"] == "uploaded"
@@ -256,7 +261,7 @@ def test_update_and_update_layout_while_live(api: Api) -> None:
     # an empty layoutConfig is none given; a built-in layout ignores one (spec 3.3)
     r = api.update_layout(rid, sid, "room", "100", {"mixedVideoLayout": 1, "layoutConfig": []})
     assert r.status_code == 200, r.text
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     assert api.stop(rid, sid, "room", "100").status_code == 200
     # the refreshed storageConfig was used for the uploads
     stored = api.server.config.storage_dir / "newbucket" / "dir1" / "dir2" / f"{sid}_room.m3u8"
@@ -271,7 +276,7 @@ def test_failed_upload_is_backuped(api: Api) -> None:
     assert api.put_faults({"uploadFailureRate": 1}).status_code == 200
     api.join("room", "1")
     rid, sid = api.start("room", "100")
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     r = api.stop(rid, sid, "room", "100")
     assert r.status_code == 200
     assert r.json()["serverResponse"]["uploadingStatus"] == "backuped"
@@ -299,7 +304,7 @@ def test_status_6_7_8_after_stop(api: Api) -> None:
     never back; uploads are slowed down so that 7 lasts long enough to be seen."""
     api.join("room", "1")
     rid, sid = api.start("room", "100", start_request(files=["hls", "mp4"]))
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     api.put_faults({"uploadLatency": 0.3})
     assert api.stop(rid, sid, "room", "100", async_stop=True).status_code == 200
     statuses = [server_response(api, rid, sid)["status"]]
@@ -321,7 +326,7 @@ def test_sync_stop_over_the_time_limit_is_206_code_50(make_emulator: EmulatorFac
     api = make_emulator(sync_stop_timeout_seconds=0.5)
     api.join("room", "1")
     rid, sid = api.start("room", "100", start_request(files=["hls", "mp4"]))
-    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, "first slice")
+    wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")
     api.put_faults({"uploadLatency": 0.4})
     began = time.monotonic()
     r = api.stop(rid, sid, "room", "100")

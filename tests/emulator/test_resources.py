@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from tests.emulator.conftest import Api, EmulatorFactory, start_request, wait_for
+from tests.support.emulator import Api, EmulatorFactory, start_request
+from tests.support.waiting import wait_for
 
 
 def test_start_answers_ids(api: Api) -> None:
@@ -105,5 +106,5 @@ def test_resource_expired_hour_then_404(make_emulator: EmulatorFactory) -> None:
     rid = api.acquire("room", "100", {"resourceExpiredHour": 1})
     sid = api.start_raw(rid, "room", "100", start_request()).json()["sid"]
     assert api.query(rid, sid).status_code == 200
-    wait_for(lambda: api.query(rid, sid).status_code == 404, 3, "resourceExpiredHour")
+    wait_for(lambda: api.query(rid, sid).status_code == 404, 3, what="resourceExpiredHour")
     assert api.stop(rid, sid, "room", "100").status_code == 404

@@ -11,15 +11,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
+import boto3  # type: ignore[import-untyped]  # no stubs; the emulator imports it the same way
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
 from contract.models import StorageConfig
 from emulator.storage import S3_REGIONS, s3_endpoint_for, s3_region_for
-from tests.emulator.conftest import Api, EmulatorFactory, wait_for
-from tests.mediacheck import probe
+from tests.support.emulator import Api, EmulatorFactory
+from tests.support.mediacheck import probe
+from tests.support.waiting import wait_for
 
 BUCKET = "recordings"
 PREFIX = ["class", "a1"]
@@ -103,7 +104,7 @@ def record(api: Api, cname: str, storage_config: dict[str, Any]) -> tuple[str, s
     """Start, let one slice complete, stop synchronously: (resourceId, sid, stop body)."""
     api.join(cname, "1", video={"color": "#00FF00"}, audio={"tone": 440})
     rid, sid = api.start(cname, "100", client_request(storage_config))
-    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, "a slice")
+    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, what="a slice")
     r = api.stop(rid, sid, cname, "100")
     assert r.status_code == 200, r.text
     return rid, sid, r.json()
@@ -200,7 +201,7 @@ def test_nothing_is_lost_backups_are_transferred_later(
     cname = "later"
     api.join(cname, "1")
     rid, sid = api.start(cname, "100", client_request(storage(s3, secretKey="wrong")))
-    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, "a slice")
+    wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["fileList"], 10, what="a slice")
     fixed = {"storageConfig": storage(s3)}
     assert api.update(rid, sid, cname, "100", fixed).status_code == 200
     r = api.stop(rid, sid, cname, "100")
@@ -210,7 +211,7 @@ def test_nothing_is_lost_backups_are_transferred_later(
         row = api.recording(sid)
         return all(b["transferred"] for f in row["files"] for b in f["backups"])
 
-    wait_for(transferred, 10, "the backups to be transferred")
+    wait_for(transferred, 10, what="the backups to be transferred")
     row = api.recording(sid)
     backups = [b for f in row["files"] for b in f["backups"]]
     assert backups, "the wrong secret sent files to the backup area"

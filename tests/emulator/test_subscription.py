@@ -11,7 +11,7 @@ import pytest
 from emulator import EmulatorConfig, RecordingService
 from emulator.channels import JoinRequest, PatchRequest
 from emulator.media import AudioSource, LayoutSpec, OutputFile, UserSnapshot, VideoSource
-from tests.emulator.conftest import Api, start_request
+from tests.support.emulator import Api, start_request
 
 
 class NullRecorder:

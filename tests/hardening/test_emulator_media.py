@@ -27,9 +27,11 @@ from emulator import EmulatorServer, serve_in_thread
 from emulator.devauth import DevTokenMissing
 from emulator.media.access import REFUSED, MediaDirs, MediaRefused, open_media
 from emulator.media.images import ImageStore
-from tests.emulator.conftest import FAST, Api, start_request, wait_for
-from tests.media.conftest import write_color_video, write_image
-from tests.ops.harness import REPO, free_port
+from tests.support.emulator import FAST, Api, start_request
+from tests.support.media_sources import write_color_video, write_image
+from tests.support.ports import free_port
+from tests.support.processes import REPO
+from tests.support.waiting import wait_for
 from worker.devapi import DevApiClient, DevApiError
 
 SECRET_TEXT = "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBGDsecret\n"
@@ -133,7 +135,7 @@ def test_a_named_pipe_as_background_image_does_not_stall_the_recording(api: Api,
         "backgroundImage": str(fifo),
     }
     rid, sid = api.start("room", "9", start_request(transcodingConfig=transcoding))
-    wait_for(lambda: api.recording(sid)["files"], 20, "the first files of the recording")
+    wait_for(lambda: api.recording(sid)["files"], 20, what="the first files of the recording")
     stopped = api.stop(rid, sid, "room", "9")
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["serverResponse"]["fileList"]
@@ -233,7 +235,7 @@ def test_a_recording_that_cannot_write_ends_with_the_services_error_answer(tmp_p
         row = wait_for(
             lambda: (lambda r: r if r["status"] == 20 else None)(api.recording(sid)),
             20,
-            "the recording to exit abnormally",
+            what="the recording to exit abnormally",
         )
         assert row["files"] == []
         errors = [e for e in api.events(sid) if e["eventType"] == 1]
@@ -258,7 +260,7 @@ def test_a_local_background_image_is_read_only_inside_the_media_dirs(
 ) -> None:
     """Through the REST API: a local path as backgroundImage shows only from a media dir (the
     control case proves the test sees the image when it is allowed)."""
-    from tests.mediacheck import close_to, color_at, frame_at
+    from tests.support.mediacheck import close_to, color_at, frame_at
 
     image = write_image((media if inside else tmp_path) / "bg.png", (0, 255, 255), (32, 32))
     api.join("bgroom", "1", video=None, audio={"tone": 440})  # records, draws no video
@@ -272,7 +274,7 @@ def test_a_local_background_image_is_read_only_inside_the_media_dirs(
     }
     client = start_request(transcodingConfig=transcoding, files=["hls", "mp4"])
     rid, sid = api.start("bgroom", "9", client)
-    wait_for(lambda: api.recording(sid)["files"], 20, "the first files")
+    wait_for(lambda: api.recording(sid)["files"], 20, what="the first files")
     time.sleep(1.0)
     stopped = api.stop(rid, sid, "bgroom", "9")
     assert stopped.status_code == 200, stopped.text

@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from config import Settings
-from tests.ops.harness import cloudrec_env, run_cli, small_spec
+from tests.support.processes import cloudrec_env, run_cli
+from tests.support.specs import process_spec
 from worker import recording
 from worker.celery_app import configure
 from worker.errors import JobSpecError
@@ -34,11 +35,11 @@ def test_a_caller_cannot_submit_a_firing_id_and_the_firing_records(redis_url: st
     rt = Runtime.build(settings)
     client = redis.Redis.from_url(redis_url)
     book = ScheduleBook(client, configure(settings), settings, TokenVault(client, settings))
-    book.add("standup", Trigger.parse(None, 3600), small_spec("schedule-channel"))
+    book.add("standup", Trigger.parse(None, 3600), process_spec("schedule-channel"))
     now = time.time()
     stolen = _firing_id("standup", now)
     with pytest.raises(JobSpecError, match=r"job_id: .*':'.*reserved"):
-        recording.submit(rt, small_spec("attacker-channel", job_id=stolen))
+        recording.submit(rt, process_spec("attacker-channel", job_id=stolen))
     assert JobStore(client).find(stolen) is None
     job = book.fire("standup", now, lambda s: recording.submit(rt, s, minted=True))
     assert job is not None and job.job_id == stolen
@@ -52,7 +53,7 @@ def test_the_cli_refuses_a_reserved_job_id_and_stores_nothing(
     redis_url: str, tmp_path: Path
 ) -> None:
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(small_spec("c1", job_id="standup:20250602T100000Z")))
+    spec.write_text(json.dumps(process_spec("c1", job_id="standup:20250602T100000Z")))
     env = cloudrec_env(redis_url, "http://127.0.0.1:1")
     result = run_cli(["record", "c1", "--spec", str(spec)], env)
     assert result.returncode != 0

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import Settings
-from worker.ncs import signatures
+from contract.ncs import signatures
 from worker.ncs_receiver import ReceiverThread
 
 SECRET = "ncs-property-secret"

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator import EmulatorServer, serve_in_thread
-from tests.emulator.conftest import AUTH, FAST, start_request
+from tests.support.emulator import AUTH, FAST, start_request
 from worker.cli import cli
 from worker.store import DUE_KEY
 

@@ -23,8 +23,9 @@ from contract.models import (
     StartClientRequest,
     StorageConfig,
 )
-from tests.conftest import wait_for
-from tests.ops.harness import cloudrec_env, free_port, processes, spawn
+from tests.support.ports import free_port
+from tests.support.processes import cloudrec_env, processes, spawn
+from tests.support.waiting import wait_for
 from worker.client import RecordingApiClient
 from worker.errors import PermanentApiError
 from worker.logs import settings_secrets, setup_logging

@@ -14,17 +14,17 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
-from tests.ops.harness import (
-    FAST_EMULATOR,
+from emulator import serve_in_thread
+from tests.support.emulator import PROCESS_EMULATOR
+from tests.support.processes import (
     cloudrec_env,
     processes,
     run_cli,
-    small_spec,
     start_beat_process,
     start_worker_process,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.devapi import DevApiClient
 from worker.store import JobRecord, JobStore
 
@@ -34,7 +34,7 @@ def test_a_recording_that_cannot_write_fails_its_job_without_files(
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    config = EmulatorConfig(storage_dir=tmp_path / "storage", **FAST_EMULATOR)  # type: ignore[arg-type]
+    config = replace(PROCESS_EMULATOR, storage_dir=tmp_path / "storage")
     server = serve_in_thread(replace(config, staging_dir=blocker / "staging"))
     env = cloudrec_env(redis_url, server.base_url)
     store = JobStore(redis_client)
@@ -46,7 +46,7 @@ def test_a_recording_that_cannot_write_fails_its_job_without_files(
             procs.append(start_worker_process(env, log_dir))
             procs.append(start_beat_process(env, log_dir))
             spec = tmp_path / "spec.json"
-            spec.write_text(json.dumps(small_spec("unwritable", duration=20)))
+            spec.write_text(json.dumps(process_spec("unwritable", duration=20)))
             submitted = run_cli(["record", "unwritable", "--spec", str(spec)], env)
             assert submitted.returncode == 0, submitted.stderr
             job_id = submitted.stdout.strip()

@@ -26,9 +26,8 @@ from emulator.media import (
     Region,
     regions_for,
 )
-
-from .conftest import Record, write_image, write_split_image
-from .helpers import (
+from tests.support.media_sources import Record, write_image, write_split_image
+from tests.support.mediadecode import (
     BLUE,
     CYAN,
     GREEN,

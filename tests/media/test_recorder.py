@@ -6,9 +6,8 @@ import pytest
 
 from contract.naming import utc_stamp
 from emulator.media import LayoutRegionSpec, LayoutSpec, MediaConfig, OutputFile, regions_for
-
-from .conftest import SID, START_MS, Record
-from .helpers import (
+from tests.support.media_sources import SID, START_MS, Record
+from tests.support.mediadecode import (
     BLUE,
     GREEN,
     MAGENTA,

@@ -19,8 +19,7 @@ from emulator.media import (
     sanitize_cname,
 )
 from emulator.media.playlist import PlaylistEntry, render_playlist
-
-from .helpers import (
+from tests.support.mediadecode import (
     BLUE,
     GREEN,
     RED,

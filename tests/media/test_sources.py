@@ -16,8 +16,7 @@ from emulator.media import (
     regions_for,
 )
 from emulator.media.audio_sources import Tone
-
-from .conftest import (
+from tests.support.media_sources import (
     Record,
     write_av_clip,
     write_color_video,
@@ -25,7 +24,7 @@ from .conftest import (
     write_image,
     write_tone_wav,
 )
-from .helpers import (
+from tests.support.mediadecode import (
     CYAN,
     GREEN,
     MAGENTA,

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from config import Settings
 from emulator import EmulatorServer
-from tests.ops.harness import cloudrec_env, start_emulator
+from tests.support.emulator import PROCESS_EMULATOR, serving
+from tests.support.processes import cloudrec_env
 from worker.celery_app import configure
 
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
-    server = start_emulator(tmp_path / "storage")
-    yield server
-    server.stop()
+    with serving(replace(PROCESS_EMULATOR, storage_dir=tmp_path / "storage")) as server:
+        yield server
 
 
 @pytest.fixture

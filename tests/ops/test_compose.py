@@ -353,7 +353,7 @@ def test_the_redis_command_runs_with_a_password_and_bounded_memory(
 
     import redis as redis_lib
 
-    from tests.ops.harness import free_port
+    from tests.support.ports import free_port
 
     password, port = "composeRedisPass123", free_port()
     script = services["redis"]["command"][2].replace("$$", "$")

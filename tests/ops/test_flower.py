@@ -13,16 +13,16 @@ import redis
 import requests
 
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
-from tests.ops.harness import (
-    free_port,
+from tests.support.ports import free_port
+from tests.support.processes import (
     processes,
-    small_spec,
     spawn,
     start_beat_process,
     start_worker_process,
     wait_http,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, runtime
 from worker.devapi import DevApiClient
 from worker.store import JobStore
@@ -93,7 +93,7 @@ def test_flower_shows_the_recording_tasks_and_workers(
             0.5,
             "Flower to list the worker",
         )
-        job, _ = submit_and_start(runtime(), small_spec("flower", duration=3))
+        job, _ = submit_and_start(runtime(), process_spec("flower", duration=3))
         wait_for(lambda: store.get(job.job_id).terminal, 60, 0.3, "the job to end")
         tasks = wait_for(lambda: _tasks_of(base, job.job_id), 30, 0.5, "Flower to see the tasks")
         everything = requests.get(f"{base}/api/tasks", auth=AUTH, timeout=5).json()

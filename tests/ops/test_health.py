@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import wait_for
-from tests.ops.harness import free_port, processes, run_cli, start_beat_process
+from tests.support.ports import free_port
+from tests.support.processes import processes, run_cli, start_beat_process
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

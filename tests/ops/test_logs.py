@@ -6,26 +6,27 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from emulator import EmulatorConfig, serve_in_thread
+from emulator import serve_in_thread
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
-from tests.ops.harness import (
-    FAST_EMULATOR,
+from tests.support.emulator import PROCESS_EMULATOR
+from tests.support.processes import (
     Proc,
     cloudrec_env,
     processes,
-    small_spec,
     spawn,
     start_beat_process,
     start_worker_process,
     wait_worker_ready,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
 from worker.logs import JsonFormatter, PlainFormatter, Redactor, log_context
@@ -54,10 +55,10 @@ def test_a_run_logs_json_lines_with_its_ids_and_no_secret(
     redis_url: str, redis_client: redis.Redis, log_dir: Path, tmp_path: Path
 ) -> None:
     server = serve_in_thread(
-        EmulatorConfig(
+        replace(
+            PROCESS_EMULATOR,
             storage_dir=tmp_path / "storage",
             customer_secret=SECRETS["CLOUDREC_CUSTOMER_SECRET"],
-            **FAST_EMULATOR,  # type: ignore[arg-type]
         )
     )
     env = cloudrec_env(redis_url, server.base_url, CLOUDREC_LOG_JSON="true", **SECRETS)
@@ -74,7 +75,7 @@ def test_a_run_logs_json_lines_with_its_ids_and_no_secret(
             procs.append(worker)
             beat = start_beat_process(env, log_dir, split=True)
             procs.append(beat)
-            spec = small_spec("logs-json", duration=6, uid="4242", token=TOKEN)
+            spec = process_spec("logs-json", duration=6, uid="4242", token=TOKEN)
             job, _ = submit_and_start(runtime(), spec)
             done = wait_for(
                 lambda: (j := store.get(job.job_id)).terminal and j, 60, 0.3, "the job to end"
@@ -167,7 +168,7 @@ def _shape(entries: list[dict[str, Any]]) -> set[tuple[str, str, frozenset[str]]
 
 
 def _run_one_job(store: JobStore, cname: str) -> tuple[str, str]:
-    job, _ = submit_and_start(runtime(), small_spec(cname, duration=4, token=TOKEN))
+    job, _ = submit_and_start(runtime(), process_spec(cname, duration=4, token=TOKEN))
     done = wait_for(lambda: (j := store.get(job.job_id)).terminal and j, 60, 0.3, "the job")
     assert done.state == "completed", done.error
     assert done.sid
@@ -180,10 +181,10 @@ def test_celery_a_worker_logs_a_job_as_cloudrec_worker_does(
     """One job through `cloudrec worker`, one through `celery -A worker.celery_app worker` (with
     a `celery -A ... beat`): the same JSON lines, the same fields, no secret in either."""
     server = serve_in_thread(
-        EmulatorConfig(
+        replace(
+            PROCESS_EMULATOR,
             storage_dir=tmp_path / "storage",
             customer_secret=SECRETS["CLOUDREC_CUSTOMER_SECRET"],
-            **FAST_EMULATOR,  # type: ignore[arg-type]
         )
     )
     env = cloudrec_env(redis_url, server.base_url, CLOUDREC_LOG_JSON="true", **SECRETS)

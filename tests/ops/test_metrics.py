@@ -12,16 +12,16 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
-from tests.ops.harness import (
-    free_port,
+from tests.support.ports import free_port
+from tests.support.processes import (
     processes,
-    small_spec,
     spawn,
     start_beat_process,
     start_worker_process,
     wait_http,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.celery_app import runtime
 from worker.devapi import DevApiClient
 from worker.exporter import OVERDUE_GRACE, build_registry
@@ -77,8 +77,8 @@ def test_the_figures_move_as_jobs_run(
         procs.append(start_worker_process(worker_env, log_dir))
         rt = runtime()
         callback = {"task": "ops.on_recording"}
-        live, _ = submit_and_start(rt, small_spec("metrics-live", duration=3, callback=callback))
-        empty, _ = submit_and_start(rt, small_spec("metrics-empty", duration=3))
+        live, _ = submit_and_start(rt, process_spec("metrics-live", duration=3, callback=callback))
+        empty, _ = submit_and_start(rt, process_spec("metrics-empty", duration=3))
         _wait_state(store, live.job_id, lambda j: j.state == "recording", "recording")
         during = scrape(url)
         # No beat yet: nothing fires the deadlines, so both stops become overdue.

@@ -13,15 +13,15 @@ import pytest
 import redis
 
 from config import Settings
-from tests.conftest import wait_for
-from tests.ops.harness import (
+from tests.support.processes import (
     Proc,
     processes,
     run_cli,
-    small_spec,
     start_beat_process,
     start_worker_process,
 )
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.celery_app import celery_config, configure
 from worker.devapi import DevApiClient
 from worker.errors import JobSpecError
@@ -43,7 +43,7 @@ SLOT_ID = re.compile(r"^(?P<name>[\w.-]+):(?P<slot>\d{8}T\d{6}Z)$")
 
 def _spec_file(tmp_path: Path, cname: str, **overrides: object) -> Path:
     path = tmp_path / f"{cname}.json"
-    path.write_text(json.dumps(small_spec(cname, **overrides)))
+    path.write_text(json.dumps(process_spec(cname, **overrides)))
     return path
 
 
@@ -113,13 +113,13 @@ def test_a_bad_template_is_refused_naming_the_field_and_nothing_is_stored(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
     book = _book(redis_url)
-    bad = small_spec("c1", recordingConfig={"maxIdleTime": 1})
+    bad = process_spec("c1", recordingConfig={"maxIdleTime": 1})
     with pytest.raises(JobSpecError, match=r"recordingConfig\.maxIdleTime"):
         book.add("nightly", Trigger.parse(None, 60), bad)
     with pytest.raises(JobSpecError, match="job_id"):
-        book.add("nightly", Trigger.parse(None, 60), small_spec("c1", job_id="fixed"))
+        book.add("nightly", Trigger.parse(None, 60), process_spec("c1", job_id="fixed"))
     with pytest.raises(ScheduleError, match="schedule name"):
-        book.add("no spaces", Trigger.parse(None, 60), small_spec("c1"))
+        book.add("no spaces", Trigger.parse(None, 60), process_spec("c1"))
     assert redis_client.keys("*") == []
 
 
@@ -128,7 +128,7 @@ def test_the_template_and_its_token_stay_out_of_beat_entries(
 ) -> None:
     book = _book(redis_url)
     token = "rtc-token-0123456789-secret"
-    book.add("withtoken", Trigger.parse(None, 60), small_spec("c1", uid="42", token=token))
+    book.add("withtoken", Trigger.parse(None, 60), process_spec("c1", uid="42", token=token))
     entry = redis_client.hget(f"cloudrec:redbeat:{redbeat_name('withtoken')}", "definition")
     assert entry is not None
     assert json.loads(entry)["args"] == ["withtoken"]
@@ -150,7 +150,7 @@ def test_the_template_and_its_token_stay_out_of_beat_entries(
 
 def test_a_drifted_interval_firing_in_a_taken_slot_gets_the_next_slot(redis_url: str) -> None:
     book = _book(redis_url)
-    book.add("drift", Trigger.parse(None, 10), small_spec("c1"))
+    book.add("drift", Trigger.parse(None, 10), process_spec("c1"))
     record = book.get("drift")
     first = book.claim_slot(record, 1000.2)
     again = book.claim_slot(record, 1000.2)  # the same firing delivered again

@@ -15,14 +15,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from tasks.recording import submit
-from tests.conftest import wait_for
-from tests.ops.harness import (
-    processes,
-    run_cli,
-    small_spec,
-    start_beat_process,
-    start_worker_process,
-)
+from tests.support.processes import processes, run_cli, start_beat_process, start_worker_process
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 
 SECRET = "whsec_b3BzLXdlYmhvb2stc2VjcmV0LXZhbHVlLTMyYnl0ZXM="
 
@@ -57,7 +52,7 @@ def test_cloudrec_worker_processes_deliver_a_signed_webhook(
     with processes() as started:
         started.append(start_worker_process(env, log_dir))
         started.append(start_beat_process(env, log_dir))
-        spec = small_spec("opshook", duration=2, callback={"webhook": receiver["url"]})
+        spec = process_spec("opshook", duration=2, callback={"webhook": receiver["url"]})
         job_id = submit.apply_async((spec,)).get(timeout=30)
         wait_for(lambda: receiver["requests"], 60, 0.2, "the webhook delivery")
         logs = "".join(p.output() for p in started)

@@ -5,61 +5,23 @@ worker``, ``cloudrec beat``) against an emulator served on a loopback port."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from config import Settings
 from emulator import EmulatorServer
-from tests.ops.harness import (
-    Proc,
+from tests.support.emulator import PROCESS_EMULATOR, serving
+from tests.support.processes import (
+    Cloudrec,
     cloudrec_env,
     processes,
-    spawn,
-    start_beat_process,
-    start_emulator,
-    wait_worker_ready,
 )
-from tests.outside.venvs import celery_venv, client_venv
+from tests.support.venvs import celery_venv, client_venv
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
-from worker.runtime import Runtime
-
-# A "celery -A" worker as an operator starts it: no -Q, so it consumes app.conf.task_queues.
-PLAIN_CELERY_WORKER = [
-    sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-    "--pool", "threads", "-c", "4", "-l", "INFO",
-]  # fmt: skip
-CLOUDREC_WORKER = ["worker", "-c", "4", "--pool", "threads", "-l", "INFO"]
-
-
-@dataclass
-class Cloudrec:
-    """A running deployment as a caller sees it, plus what the test needs to check on it."""
-
-    redis_url: str
-    env: dict[str, str]
-    runtime: Runtime
-    dev: DevApiClient
-    log_dir: Path
-    procs: list[Proc]
-
-    def start_worker(self, *, plain_celery: bool = False) -> Proc:
-        if plain_celery:
-            proc = spawn("celery-worker", PLAIN_CELERY_WORKER, self.env, self.log_dir, module=False)
-        else:
-            proc = spawn("worker", CLOUDREC_WORKER, self.env, self.log_dir)
-        self.procs.append(proc)
-        wait_worker_ready(proc)
-        return proc
-
-    def start_beat(self) -> Proc:
-        proc = start_beat_process(self.env, self.log_dir)
-        self.procs.append(proc)
-        return proc
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +38,8 @@ def client_python() -> Path:
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
-    server = start_emulator(tmp_path / "storage")
-    yield server
-    server.stop()
+    with serving(replace(PROCESS_EMULATOR, storage_dir=tmp_path / "storage")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import wait_for
-from tests.ops.harness import small_spec
-from tests.outside.conftest import Cloudrec
-from tests.outside.venvs import _clean_env, run_outside
+from tests.support.processes import Cloudrec
+from tests.support.specs import process_spec
+from tests.support.venvs import _clean_env, run_outside
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def test_submit_wait_status_and_errors_from_the_client_venv(
     cloudrec.start_worker()
     cloudrec.start_beat()
     cloudrec.dev.join("client-a", "3", video={"color": "#00FF00"}, audio={"tone": 550})
-    bad = small_spec("client-bad")
+    bad = process_spec("client-bad")
     bad["recordingConfig"]["maxIdleTime"] = 1
     body = """
 job_id = client.submit(spec)
@@ -96,7 +96,7 @@ print(json.dumps(out))
     code = client_script(
         cloudrec,
         body,
-        spec=small_spec("client-a", token=TOKEN),
+        spec=process_spec("client-a", token=TOKEN),
         bad=bad,
         start_at=_later(),
         broker=cloudrec.redis_url,
@@ -132,7 +132,7 @@ stopped = client.stop(job_id)
 done = client.wait(job_id, timeout=60, poll=0.3)
 print(json.dumps([stopped.state, stopped.stop_reason, done.state, done.stop_reason]))
 """
-    code = client_script(cloudrec, body, spec=small_spec("client-s", duration=600))
+    code = client_script(cloudrec, body, spec=process_spec("client-s", duration=600))
 
     result = run_outside(client_python, code, tmp_path, timeout=120)
 
@@ -151,7 +151,7 @@ def test_the_token_is_sealed_and_the_spec_hidden_in_the_message(
     code = client_script(
         cloudrec,
         "print(client.submit(spec))\n",
-        spec=small_spec("client-seal", token=TOKEN, start_at=_later()),
+        spec=process_spec("client-seal", token=TOKEN, start_at=_later()),
     ).replace("timeout=30)", "timeout=60, queue='held')")
     caller = subprocess.Popen(
         [str(client_python), "-c", code],

@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
-from tests.ops.harness import small_spec
-from tests.outside.conftest import Cloudrec
 from tests.outside.test_raw_message import celery_message
+from tests.support.processes import Cloudrec
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 from worker.queues import priority_keys
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def flood(client: redis.Redis, count: int) -> None:
     later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     with client.pipeline(transaction=False) as pipe:
         for i in range(count):
-            spec = small_spec(f"flood{i}", start_at=later)
+            spec = process_spec(f"flood{i}", start_at=later)
             pipe.lpush("cloudrec", celery_message("recording.submit", [spec])[1])
         pipe.execute()
 
@@ -46,7 +46,7 @@ def test_a_flooded_intake_does_not_delay_a_stop(cloudrec: Cloudrec) -> None:
     cloudrec.start_worker()
     cloudrec.start_beat()
     store = cloudrec.runtime.store
-    live, _ = submit_and_start(cloudrec.runtime, small_spec("flood-live", duration=10))
+    live, _ = submit_and_start(cloudrec.runtime, process_spec("flood-live", duration=10))
     wait_for(lambda: store.get(live.job_id).state == "recording", 60, 0.1, "the recording")
     stop_at = store.get(live.job_id).stop_at
     assert stop_at is not None and stop_at - time.time() > LEAD, "started too late to measure"

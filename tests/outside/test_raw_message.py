@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import wait_for
-from tests.ops.harness import small_spec
-from tests.outside.conftest import Cloudrec
+from tests.support.processes import Cloudrec
+from tests.support.specs import process_spec
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +79,7 @@ def test_a_hand_built_json_message_submits_and_the_job_completes(cloudrec: Cloud
     cloudrec.start_beat()
     cloudrec.dev.join("raw-json", "5", video={"color": "#0000FF"}, audio={"tone": 330})
 
-    submitted = result_of(client, send(client, "recording.submit", [small_spec("raw-json")]))
+    submitted = result_of(client, send(client, "recording.submit", [process_spec("raw-json")]))
 
     assert submitted["status"] == "SUCCESS", submitted
     job_id = submitted["result"]
@@ -97,7 +97,7 @@ def test_a_hand_built_json_message_submits_and_the_job_completes(cloudrec: Cloud
 def test_errors_reach_a_non_python_caller_by_type_and_message(cloudrec: Cloudrec) -> None:
     client = redis.Redis.from_url(cloudrec.redis_url)
     worker = cloudrec.start_worker(plain_celery=True)
-    bad = small_spec("raw-bad")
+    bad = process_spec("raw-bad")
     bad["recordingConfig"]["maxIdleTime"] = 1
 
     invalid = result_of(client, send(client, "recording.submit", [bad]))
@@ -124,7 +124,7 @@ def test_the_intake_serves_only_the_public_tasks(cloudrec: Cloudrec) -> None:
     worker = cloudrec.start_worker(plain_celery=True)
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     job_id = result_of(
-        client, send(client, "recording.submit", [small_spec("raw-int", start_at=later)])
+        client, send(client, "recording.submit", [process_spec("raw-int", start_at=later)])
     )["result"]
 
     send(client, "recording.stop", [job_id])  # an internal step, sent to the public queue

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.outside.conftest import Cloudrec
-from tests.outside.venvs import REPO, run_outside
+from tests.support.processes import Cloudrec
+from tests.support.venvs import REPO, run_outside
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import wait_for
-from tests.ops.harness import free_port, run_cli, small_spec, spawn, wait_http
-from tests.outside.conftest import Cloudrec
-from tests.outside.venvs import run_outside
+from tests.support.ports import free_port
+from tests.support.processes import Cloudrec, run_cli, spawn, wait_http
+from tests.support.specs import process_spec
+from tests.support.venvs import run_outside
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +26,7 @@ def forgetful_send(broker: str, cname: str) -> str:
     return (
         "from celery import Celery\n"
         f"app = Celery(broker={broker!r}, backend={broker!r})\n"
-        f"print(app.send_task('recording.submit', args=[{small_spec(cname)!r}]).id)\n"
+        f"print(app.send_task('recording.submit', args=[{process_spec(cname)!r}]).id)\n"
     )
 
 

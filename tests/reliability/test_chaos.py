@@ -17,13 +17,10 @@ from celery import Celery
 
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
-from tests.conftest import wait_for
-from tests.reliability.harness import (
+from tests.support.fleet import Killer, WorkerGroup, beat_threads
+from tests.support.promises import (
     NCS_SECRET,
     REAL_SERVICE,
-    Killer,
-    WorkerGroup,
-    beat_threads,
     check_promises,
     dev_requests_mark,
     empty_channel_spec,
@@ -31,6 +28,7 @@ from tests.reliability.harness import (
     wait_all_terminal,
     worker_dev_requests,
 )
+from tests.support.waiting import wait_for
 from worker.celery_app import configure, runtime
 from worker.ncs_receiver import ReceiverThread
 

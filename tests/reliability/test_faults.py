@@ -18,11 +18,10 @@ import pytest
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.reliability.harness import (
+from tests.support.fleet import WorkerGroup, beat_threads
+from tests.support.promises import (
     NCS_SECRET,
     REAL_SERVICE,
-    WorkerGroup,
-    beat_threads,
     check_promises,
     dev_requests_mark,
     injected_faults,

@@ -15,14 +15,8 @@ import pytest
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.reliability.harness import (
-    Killer,
-    WorkerGroup,
-    beat_threads,
-    empty_channel_spec,
-    epoch,
-    wait_all_terminal,
-)
+from tests.support.fleet import Killer, WorkerGroup, beat_threads
+from tests.support.promises import empty_channel_spec, epoch, wait_all_terminal
 from worker.celery_app import configure, runtime
 from worker.devapi import DevApiClient
 from worker.ncs_receiver import ReceiverThread

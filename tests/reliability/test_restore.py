@@ -22,16 +22,15 @@ from celery import Celery
 from config import Settings
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
-from tests.conftest import wait_for
-from tests.reliability.harness import (
-    WorkerGroup,
-    beat_threads,
+from tests.support.fleet import WorkerGroup, beat_threads
+from tests.support.promises import (
     dev_requests_mark,
     empty_channel_spec,
     observer_dev,
     wait_all_terminal,
     worker_dev_requests,
 )
+from tests.support.waiting import wait_for
 from worker.celery_app import RECORDING_QUEUE, configure, runtime
 from worker.devapi import DevApiClient
 from worker.restorer import WORKERS_KEY, held_key

@@ -5,34 +5,22 @@ without Celery: a test drives them and checks the record, the due-queue and the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from config import Settings
-from emulator import EmulatorConfig, serve_in_thread
 from emulator.server import EmulatorServer
+from tests.support.emulator import STEP_EMULATOR, serving
+from tests.support.stack import make_settings
 from worker.devapi import DevApiClient
 from worker.runtime import Runtime
-
-FAST_EMULATOR = EmulatorConfig(
-    port=0,
-    qps=0,
-    startup_seconds=0.5,
-    slice_seconds=1.0,
-    exit_linger_seconds=1.0,
-    tick_seconds=0.05,
-)
 
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
-    from dataclasses import replace
-
-    server = serve_in_thread(replace(FAST_EMULATOR, storage_dir=tmp_path / "storage"))
-    yield server
-    server.stop()
+    with serving(replace(STEP_EMULATOR, storage_dir=tmp_path / "storage")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -42,46 +30,8 @@ def dev(emulator: EmulatorServer) -> Iterator[DevApiClient]:
     client.close()
 
 
-def make_settings(redis_url: str, base_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "api_base_url": base_url,
-        "api_rate_limit": 1000,
-        "api_read_timeout": 2.0,
-        "api_stop_read_timeout": 5.0,
-        "start_confirm_timeout": 20,
-        "failover_window": 5,
-        "dev_api": True,
-        "orphan_scan_interval": 0,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 def rt(redis_url: str, emulator: EmulatorServer) -> Iterator[Runtime]:
     runtime = Runtime.build(make_settings(redis_url, emulator.base_url))
     yield runtime
     runtime.close()
-
-
-def small_spec(cname: str, **overrides: Any) -> dict[str, Any]:
-    """A job spec with a tiny canvas (the compositor stays cheap)."""
-    spec: dict[str, Any] = {
-        "cname": cname,
-        "duration": 60,
-        "recordingConfig": {
-            "maxIdleTime": 30,
-            "transcodingConfig": {"width": 160, "height": 120, "fps": 7, "bitrate": 100},
-        },
-    }
-    spec.update(overrides)
-    return spec
-
-
-def live_recordings(dev: DevApiClient, cname: str | None = None) -> list[dict[str, Any]]:
-    return [r for r in dev.recordings() if r["live"] and (cname is None or r["cname"] == cname)]
-
-
-def recordings_of(dev: DevApiClient, cname: str) -> list[dict[str, Any]]:
-    return [r for r in dev.recordings() if r["cname"] == cname]

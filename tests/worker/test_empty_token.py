@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from contract.models import to_wire
-from tests.worker.conftest import small_spec
+from tests.support.specs import small_spec
 from worker import recording
 from worker.recording import Next
 from worker.vault import seal_token

@@ -12,7 +12,7 @@ import time
 import redis
 
 from tasks.recording import fire_times
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.worker.test_store_guarantees import _record
 from worker.leases import LeaseKeeper, claim_key
 from worker.store import DUE_KEY, DueEntry, JobStore

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from emulator.server import EmulatorServer
-from tests.worker.conftest import make_settings
+from tests.support.stack import make_settings
 from worker.devapi import DevApiLocator, locator_for
 from worker.errors import LocatorUnavailable
 from worker.locator import sid_of_resource

@@ -23,8 +23,8 @@ from config import Settings
 from contract.ncs import signatures
 from emulator import serve_in_thread
 from emulator.server import EmulatorServer
-from tests.conftest import wait_for
-from tests.worker.conftest import FAST_EMULATOR
+from tests.support.emulator import STEP_EMULATOR
+from tests.support.waiting import wait_for
 from worker.devapi import DevApiClient
 from worker.metrics import NCS_EVENTS, NCS_REJECTED
 from worker.ncs import NcsLedger
@@ -221,7 +221,7 @@ def test_unclaimed_command_lists_what_no_job_holds(
 @pytest.fixture
 def noisy_emulator(receiver: ReceiverThread, tmp_path: Path) -> Iterator[EmulatorServer]:
     config = replace(
-        FAST_EMULATOR, storage_dir=tmp_path / "storage", ncs_url=receiver.url, ncs_secret=SECRET
+        STEP_EMULATOR, storage_dir=tmp_path / "storage", ncs_url=receiver.url, ncs_secret=SECRET
     )
     server = serve_in_thread(config)
     yield server
@@ -231,7 +231,7 @@ def noisy_emulator(receiver: ReceiverThread, tmp_path: Path) -> Iterator[Emulato
 def test_emulator_events_reach_the_ledger_duplicated_and_reordered(
     noisy_emulator: EmulatorServer, ledger: NcsLedger, redis_client: redis.Redis
 ) -> None:
-    from tests.emulator.conftest import start_request
+    from tests.support.emulator import start_request
 
     dev = DevApiClient(noisy_emulator.base_url)
     dev.set_faults({"ncsDuplicateRate": 1, "ncsDelayRate": 0.5, "ncsDelaySeconds": 0.5, "seed": 3})
@@ -261,7 +261,7 @@ def test_emulator_events_reach_the_ledger_duplicated_and_reordered(
 def test_lost_events_are_lost_not_invented(
     noisy_emulator: EmulatorServer, ledger: NcsLedger
 ) -> None:
-    from tests.emulator.conftest import start_request
+    from tests.support.emulator import start_request
 
     dev = DevApiClient(noisy_emulator.base_url)
     dev.set_faults({"ncsDropRate": 1})

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from contract.models import AcquireClientRequest
-from tests.conftest import wait_for
-from tests.worker.conftest import live_recordings, make_settings, small_spec
+from tests.support.emulator import live_recordings
+from tests.support.specs import small_spec
+from tests.support.stack import make_settings
+from tests.support.waiting import wait_for
 from worker import recording
 from worker.leases import LeaseKeeper
 from worker.limiter import Priority

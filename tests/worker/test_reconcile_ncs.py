@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.worker.conftest import live_recordings, make_settings, small_spec
+from tests.support.emulator import live_recordings
+from tests.support.specs import small_spec
+from tests.support.stack import make_settings
+from tests.support.waiting import wait_for
 from worker import recording
 from worker.metrics import API_CALLS
 from worker.ncs import Envelope

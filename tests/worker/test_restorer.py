@@ -114,7 +114,7 @@ def test_a_redelivered_submit_whose_job_exists_sends_its_start_again(redis_url, 
     """The worker died after storing the job and before sending its acquire -> start chain:
     the restored submit finds the job queued and sends the chain (and only then)."""
     from tasks.recording import submit_and_start
-    from tests.worker.conftest import make_settings
+    from tests.support.stack import make_settings
     from worker import recording
     from worker.celery_app import RECORDING_QUEUE, configure, runtime
     from worker.store import DUE_KEY

@@ -10,8 +10,10 @@ import time
 import pytest
 
 from contract.models import AcquireClientRequest
-from tests.conftest import wait_for
-from tests.worker.conftest import live_recordings, make_settings, recordings_of, small_spec
+from tests.support.emulator import live_recordings, recordings_of
+from tests.support.specs import small_spec
+from tests.support.stack import make_settings
+from tests.support.waiting import wait_for
 from worker import recording
 from worker.errors import TransportError
 from worker.leases import LeaseKeeper

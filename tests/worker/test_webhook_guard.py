@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from config import Settings
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from worker import webhook_http
 from worker.errors import JobSpecError, WebhookError, WebhookRefused
 from worker.jobs import parse_job_spec

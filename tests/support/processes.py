@@ -7,68 +7,26 @@ and an environment holding only ``CLOUDREC_*`` settings, and is stopped by its o
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
-from emulator import EmulatorConfig, EmulatorServer, serve_in_thread
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
+from worker.devapi import DevApiClient
+from worker.runtime import Runtime
+from worker.store import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
-
-# A small canvas and short timings: the machine is shared and the tests run many recordings.
-FAST_EMULATOR = dict(
-    port=0,
-    qps=0,
-    startup_seconds=1.0,
-    slice_seconds=2.0,
-    exit_linger_seconds=3.0,
-)
-SMALL_RECORDING: dict[str, Any] = {
-    "maxIdleTime": 30,
-    "transcodingConfig": {
-        "width": 160,
-        "height": 120,
-        "fps": 10,
-        "bitrate": 200,
-        "mixedVideoLayout": 1,
-        "backgroundColor": "#000000",
-    },
-}
-
-
-def small_spec(cname: str, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "cname": cname,
-        "duration": 4,
-        "recordingConfig": json.loads(json.dumps(SMALL_RECORDING)),
-        "recordingFileConfig": {"avFileType": ["hls"]},
-        "fileNamePrefix": ["ops"],
-    }
-    spec.update(overrides)
-    return spec
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_emulator(storage_dir: Path) -> EmulatorServer:
-    return serve_in_thread(EmulatorConfig(storage_dir=storage_dir, **FAST_EMULATOR))  # type: ignore[arg-type]
 
 
 def cloudrec_env(redis_url: str, api_base_url: str, **extra: str) -> dict[str, str]:
@@ -201,3 +159,52 @@ def start_beat_process(
     env: dict[str, str], log_dir: Path, name: str = "beat", *, split: bool = False
 ) -> Proc:
     return spawn(name, ["beat", "-l", "INFO"], env, log_dir, split=split)
+
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@dataclass
+class Deployment:
+    env: dict[str, str]
+    dev: DevApiClient
+    store: JobStore
+    redis: redis.Redis
+    storage_dir: Path
+
+    def cli(self, *argv: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+        return run_cli(list(argv), self.env, timeout=timeout)
+
+
+# A "celery -A" worker as an operator starts it: no -Q, so it consumes app.conf.task_queues.
+PLAIN_CELERY_WORKER = [
+    sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+    "--pool", "threads", "-c", "4", "-l", "INFO",
+]  # fmt: skip
+CLOUDREC_WORKER = ["worker", "-c", "4", "--pool", "threads", "-l", "INFO"]
+
+
+@dataclass
+class Cloudrec:
+    """A running deployment as a caller sees it, plus what the test needs to check on it."""
+
+    redis_url: str
+    env: dict[str, str]
+    runtime: Runtime
+    dev: DevApiClient
+    log_dir: Path
+    procs: list[Proc]
+
+    def start_worker(self, *, plain_celery: bool = False) -> Proc:
+        if plain_celery:
+            proc = spawn("celery-worker", PLAIN_CELERY_WORKER, self.env, self.log_dir, module=False)
+        else:
+            proc = spawn("worker", CLOUDREC_WORKER, self.env, self.log_dir)
+        self.procs.append(proc)
+        wait_worker_ready(proc)
+        return proc
+
+    def start_beat(self) -> Proc:
+        proc = start_beat_process(self.env, self.log_dir)
+        self.procs.append(proc)
+        return proc

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from emulator.media import LayoutSpec, regions_for
-from tests.emulator.conftest import Api, wait_for
-from tests.mediacheck import audio_samples, close_to, color_at, frame_at
+from tests.support.emulator import Api
+from tests.support.mediacheck import audio_samples, close_to, color_at, frame_at
+from tests.support.waiting import wait_for
 
 WIDTH, HEIGHT = 320, 180
 
@@ -68,7 +69,7 @@ class Timeline:
             value = api.query(rid, sid).json()["serverResponse"].get("sliceStartTime")
             return int(value) if value else None
 
-        start_ms = wait_for(slice_start, 10, "the recorder to start")
+        start_ms = wait_for(slice_start, 10, what="the recorder to start")
         return cls(api, rid, sid, start_ms, [0.0])
 
     def now(self) -> float:
@@ -81,7 +82,7 @@ class Timeline:
             change()
             self.marks.append(self.now())
         end = self.now() + seconds
-        wait_for(lambda: self.now() >= end, seconds + 5, "the phase to run", interval=0.02)
+        wait_for(lambda: self.now() >= end, seconds + 5, what="the phase to run", interval=0.02)
 
     def window(self, index: int, margin: float = 0.35) -> tuple[float, float]:
         """Media-time window well inside phase ``index`` (the last phase ends at ``now``)."""
