@@ -1,6 +1,6 @@
 """The Cloud Recording emulator: the same REST API as the real service, simulated channels and
 users, a real compositor (``emulator.media``), storage back-ends, fault injection and
-notification events. See design.md section 5.
+notification events. See docs/design.md#emulator.
 
 Modules: ``app`` (routes), ``openapi`` (its description), ``service`` (the resource and
 recording state machine), ``subscription`` (who is recorded), ``channels`` (simulated users),

@@ -1,4 +1,5 @@
-"""The emulator's HTTP app: the Cloud Recording REST paths (spec 1.1) and the dev API.
+"""The emulator's HTTP app: the Cloud Recording REST paths (docs/service/api-contract.md#endpoints)
+and the dev API.
 
 Routes only: each REST route runs the gateway steps (auth, app id, QPS, injected faults,
 Content-Type and JSON) and hands the parsed body to :class:`RecordingService`. Every answer,
@@ -250,7 +251,7 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
     _install_error_handlers(app)
     install_openapi(app)
 
-    # -- REST (spec 1.1) -----------------------------------------------------------------
+    # -- REST (docs/service/api-contract.md#endpoints) ---------------------------------------------
 
     @app.post(BASE + "/acquire")
     async def acquire(request: Request, appid: str) -> JSONResponse:
@@ -303,11 +304,12 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
 
     @app.get("/v1/ncs/ip")
     async def ncs_ip(request: Request) -> JSONResponse:
-        """The addresses notifications come from (spec 1.1, 11.1): this emulator's host."""
+        """The addresses notifications come from (docs/service/api-contract.md#endpoints,
+        docs/service/ncs.md#transport): this emulator's host."""
         gateway.authenticate(request)
         return JSONResponse({"data": {"service": {"hosts": [{"primaryIP": config.host}]}}})
 
-    # -- dev API (design.md section 8): no auth, no rate limit -----------------------------
+    # -- dev API (docs/design.md#fixed-interfaces): no auth, no rate limit -------------------------
 
     @app.get("/dev/channels")
     async def list_channels() -> JSONResponse:
@@ -350,8 +352,8 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
 
     @app.post("/dev/recordings/{sid}/failover")
     async def failover(request: Request, sid: str) -> JSONResponse:
-        """HA failover of a live recording (spec 9.2): 404 and no recording for ``seconds``,
-        then event 12 (new uid) and bak<n>_ files. 409 if it is not live or already
+        """HA failover of a live recording (docs/service/files.md#failover): 404 and no recording
+        for ``seconds``, then event 12 (new uid) and bak<n>_ files. 409 if it is not live or already
         migrating."""
         body: FailoverRequest = await _dev_body(request, FailoverRequest)
         found = svc.failover(sid, body.seconds)
@@ -361,7 +363,8 @@ def create_app(config: EmulatorConfig, service: RecordingService | None = None) 
 
     @app.get("/dev/events")
     async def events(sid: str | None = None) -> JSONResponse:
-        """The notification events (spec 11) in the order they happened; ``?sid=`` filters."""
+        """The notification events (docs/service/ncs.md) in the order they happened; ``?sid=``
+        filters."""
         return JSONResponse(svc.events.events(sid))
 
     @app.post("/dev/reset")
@@ -405,7 +408,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code in (404, 405):  # unknown route or method (spec 8.1)
+        # unknown route or method (docs/service/errors.md#body-shapes)
+        if exc.status_code in (404, 405):
             return JSONResponse(errors.no_route().body, status_code=404)
         return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code)
 

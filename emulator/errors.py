@@ -1,4 +1,5 @@
-"""The real service's error bodies (spec 3.6, 4.3, 7, 8), as one exception type.
+"""The real service's error bodies (docs/service/api-contract.md#start-answers,
+docs/service/errors.md, docs/service/api-contract.md#stop), as one exception type.
 
 Service-level errors carry ``{"code", "reason"}``; gateway-level errors carry ``{"message"}``
 and no ``code`` (8.1). The service raises :class:`ApiError`; the HTTP layer turns it into the
@@ -100,6 +101,7 @@ def internal_error() -> ApiError:
 
 
 def upload_timeout(**echo: Any) -> ApiError:
-    """A synchronous stop whose uploads outlast the service's 20 s (spec 7, code 50). The
-    recording still finishes and uploads; a later query shows it."""
+    """A synchronous stop whose uploads outlast the service's 20 s
+    (docs/service/api-contract.md#stop, code 50). The recording still finishes and uploads; a later
+    query shows it."""
     return service_error(206, 50, "upload timeout", **echo)

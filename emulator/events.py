@@ -1,4 +1,4 @@
-"""Notification events like the real service's NCS (spec 11): an ordered event log, read
+"""Notification events like the real service's NCS (docs/service/ncs.md): an ordered event log, read
 through ``GET /dev/events``, and optional delivery to a configured URL.
 
 Each event is the NCS envelope exactly as it goes on the wire::
@@ -11,8 +11,8 @@ Each event is the NCS envelope exactly as it goes on the wire::
 with ``Agora-Signature`` (HMAC-SHA1, hex) and ``Agora-Signature-V2`` (HMAC-SHA256, hex) of that
 body keyed by ``ncs_secret``. An answer other than 200 with a JSON body within
 ``ncs_timeout_seconds`` is resent at once, then with growing intervals, 3 times at most, with
-``notifyMs`` refreshed on each resend (spec 11.1). Resends do not hold up later events, so, as
-with the real NCS, delivery order is not guaranteed; the log's order is.
+``notifyMs`` refreshed on each resend (docs/service/ncs.md#transport). Resends do not hold up later
+events, so, as with the real NCS, delivery order is not guaranteed; the log's order is.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 PRODUCT_CLOUD_RECORDING = 3
 
-# eventType -> (serviceType, msgName), spec 11.3.
+# eventType -> (serviceType, msgName), docs/service/ncs.md#event-types.
 EVENT_TYPES: dict[int, tuple[int, str]] = {
     1: (0, "cloud_recording_error"),
     2: (0, "cloud_recording_warning"),
@@ -54,7 +54,7 @@ EVENT_TYPES: dict[int, tuple[int, str]] = {
     44: (1, "recorder_video_stream_state_changed"),
 }
 
-# recorder_leave leaveCode bits (spec 10.1)
+# recorder_leave leaveCode bits (docs/service/behaviour.md#maxidletime)
 LEAVE_INIT_FAILURE = 0
 LEAVE_SIGINT = 2
 LEAVE_NO_USERS = 4
@@ -64,7 +64,7 @@ _LOG_LIMIT = 10_000
 
 
 def sign(body: bytes, secret: str) -> dict[str, str]:
-    """The two NCS signature headers of a raw body (spec 11.1)."""
+    """The two NCS signature headers of a raw body (docs/service/ncs.md#transport)."""
     key = secret.encode()
     return {
         "Agora-Signature": hmac.new(key, body, hashlib.sha1).hexdigest(),
@@ -236,7 +236,8 @@ class EventLog:
     def _deliver(self) -> None:
         while (item := self._next_attempt()) is not None:
             envelope = item.envelope
-            if item.attempt != 0:  # spec 11.1: notifyMs is refreshed on each resend
+            # docs/service/ncs.md#transport: notifyMs is refreshed on each resend
+            if item.attempt != 0:
                 envelope = {**envelope, "notifyMs": self._wall_ms()}
             ok = self._post(envelope)
             with self._cond:

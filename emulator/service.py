@@ -5,7 +5,8 @@ its operations with the path parameters and the parsed JSON body; each returns
 ``(http_status, body)`` or raises :class:`~emulator.errors.ApiError` with the real service's
 error body. All methods are thread-safe.
 
-Lifecycle of a task (spec 4.1, 7, 10.1, 11, 14):
+Lifecycle of a task (docs/service/api-contract.md#status-values, docs/service/api-contract.md#stop,
+docs/service/behaviour.md#maxidletime, docs/service/ncs.md, docs/design.md#emulator):
 
 * ``start`` creates it LIVE with its uploader; its status climbs 0 -> 5 over
   ``startup_seconds``. Events 30 (uploader started) and 40 (recorder started).
@@ -20,11 +21,11 @@ Lifecycle of a task (spec 4.1, 7, 10.1, 11, 14):
   (session exit). For ``exit_linger_seconds`` after that a stop answers 49 and query status
   8; then the task is gone and every call answers 404. ``/dev/recordings`` keeps the history.
 * An HA failover (``POST /dev/recordings/{sid}/failover``, or a 404 window of the faults with
-  ``failover``; spec 9.2, 10.3) moves a LIVE task to a "new server": for the migration its
-  task operations answer 404 and nothing is recorded (the current recorder is finished, its
-  playlist ended); then event 12 announces the recorder's new random uid and a new recorder
-  writes ``bak<n>_`` files (n from 0 per failover of the task). Every segment's files are in
-  query's and stop's ``fileList``, in order.
+  ``failover``; docs/service/files.md#failover, docs/service/behaviour.md#identity) moves a LIVE
+  task to a "new server": for the migration its task operations answer 404 and nothing is recorded
+  (the current recorder is finished, its playlist ended); then event 12 announces the recorder's new
+  random uid and a new recorder writes ``bak<n>_`` files (n from 0 per failover of the task). Every
+  segment's files are in query's and stop's ``fileList``, in order.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class Resource:
 
 @dataclass
 class Failover:
-    """One HA failover of a task (spec 9.2, 10.3)."""
+    """One HA failover of a task (docs/service/files.md#failover,
+    docs/service/behaviour.md#identity)."""
 
     index: int  # the n of bak<n>_
     seconds: float  # length of the migration
@@ -202,7 +204,8 @@ class Task:
         self.recorder_uid = self.recorder_uid or self.uid
 
     def migrating(self, now: float) -> bool:
-        """Whether the task is between servers (spec 9.2): its operations answer 404."""
+        """Whether the task is between servers (docs/service/files.md#failover): its operations
+        answer 404."""
         return bool(self.failovers) and now < self.failovers[-1].until
 
     @property
@@ -432,7 +435,8 @@ class RecordingService:
             self._maybe_transfer_backups(now)
 
     def _idle_expired(self, task: Task, users: list[SimUser], now: float) -> bool:
-        # spec 10.1: communication: nobody present; live broadcast: no host present.
+        # docs/service/behaviour.md#maxidletime: communication: nobody present; live broadcast: no
+        # host present.
         live_broadcast = task.recording.channelType == 1
         present = any(u.is_host for u in users) if live_broadcast else bool(users)
         if present:
@@ -443,8 +447,8 @@ class RecordingService:
         return now - task.idle_since > task.recording.maxIdleTime * self.config.idle_second
 
     def _maybe_report_progress(self, task: Task, now: float) -> None:
-        """Event 33 every ``progress_seconds`` while recording (spec 11.3). Caller holds the
-        lock."""
+        """Event 33 every ``progress_seconds`` while recording (docs/service/ncs.md#event-types).
+        Caller holds the lock."""
         if task.recorder is None or task.uploader is None:
             return
         if now - task.last_progress >= self.config.progress_seconds:
@@ -452,8 +456,8 @@ class RecordingService:
             self._event(task, 33, progress=task.uploader.progress())
 
     def _maybe_transfer_backups(self, now: float) -> None:
-        """Push backed-up files to the customers' storage again (spec 9.2). Caller holds the
-        lock; the transfer itself runs on its own thread, one pass at a time."""
+        """Push backed-up files to the customers' storage again (docs/service/files.md#failover).
+        Caller holds the lock; the transfer itself runs on its own thread, one pass at a time."""
         period = self.config.backup_transfer_seconds
         if period <= 0 or self._transferring or now - self._last_transfer < period:
             return
@@ -479,7 +483,8 @@ class RecordingService:
     # -- the users a recording records -------------------------------------------------
 
     def snapshots(self, task: Task, users: list[SimUser] | None = None) -> list[UserSnapshot]:
-        """The channel as this recording sees it (spec 3.2; see ``recorded_users``)."""
+        """The channel as this recording sees it (docs/service/api-contract.md#recordingconfig; see
+        ``recorded_users``)."""
         if users is None:
             users = self.channels.users(task.cname)
         with self._lock:
@@ -546,7 +551,8 @@ class RecordingService:
             if task.media_config.layout != config.layout:  # updateLayout raced the creation
                 recorder.set_layout(task.media_config.layout)
             # After a failover the recording resumes after a loss: discontinueUtcMs is the
-            # resume time, startUtcMs stays the recording's start (spec 11.3, event 42).
+            # resume time, startUtcMs stays the recording's start (docs/service/ncs.md#event-types,
+            # event 42).
             self._event(
                 task,
                 42,
@@ -617,16 +623,17 @@ class RecordingService:
             task.video_subscribed = video_now
         if dropped:
             # An unsubscribed video stream is gone from the recorder, not paused: its last
-            # frame is not held (spec 10.4 is about a publisher who stops). A zero-length
-            # advance without those users drops their video state; they come back at once
-            # as users without video (the background, or a transparent floating tile).
+            # frame is not held (docs/service/behaviour.md#canvas is about a publisher who stops). A
+            # zero-length advance without those users drops their video state; they come back at
+            # once as users without video (the background, or a transparent floating tile).
             recorder.advance_to(task.media_time, [s for s in snaps if s.uid not in dropped])
         recorder.advance_to(t, snaps)
         task.media_time = t
         self._report_stream_states(task, snaps)
 
     def _report_stream_states(self, task: Task, snaps: Sequence[UserSnapshot]) -> None:
-        """Events 43/44 when the mixed audio / video stream starts or stops (spec 11.3)."""
+        """Events 43/44 when the mixed audio / video stream starts or stops
+        (docs/service/ncs.md#event-types)."""
         config = task.media_config
         now = {
             "audio": config.has_audio and any(s.audio is not None for s in snaps),
@@ -687,7 +694,7 @@ class RecordingService:
     def _new_uploader(self, task: Task) -> TaskUploader:
         def storage() -> StorageConfig:
             with self._lock:
-                return task.storage  # update may refresh it (spec 5)
+                return task.storage  # update may refresh it (docs/service/api-contract.md#update)
 
         def listener(what: str, output: OutputFile, error: StorageError | None) -> None:
             self._on_upload(task, what, output, error)
@@ -704,9 +711,9 @@ class RecordingService:
     def _on_upload(
         self, task: Task, what: str, output: OutputFile, error: StorageError | None
     ) -> None:
-        """Events for one handled file: 4 at the first M3U8 (spec 9.3), 1 and 2 at the first
-        failure of each kind (uploader error 32 storage configuration / 47 upload failed,
-        warning 32 re-uploading to the backup cloud)."""
+        """Events for one handled file: 4 at the first M3U8 (docs/service/files.md#slicing), 1 and 2
+        at the first failure of each kind (uploader error 32 storage configuration / 47 upload
+        failed, warning 32 re-uploading to the backup cloud)."""
         with self._lock:
             if output.kind == "m3u8" and output.name not in task.playlists_announced:
                 # Once per playlist: a failover's bak<n>_ playlist is announced too.
@@ -723,14 +730,15 @@ class RecordingService:
                 self._event(task, 2, module=1, warnCode=32)
 
     def _event(self, task: Task, event_type: int, **details: Any) -> None:
-        # After a failover the events carry the recorder's new uid (spec 10.3).
+        # After a failover the events carry the recorder's new uid
+        # (docs/service/behaviour.md#identity).
         self.events.emit(
             event_type, sid=task.sid, cname=task.cname, uid=task.recorder_uid, **details
         )
 
     def _status_update_event(self, task: Task) -> None:
-        """Event 3: a call that does not fit the task's state (spec 11.3). Caller holds the
-        lock."""
+        """Event 3: a call that does not fit the task's state (docs/service/ncs.md#event-types).
+        Caller holds the lock."""
         playlist = next((u.file.name for u in task.uploads if u.file.kind == "m3u8"), "")
         self._event(task, 3, status=self._status(task), recordingMode=1, fileList=playlist)
 
@@ -828,8 +836,9 @@ class RecordingService:
             or task.appid != appid
             or now > task.api_deadline
             or (task.exited is not None and now - task.exited > self.config.exit_linger_seconds)
-            or now - task.started < self.faults.start_not_found_seconds  # spec 4.3, 14.4
-            or task.migrating(now)  # spec 9.2: between servers
+            # docs/service/errors.md#not-found, docs/service/api-contract.md#status-values
+            or now - task.started < self.faults.start_not_found_seconds
+            or task.migrating(now)  # docs/service/files.md#failover: between servers
         ):
             raise errors.worker_not_found()
         return task
@@ -848,8 +857,9 @@ class RecordingService:
         return min(5, int((self._clock() - task.started) * 5 / startup))
 
     def _file_entries(self, task: Task, final: bool) -> list[dict[str, Any]]:
-        """The ``fileList`` array (spec 4.2): the M3U8, then the MP4s, of each segment in turn
-        (the original files, then bak0_, bak1_... after failovers). Caller holds the lock."""
+        """The ``fileList`` array (docs/service/api-contract.md#file-lists): the M3U8, then the
+        MP4s, of each segment in turn (the original files, then bak0_, bak1_... after failovers).
+        Caller holds the lock."""
         uploads = task.uploads
         files = [u.file for u in uploads if u.file.kind in ("m3u8", "mp4")]
         if final:
@@ -870,7 +880,8 @@ class RecordingService:
         ]
 
     def _file_list(self, task: Task, final: bool) -> dict[str, Any]:
-        """``fileListMode`` / ``fileList`` per avFileType (spec 4.2). Caller holds the lock."""
+        """``fileListMode`` / ``fileList`` per avFileType (docs/service/api-contract.md#file-lists).
+        Caller holds the lock."""
         if not task.json_file_list:
             playlist = next((u.file for u in task.uploads if u.file.kind == "m3u8"), None)
             return {"fileListMode": "string", "fileList": playlist.name if playlist else ""}
@@ -890,7 +901,8 @@ class RecordingService:
     def acquire(self, appid: str, body: Any) -> ApiResult:
         cname = body.get("cname") if isinstance(body, dict) else None
         if isinstance(cname, str) and channel_name_problem(cname):
-            raise errors.invalid_channel_name()  # spec 2: acquire answers 401, not 2
+            # docs/service/api-contract.md#acquire: acquire answers 401, not 2
+            raise errors.invalid_channel_name()
         request = _validate(ApiRequest[AcquireClientRequest], _optional_client_request(body))
         resource = Resource(
             resource_id=secrets.token_urlsafe(168),  # 224 URL-safe characters, opaque
@@ -997,7 +1009,8 @@ class RecordingService:
     ) -> ApiResult:
         self._check_mode(mode)
         request = _validate(ApiRequest[LayoutUpdate], _optional_client_request(body))
-        # spec 6: the whole layout is replaced; omitted fields are back to their defaults.
+        # docs/service/api-contract.md#updatelayout: the whole layout is replaced; omitted fields
+        # are back to their defaults.
         spec = layout_spec_from_api(
             request.clientRequest.model_dump(mode="json", exclude_none=True)
         )
@@ -1019,7 +1032,8 @@ class RecordingService:
             self._check_identity(task, request.cname, request.uid)
             if task.phase is not Phase.LIVE:
                 self._status_update_event(task)
-                raise errors.invalid_operation()  # already exiting (spec 7: code 49)
+                # already exiting (docs/service/api-contract.md#stop: code 49)
+                raise errors.invalid_operation()
             self._begin_exit(task, "stop")
             if task.driver is None:  # nobody ever published: nothing to finish
                 self._exit_empty(task)
@@ -1030,7 +1044,8 @@ class RecordingService:
                 server = {**self._file_list(task, final=False), "uploadingStatus": "unknown"}
             return 200, {**self._echo(task), "serverResponse": server}
         if not task.done.wait(self.config.sync_stop_timeout_seconds):
-            raise errors.upload_timeout(**self._echo(task))  # spec 7: over 20 s, code 50
+            # docs/service/api-contract.md#stop: over 20 s, code 50
+            raise errors.upload_timeout(**self._echo(task))
         with self._lock:
             if not task.uploads:
                 task.exit_reason = "empty"
@@ -1103,8 +1118,8 @@ class RecordingService:
                 self._begin_failover(task, seconds)
 
     def _new_recorder_uid(self, task: Task) -> str:
-        """A random uid for the rejoining recorder (spec 10.3), clashing with no uid the task
-        had and no user of its channel. Caller holds the lock."""
+        """A random uid for the rejoining recorder (docs/service/behaviour.md#identity), clashing
+        with no uid the task had and no user of its channel. Caller holds the lock."""
         taken = {task.uid, task.recorder_uid, *(f.new_uid for f in task.failovers)}
         taken |= {user.uid for user in self.channels.users(task.cname)}
         while True:
@@ -1114,7 +1129,8 @@ class RecordingService:
 
     def _rejoin(self, task: Task) -> None:
         """The migration is over: event 12 with the new uid, which later events carry
-        (spec 10.3, 11.3). Idempotent. Caller holds the lock."""
+        (docs/service/behaviour.md#identity, docs/service/ncs.md#event-types). Idempotent. Caller
+        holds the lock."""
         failover = task.failovers[-1] if task.failovers else None
         if failover is None or failover.rejoined:
             return

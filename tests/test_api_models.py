@@ -1,4 +1,4 @@
-"""Tier 1: the REST contract models (worker/api_models.py) against spec sections 2-7."""
+"""Tier 1: the REST contract models (worker/api_models.py) against docs/service/api-contract.md."""
 
 from __future__ import annotations
 

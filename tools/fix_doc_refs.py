@@ -131,7 +131,7 @@ LITERALS: dict[str, str] = {
         "# transcodingConfig ({3.3}) and updateLayout ({6})"
     ),
     "updateLayout (6)": "updateLayout ({6})",
-    "(``spec/cloud-recording-api.md`` sections 2-7)": "({2}, {3}, {5}, {6}, {7})",
+    "(``spec/cloud-recording-api.md`` sections 2-7)": "({1})",
 }
 # A file holding this sentence cites bare section numbers ("(8.2)", "# 3.5:"): they are read too.
 BARE_MARKER = "Section numbers in comments refer to ``spec/cloud-recording-api.md``."

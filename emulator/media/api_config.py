@@ -1,4 +1,6 @@
-"""Raw start/updateLayout JSON (spec 3.2-3.4, 6) to the compositor's dataclasses.
+"""Raw start/updateLayout JSON (docs/service/api-contract.md#recordingconfig,
+docs/service/api-contract.md#transcodingconfig, docs/service/api-contract.md#recordingfileconfig,
+docs/service/api-contract.md#updatelayout) to the compositor's dataclasses.
 
 Input is assumed validated already (the service validates with worker.api_models; the offline
 render takes a scenario file as written). Omitted fields take the spec defaults, and so do
@@ -13,7 +15,7 @@ from typing import Any
 
 from emulator.media.models import BackgroundImageSpec, LayoutRegionSpec, LayoutSpec, MediaConfig
 
-# Spec 3.3: any other fps is silently replaced by 15.
+# docs/service/api-contract.md#transcodingconfig: any other fps is silently replaced by 15.
 SUPPORTED_FPS = frozenset({1, 7, 10, 15, 24, 30, 60})
 DEFAULT_FPS = 15
 
