@@ -2,8 +2,8 @@
 docs/service/errors.md, docs/service/api-contract.md#stop), as one exception type.
 
 Service-level errors carry ``{"code", "reason"}``; gateway-level errors carry ``{"message"}``
-and no ``code`` (8.1). The service raises :class:`ApiError`; the HTTP layer turns it into the
-response unchanged.
+and no ``code`` (docs/service/errors.md#body-shapes). The service raises :class:`ApiError`; the HTTP
+layer turns it into the response unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def gateway_error(status: int, message: str) -> ApiError:
     return ApiError(status, {"message": message})
 
 
-# Gateway level (8.1)
+# Gateway level (docs/service/errors.md#body-shapes)
 def unauthorized() -> ApiError:
     return gateway_error(401, "Unauthorized")
 
@@ -47,7 +47,8 @@ def rate_limited() -> ApiError:
 
 # Service level
 def bad_request_header(reason: str) -> ApiError:
-    """Legacy code 8: wrong Content-Type, or a body that is not JSON (8.2)."""
+    """Legacy code 8: wrong Content-Type, or a body that is not JSON
+    (docs/service/errors.md#codes)."""
     return service_error(400, 8, reason)
 
 

@@ -3,7 +3,8 @@
 
 A back-end puts one local file at ``<bucket>/<key>`` for a given ``storageConfig``; the key is
 the ``fileNamePrefix`` joined with ``/`` plus the file name. The M3U8 is put again each time it
-is rewritten, overwriting the previous version, as the real service does (9.3).
+is rewritten, overwriting the previous version, as the real service does
+(docs/service/files.md#slicing).
 
 * :class:`LocalDirectoryBackend` writes ``<root>/<bucket>/<key>`` whatever the vendor: the
   default, so a newcomer's recordings land on their disk.

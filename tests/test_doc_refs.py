@@ -162,3 +162,12 @@ def test_python_rewrite_touches_only_comments_and_docstrings_and_keeps_lines_sho
     assert "# -- a ruler citing docs/service/api-contract.md#endpoints ---" in new
     assert tool.rewrite_python(new) == new
     compile(new, "sample", "exec")
+
+
+def test_lone_section_numbers_in_parentheses_in_a_module_that_cites_the_service() -> None:
+    cites = '"""Errors (docs/service/errors.md).\n\nGateway bodies (8.1)."""\nX = (1.5)  # (9.3)\n'
+    new = tool.rewrite_python(cites)
+    assert "Gateway bodies (docs/service/errors.md#body-shapes)." in new
+    assert "X = (1.5)  # (docs/service/files.md#slicing)" in new
+    unrelated = '"""Timing."""\nX = 1  # (9.3)\n'
+    assert tool.rewrite_python(unrelated) == unrelated

@@ -157,6 +157,9 @@ SPEC_RE = re.compile(
 )
 DESIGN_RE = re.compile(rf"\bdesign\.md\s+(?:sections?\s+)?(?P<list>{_LIST}){_END}")
 BARE_RE = re.compile(rf"(?<![\w.#/-])(?P<list>{_LIST}){_END}")
+# In any file that cites the service reference, "(8.1)" / "(9.2, 10.3)" alone in parentheses.
+_DOTTED = r"\d{1,2}\.\d{1,2}"
+PAREN_BARE_RE = re.compile(rf"(?<=\()(?P<list>{_DOTTED}(?:{_SEP}{_DOTTED})*)(?=\))")
 
 
 @dataclass(frozen=True)
@@ -232,8 +235,11 @@ def markdown_links(md_path: str) -> Render:
     return render
 
 
-def rewrite_text(text: str, render: Render, *, bare: bool) -> str:
-    """Every citation in ``text`` replaced by ``render(targets)``; unknown ones are left."""
+def rewrite_text(text: str, render: Render, *, bare: bool, paren_bare: bool = False) -> str:
+    """Every citation in ``text`` replaced by ``render(targets)``; unknown ones are left.
+
+    ``bare``: also bare section numbers ("# 3.5:", "(8.2 code 2)"); ``paren_bare``: also
+    dotted section numbers alone in parentheses ("(8.1)")."""
     for old, new in LITERALS.items():
         if old in text:
             text = text.replace(old, re.sub(r"\{([\d.]+)\}", lambda m: render([SPEC[m[1]]]), new))
@@ -249,6 +255,8 @@ def rewrite_text(text: str, render: Render, *, bare: bool) -> str:
     text = SPEC_RE.sub(sub(SPEC), text)
     if bare:
         text = BARE_RE.sub(_bare(render), text)
+    if paren_bare:
+        text = PAREN_BARE_RE.sub(sub(SPEC), text)
     return text
 
 
@@ -269,6 +277,9 @@ def _bare(render: Render) -> Callable[[re.Match[str]], str]:
 
 def rewrite_python(source: str) -> str:
     bare = BARE_MARKER in source
+    # A module that cites the service reference (or, once rewritten, its docs) means it by a
+    # lone "(8.1)" too. Deterministic either way: the docs link is what such a module ends with.
+    paren_bare = bare or "docs/service/" in source or SPEC_RE.search(source) is not None
     regions = list(_text_regions(source))
     lines = source.splitlines(keepends=True)
     offsets = [0]
@@ -278,7 +289,7 @@ def rewrite_python(source: str) -> str:
     changed_lines: set[int] = set()
     for (srow, scol), (erow, ecol), _ in reversed(regions):
         start, end = offsets[srow - 1] + scol, offsets[erow - 1] + ecol
-        new = rewrite_text(out[start:end], plain, bare=bare)
+        new = rewrite_text(out[start:end], plain, bare=bare, paren_bare=paren_bare)
         if new != out[start:end]:
             out = out[:start] + new + out[end:]
             changed_lines.add(srow)
