@@ -75,6 +75,22 @@ def test_links_in_the_docs_resolve(doc: Path) -> None:
         assert_target(link, doc.parent)
 
 
+DOC_LINK = re.compile(r"(?<![\w/.])(docs/[\w/.-]+\.md)(#[\w-]+)?")
+
+
+def test_every_docs_link_in_the_repository_resolves() -> None:
+    """``docs/service/files.md#failover`` in a comment must name a page and a heading there."""
+    broken = []
+    for rel in tool.candidate_files(ROOT):
+        text = (ROOT / rel).read_text(encoding="utf-8")
+        for match in DOC_LINK.finditer(text):
+            page, anchor = match[1], (match[2] or "")[1:]
+            path = ROOT / page
+            if not path.is_file() or (anchor and anchor not in anchors(path)):
+                broken.append(f"{rel}: {match[0]}")
+    assert not broken, "\n".join(broken)
+
+
 def test_no_citation_of_documents_outside_the_repository() -> None:
     """Fails after a merge that brought old-style citations: run tools/fix_doc_refs.py."""
     found = tool.run(ROOT, tool.candidate_files(ROOT), write=False)
