@@ -107,7 +107,8 @@ def main() -> int:
         api_rate_limit=50,
         api_read_timeout=2.0,
         api_stop_read_timeout=5.0,
-        failover_window=20,  # longer than any injected 404 window, as spec 4.3 promises
+        # longer than any injected 404 window, as docs/service/errors.md#not-found promises
+        failover_window=20,
         reconcile_stuck_after=30,
         **REAL_SERVICE,  # type: ignore[arg-type]
     )

@@ -1,8 +1,8 @@
 """The one Settings object: the only place in cloudrec that reads the environment.
 
 Every entry point (CLI command, Celery worker, beat, tests) builds a ``Settings`` once and passes
-it down. Names and defaults are fixed by design.md section 8; the defaults point at the local
-emulator so that ``cloudrec demo`` needs no configuration at all.
+it down. Names and defaults are fixed by docs/design.md#fixed-interfaces; the defaults point at the
+local emulator so that ``cloudrec demo`` needs no configuration at all.
 """
 
 from __future__ import annotations
@@ -147,8 +147,10 @@ class Settings(BaseSettings):
     api_read_timeout: float = 10.0
     # A synchronous stop waits for the uploads; the service aims for 20 s, so give it room.
     api_stop_read_timeout: float = 45.0
-    start_confirm_timeout: float = 90.0  # spec 10.5: not status 4/5 after ~90 s = failed start
-    failover_window: float = 90.0  # spec 4.3: a 404 this soon after start may be HA migration
+    # docs/service/behaviour.md#monitoring: not status 4/5 after ~90 s = failed start
+    start_confirm_timeout: float = 90.0
+    # docs/service/errors.md#not-found: a 404 this soon after start may be HA migration
+    failover_window: float = 90.0
     max_deliveries: int = Field(default=5, ge=1)  # redeliveries of one job step before failing it
     vault_key: SecretStr | None = None  # Fernet key for RTC tokens at rest; derived if unset
     log_json: bool = False

@@ -1,6 +1,7 @@
 """The numbers the service answers with: recording status values and error codes.
 
-Spec 4.1 (``serverResponse.status`` of query, also event 3's ``status``) and 8 (error codes).
+docs/service/api-contract.md#status-values (``serverResponse.status`` of query, also event 3's
+``status``) and 8 (error codes).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from enum import IntEnum
 
 
 class RecordingStatus(IntEnum):
-    """``serverResponse.status`` values (4.1)."""
+    """``serverResponse.status`` values (docs/service/api-contract.md#status-values)."""
 
     NOT_STARTED = 0
     INITIALIZED = 1
@@ -32,7 +33,8 @@ ENDED = LEFT | {RecordingStatus.EXITED_ABNORMALLY}
 
 
 class ErrorCode(IntEnum):
-    """The ``code`` of a service-level error body (8.2). A gateway error has no code (8.1)."""
+    """The ``code`` of a service-level error body (docs/service/errors.md#codes). A gateway error
+    has no code (docs/service/errors.md#body-shapes)."""
 
     INVALID_PARAMETER = 2
     ALREADY_STARTED = 7  # with HTTP 201

@@ -1,4 +1,6 @@
-"""The service's defaults for values a start request may leave out (spec 3.2-3.4).
+"""The service's defaults for values a start request may leave out
+(docs/service/api-contract.md#recordingconfig, docs/service/api-contract.md#transcodingconfig,
+docs/service/api-contract.md#recordingfileconfig).
 
 The request models (:mod:`contract.models`) apply them when validating; the emulator's
 compositor applies them again to raw JSON (an offline render scenario is not validated).
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-# transcodingConfig (3.3). Any fps outside SUPPORTED_FPS is silently replaced by DEFAULT_FPS.
+# transcodingConfig (docs/service/api-contract.md#transcodingconfig). Any fps outside SUPPORTED_FPS
+# is silently replaced by DEFAULT_FPS.
 SUPPORTED_FPS = frozenset({1, 7, 10, 15, 24, 30, 60})
 DEFAULT_FPS = 15
 DEFAULT_WIDTH = 360
@@ -19,9 +22,9 @@ DEFAULT_BACKGROUND_COLOR = "#000000"
 DEFAULT_ALPHA = 1.0  # layoutConfig[].alpha
 DEFAULT_RENDER_MODE = 0  # layoutConfig[].render_mode, backgroundConfig[].render_mode
 
-# recordingConfig (3.2)
+# recordingConfig (docs/service/api-contract.md#recordingconfig)
 DEFAULT_STREAM_TYPES = 2  # 0 audio, 1 video, 2 both
 DEFAULT_AUDIO_PROFILE = 0
 
-# recordingFileConfig (3.4)
+# recordingFileConfig (docs/service/api-contract.md#recordingfileconfig)
 DEFAULT_FILE_TYPES: tuple[Literal["hls", "mp4"], ...] = ("hls",)

@@ -6,14 +6,15 @@ bodies from these models, the job spec embeds them, and the emulator validates i
 with them. Field names are the JSON keys exactly as the API spells them (camelCase at the top,
 snake_case inside ``layoutConfig`` / ``backgroundConfig``), so ``model_dump()`` is the wire form.
 
-Section numbers in comments refer to ``spec/cloud-recording-api.md``.
+Links in comments point at docs/service/, the service's behaviour in cloudrec's words.
 
 Rules of the module:
 
 * Request models forbid unknown fields, like the real service, which answers ``400 code 2`` on a
-  misspelled or wrong-case field (8.2). The one exception is the unsubscribe lists, which accept
-  both ``unsubscribe*Uids`` and ``unSubscribe*Uids`` and serialize as ``unSubscribe*Uids``
-  (3.2 DISCREPANCY; the Go and Java clients use that spelling).
+  misspelled or wrong-case field (docs/service/errors.md#codes). The one exception is the
+  unsubscribe lists, which accept both ``unsubscribe*Uids`` and ``unSubscribe*Uids`` and serialize
+  as ``unSubscribe*Uids`` (docs/service/api-contract.md#recordingconfig DISCREPANCY; the Go and Java
+  clients use that spelling).
 * Never stricter than the real service: what Agora's own REST clients send for a value nobody
   set is accepted and means "not given". ``null`` is the field left out (its default applies;
   a required field is then missing); an empty string or an empty list in an optional field is
@@ -21,11 +22,13 @@ Rules of the module:
   client always sends ``layoutConfig[].uid`` and ``extensionParams.sse``/``tag``, empty when
   unset). Rules the spec leaves as advice (``layoutConfig`` with a built-in layout, lists of a
   kind ``streamTypes`` does not record, ``stsToken`` with another vendor) accept the value and
-  it has no effect. What section 14.8 lists stays refused with ``400 code 2`` naming the field.
+  it has no effect. What docs/service/api-contract.md#validation lists stays refused with
+  ``400 code 2`` naming the field.
 * Numbers in requests are strict (a JSON ``"30"`` is a wrong type, not 30), ranges are checked,
   and cross-field rules raise with a message that states the rule.
 * Response models are tolerant: unknown keys are ignored, and the old shapes (``filename``,
-  string-typed booleans and numbers, ``"status": "5"``) parse (4.2 DISCREPANCIES).
+  string-typed booleans and numbers, ``"status": "5"``) parse
+  (docs/service/api-contract.md#file-lists DISCREPANCIES).
 * Secrets (storage keys, STS token, RTC token, decryption secret) are ``SecretStr``: hidden in
   ``repr``/``str``/``model_dump``/``model_dump_json``. Only :func:`to_wire` reveals them.
 * :func:`describe_validation_error` turns a ``ValidationError`` into the one-line reason used
@@ -118,14 +121,19 @@ __all__ = [
 ]
 
 UID_MAX = 2**32 - 1
-ALL_STREAMS = "#allstream#"  # 3.2: ["#allstream#"] subscribes to every uid
-MAX_SUBSCRIBE_UIDS = 32  # 3.2 / 5
-MAX_LAYOUT_REGIONS = 17  # 3.3
-MAX_PIXELS = 1920 * 1080  # 3.3
-VENDORS = (1, 2, 3, 5, 6, 7, 8, 11)  # 3.5 (current docs only: no Qiniu 0 / Kingsoft 4)
+# docs/service/api-contract.md#recordingconfig: ["#allstream#"] subscribes to every uid
+ALL_STREAMS = "#allstream#"
+# docs/service/api-contract.md#recordingconfig, docs/service/api-contract.md#update
+MAX_SUBSCRIBE_UIDS = 32
+MAX_LAYOUT_REGIONS = 17  # docs/service/api-contract.md#transcodingconfig
+MAX_PIXELS = 1920 * 1080  # docs/service/api-contract.md#transcodingconfig
+# docs/service/api-contract.md#storageconfig (current docs only: no Qiniu 0 / Kingsoft 4)
+VENDORS = (1, 2, 3, 5, 6, 7, 8, 11)
 VENDOR_S3_COMPATIBLE = 11
-STS_VENDORS = frozenset({1, 2, 3})  # 3.5: stsToken only for S3, Alibaba, Tencent
-# 3.5 region tables, per vendor. S3 has no 17 (23 is in the 2021 release notes; kept).
+# docs/service/api-contract.md#storageconfig: stsToken only for S3, Alibaba, Tencent
+STS_VENDORS = frozenset({1, 2, 3})
+# docs/service/api-contract.md#storageconfig region tables, per vendor. S3 has no 17 (23 is in the
+# 2021 release notes; kept).
 VENDOR_REGIONS: dict[int, frozenset[int]] = {
     1: frozenset(set(range(0, 26)) - {17}),
     2: frozenset(range(0, 28)),
@@ -136,8 +144,9 @@ VENDOR_REGIONS: dict[int, frozenset[int]] = {
     8: frozenset(range(1, 8)),
     11: frozenset({0}),
 }
-MAX_PREFIX_CHARS = 128  # 3.5
-# 2 / 8.2 legacy 1013: under 64 bytes, from this character set.
+MAX_PREFIX_CHARS = 128  # docs/service/api-contract.md#storageconfig
+# docs/service/api-contract.md#acquire, docs/service/errors.md#codes legacy 1013: under 64 bytes,
+# from this character set.
 _CNAME_RE = re.compile(r"[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]+")
 CNAME_MAX_BYTES = 63
 _PREFIX_RE = re.compile(r"[A-Za-z0-9]+")
@@ -328,12 +337,14 @@ Secret = Annotated[
     _Check(_check_non_empty_secret, minLength=1),
     PlainSerializer(_serialize_secret, return_type=str),
 ]
-Fraction = Annotated[StrictFloat, Between(0, 1)]  # 3.3: floats in [0,1]; 0 and 1 as ints too
+# docs/service/api-contract.md#transcodingconfig: floats in [0,1]; 0 and 1 as ints too
+Fraction = Annotated[StrictFloat, Between(0, 1)]
 RenderMode = Annotated[StrictInt, Between(0, 1)]  # 0 crop, 1 fit
 
 
 class _Request(BaseModel):
-    """Base of request models: unknown keys are errors, as in the real service (8.2 code 2).
+    """Base of request models: unknown keys are errors, as in the real service
+    (docs/service/errors.md#codes code 2).
 
     A ``null`` value is the key left out, and so is ``""`` or ``[]`` in a field named in
     ``blank_means_absent`` (wire names, both spellings): that is what real clients send for a
@@ -395,7 +406,8 @@ def _is_blank(value: Any) -> bool:
 
 
 class _Response(BaseModel):
-    """Base of response models: tolerant of extra keys and old value types (4.2)."""
+    """Base of response models: tolerant of extra keys and old value types
+    (docs/service/api-contract.md#file-lists)."""
 
     model_config = ConfigDict(
         extra="ignore", coerce_numbers_to_str=True, validate_by_name=True, validate_by_alias=True
@@ -403,8 +415,8 @@ class _Response(BaseModel):
 
 
 def _reject_both_spellings(data: Any, kinds: Sequence[str]) -> Any:
-    """3.2: accept ``unsubscribe*`` or ``unSubscribe*``, but not both in one object (a ``null``
-    or empty one is not given)."""
+    """docs/service/api-contract.md#recordingconfig: accept ``unsubscribe*`` or ``unSubscribe*``,
+    but not both in one object (a ``null`` or empty one is not given)."""
     if isinstance(data, dict):
         for kind in kinds:
             spellings = (f"unsubscribe{kind}Uids", f"unSubscribe{kind}Uids")
@@ -425,12 +437,14 @@ def _unsubscribe_field(kind: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# 3.3 transcodingConfig and 6 updateLayout
+# transcodingConfig (docs/service/api-contract.md#transcodingconfig) and updateLayout
+# (docs/service/api-contract.md#updatelayout)
 # --------------------------------------------------------------------------------------------
 
 
 class LayoutRegion(_Request):
-    """One ``layoutConfig`` entry (3.3): a region of the canvas, as fractions of its size."""
+    """One ``layoutConfig`` entry (docs/service/api-contract.md#transcodingconfig): a region of the
+    canvas, as fractions of its size."""
 
     # The Go client always sends uid; "" is an entry filled in join order.
     blank_means_absent = frozenset({"uid"})
@@ -445,7 +459,8 @@ class LayoutRegion(_Request):
 
 
 class UserBackground(_Request):
-    """One ``backgroundConfig`` entry (3.3): the image shown in a user's region."""
+    """One ``backgroundConfig`` entry (docs/service/api-contract.md#transcodingconfig): the image
+    shown in a user's region."""
 
     uid: UidStr
     image_url: NonEmptyStr
@@ -453,10 +468,13 @@ class UserBackground(_Request):
 
 
 class _LayoutFields(_Request):
-    """The layout subset shared by transcodingConfig (3.3) and updateLayout (6).
+    """The layout subset shared by transcodingConfig
+    (docs/service/api-contract.md#transcodingconfig) and updateLayout
+    (docs/service/api-contract.md#updatelayout).
 
-    ``layoutConfig`` is only used with layout 3 (3.3): with a built-in layout it is accepted
-    and has no effect; layout 3 without regions shows the background."""
+    ``layoutConfig`` is only used with layout 3 (docs/service/api-contract.md#transcodingconfig):
+    with a built-in layout it is accepted and has no effect; layout 3 without regions shows the
+    background."""
 
     blank_means_absent = frozenset(
         {
@@ -480,7 +498,8 @@ class _LayoutFields(_Request):
 
 
 class TranscodingConfig(_LayoutFields):
-    """``recordingConfig.transcodingConfig`` (3.3): the composite canvas and its layout."""
+    """``recordingConfig.transcodingConfig`` (docs/service/api-contract.md#transcodingconfig): the
+    composite canvas and its layout."""
 
     width: Annotated[StrictInt, Between(1, 1920)] = DEFAULT_WIDTH
     height: Annotated[StrictInt, Between(1, 1920)] = DEFAULT_HEIGHT
@@ -492,7 +511,8 @@ class TranscodingConfig(_LayoutFields):
     @field_validator("fps")
     @classmethod
     def _supported_fps(cls, value: int) -> int:
-        # 3.3: unsupported values are accepted and silently replaced by 15.
+        # docs/service/api-contract.md#transcodingconfig: unsupported values are accepted and
+        # silently replaced by 15.
         return value if value in SUPPORTED_FPS else DEFAULT_FPS
 
     @model_validator(mode="after")
@@ -513,15 +533,19 @@ class LayoutUpdate(_LayoutFields):
 
 
 # --------------------------------------------------------------------------------------------
-# 3.2 recordingConfig, 3.4 recordingFileConfig, 3.5 storageConfig
+# docs/service/api-contract.md#recordingconfig recordingConfig,
+# docs/service/api-contract.md#recordingfileconfig recordingFileConfig,
+# docs/service/api-contract.md#storageconfig storageConfig
 # --------------------------------------------------------------------------------------------
 
 
 class RecordingConfig(_Request):
-    """``clientRequest.recordingConfig`` for composite mode (3.2).
+    """``clientRequest.recordingConfig`` for composite mode
+    (docs/service/api-contract.md#recordingconfig).
 
     A subscription list of a kind ``streamTypes`` does not record is accepted and has no
-    effect (3.2: the lists are "only valid" with those stream types)."""
+    effect (docs/service/api-contract.md#recordingconfig: the lists are "only valid" with those
+    stream types)."""
 
     blank_means_absent = frozenset(
         {
@@ -546,7 +570,8 @@ class RecordingConfig(_Request):
     decryptionMode: Annotated[StrictInt, Between(0, 8)] = 0
     secret: Secret | None = None  # required when decryptionMode != 0
     salt: Secret | None = None  # base64 of 32 bytes; required with decryptionMode 7 or 8
-    maxIdleTime: Annotated[StrictInt, Between(5, 2_592_000)] = 30  # seconds (10.1)
+    # seconds (docs/service/behaviour.md#maxidletime)
+    maxIdleTime: Annotated[StrictInt, Between(5, 2_592_000)] = 30
     videoStreamType: Annotated[StrictInt, Between(0, 1)] = 0  # 0 high, 1 low stream
     subscribeAudioUids: UidList | None = None
     unSubscribeAudioUids: UidList | None = _unsubscribe_field("Audio")
@@ -601,8 +626,9 @@ def _default_file_types() -> list[FileType]:
 
 
 class RecordingFileConfig(_Request):
-    """``clientRequest.recordingFileConfig`` (3.4). ``["hls"]``: M3U8 + TS; ``["hls","mp4"]``:
-    also MP4. ``["mp4"]`` alone is an error in mix mode."""
+    """``clientRequest.recordingFileConfig`` (docs/service/api-contract.md#recordingfileconfig).
+    ``["hls"]``: M3U8 + TS; ``["hls","mp4"]``: also MP4. ``["mp4"]`` alone is an error in mix
+    mode."""
 
     # The Go client sends null when unset; [] is no choice either: the default applies.
     blank_means_absent = frozenset({"avFileType"})
@@ -620,8 +646,8 @@ class RecordingFileConfig(_Request):
 
 
 class StorageExtension(_Request):
-    """``storageConfig.extensionParams`` (3.5). The Go client always sends ``sse`` and ``tag``,
-    empty when unset."""
+    """``storageConfig.extensionParams`` (docs/service/api-contract.md#storageconfig). The Go client
+    always sends ``sse`` and ``tag``, empty when unset."""
 
     blank_means_absent = frozenset({"sse", "tag", "endpoint"})
 
@@ -631,7 +657,8 @@ class StorageExtension(_Request):
 
 
 class StorageConfig(_Request):
-    """``clientRequest.storageConfig`` (3.5): where the service uploads the files.
+    """``clientRequest.storageConfig`` (docs/service/api-contract.md#storageconfig): where the
+    service uploads the files.
 
     ``stsToken`` is only used with vendors 1, 2 and 3; with another vendor it has no effect."""
 
@@ -721,13 +748,13 @@ class AcquireClientRequest(_Request):
 
 
 class StartClientRequest(_Request):
-    """start ``clientRequest`` in mix mode (3.1).
+    """start ``clientRequest`` in mix mode (docs/service/api-contract.md#start).
 
     ``token`` absent, ``null`` or ``""`` is no token: the channel has no App Certificate (the
     official clients send ``""`` then). ``recordingConfig`` and ``recordingFileConfig`` left
     out take every default (the Python client sends no recordingConfig unless given one).
-    ``snapshotConfig`` and ``extensionServiceConfig`` belong to the other modes (3.1): accepted,
-    no effect in mix."""
+    ``snapshotConfig`` and ``extensionServiceConfig`` belong to the other modes
+    (docs/service/api-contract.md#start): accepted, no effect in mix."""
 
     blank_means_absent = frozenset(
         {
@@ -842,7 +869,7 @@ ClientRequestT = TypeVar("ClientRequestT")
 
 
 class ApiRequest(_Request, Generic[ClientRequestT]):
-    """The POST envelope of every operation (1.1).
+    """The POST envelope of every operation (docs/service/api-contract.md#endpoints).
 
     ``ApiRequest[StartClientRequest].model_validate(body)`` validates a whole start body, and
     error locations come out as the API's JSON path (``clientRequest.recordingConfig...``).
@@ -855,7 +882,10 @@ class ApiRequest(_Request, Generic[ClientRequestT]):
 
 
 # --------------------------------------------------------------------------------------------
-# Responses (2, 3.6, 4.2, 5, 6, 7, 8.1): tolerant
+# Responses (docs/service/api-contract.md#acquire, docs/service/api-contract.md#start-answers,
+# docs/service/api-contract.md#file-lists, docs/service/api-contract.md#update,
+# docs/service/api-contract.md#updatelayout, docs/service/api-contract.md#stop,
+# docs/service/errors.md#body-shapes): tolerant
 # --------------------------------------------------------------------------------------------
 
 
@@ -868,7 +898,7 @@ class AcquireResponse(_Response):
 
 
 class StartResponse(_Response):
-    """start 200 (3.6)."""
+    """start 200 (docs/service/api-contract.md#start-answers)."""
 
     cname: str
     uid: str
@@ -886,7 +916,8 @@ class UpdateResponse(_Response):
 
 
 class FileEntry(_Response):
-    """One element of a ``fileList`` array (4.2). Accepts ``filename`` and string-typed values."""
+    """One element of a ``fileList`` array (docs/service/api-contract.md#file-lists). Accepts
+    ``filename`` and string-typed values."""
 
     fileName: str = Field(validation_alias=AliasChoices("fileName", "filename"))
     trackType: str | None = None  # "audio" | "video" | "audio_and_video"
@@ -900,7 +931,8 @@ FileList = str | list[FileEntry] | None
 
 
 class QueryServerResponse(_Response):
-    """query ``serverResponse`` (4.1, 4.2)."""
+    """query ``serverResponse`` (docs/service/api-contract.md#status-values,
+    docs/service/api-contract.md#file-lists)."""
 
     status: int
     fileListMode: str | None = None  # "string" with ["hls"], "json" with ["hls","mp4"]
@@ -935,7 +967,8 @@ class StopResponse(_Response):
 
 
 class ErrorBody(_Response):
-    """An error body (8.1): service-level ``{code, reason}`` or gateway-level ``{message}``."""
+    """An error body (docs/service/errors.md#body-shapes): service-level ``{code, reason}`` or
+    gateway-level ``{message}``."""
 
     code: int | None = None
     reason: str | None = None
@@ -948,7 +981,8 @@ class ErrorBody(_Response):
 
 
 def file_names(file_list: str | Sequence[FileEntry] | None) -> list[str]:
-    """The file names of either ``fileList`` form (4.2): a single M3U8 name or an array."""
+    """The file names of either ``fileList`` form (docs/service/api-contract.md#file-lists): a
+    single M3U8 name or an array."""
     if file_list is None:
         return []
     if isinstance(file_list, str):

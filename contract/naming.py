@@ -1,4 +1,5 @@
-"""Output file names exactly as the real service writes them (spec 9.1, 9.2).
+"""Output file names exactly as the real service writes them (docs/service/files.md#naming,
+docs/service/files.md#failover).
 
 The emulator writes files under these names; the worker expects them (the playlist it reports
 before the service lists the files).
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-# Characters the service replaces with "-" in the cname part of file names (spec 9.1).
+# Characters the service replaces with "-" in the cname part of file names
+# (docs/service/files.md#naming).
 _SPECIAL = frozenset("!@#$%^&*()+_.=[]{}~|,;:?<>")
 
 
 def sanitize_cname(cname: str) -> str:
-    """Replace every special character of spec 9.1 with "-"."""
+    """Replace every special character of docs/service/files.md#naming with "-"."""
     return "".join("-" if ch in _SPECIAL else ch for ch in cname)
 
 
@@ -25,7 +27,7 @@ def utc_stamp(epoch_ms: int) -> str:
 
 def failover_prefix(failover: int) -> str:
     """`bak<n>_`: the prefix of every file written after the task's n-th HA failover (n from 0,
-    spec 9.2)."""
+    docs/service/files.md#failover)."""
     return f"bak{failover}_"
 
 

@@ -1,5 +1,5 @@
-"""Agora's notifications (NCS) for Cloud Recording (spec 11): what the service posts and how
-it signs it. The emulator sends these; the worker's receiver checks and reads them.
+"""Agora's notifications (NCS) for Cloud Recording (docs/service/ncs.md): what the service posts and
+how it signs it. The emulator sends these; the worker's receiver checks and reads them.
 """
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import hashlib
 import hmac
 from enum import IntEnum, IntFlag
 
-PRODUCT_CLOUD_RECORDING = 3  # the envelope's productId (11.2)
+PRODUCT_CLOUD_RECORDING = 3  # the envelope's productId (docs/service/ncs.md#envelope)
 
 SIGNATURE_V1 = "Agora-Signature"  # HMAC-SHA1 of the raw body, hex
 SIGNATURE_V2 = "Agora-Signature-V2"  # HMAC-SHA256 of the raw body, hex
 
 
 def signatures(body: bytes, secret: str) -> dict[str, str]:
-    """The two signature headers NCS sends with a raw body (11.1)."""
+    """The two signature headers NCS sends with a raw body (docs/service/ncs.md#transport)."""
     key = secret.encode()
     return {
         SIGNATURE_V1: hmac.new(key, body, hashlib.sha1).hexdigest(),
@@ -24,7 +24,8 @@ def signatures(body: bytes, secret: str) -> dict[str, str]:
 
 
 class ServiceType(IntEnum):
-    """The envelope's ``payload.serviceType`` (11.3): which part of the service speaks."""
+    """The envelope's ``payload.serviceType`` (docs/service/ncs.md#event-types): which part of the
+    service speaks."""
 
     CLOUD_RECORDING = 0
     RECORDER = 1
@@ -32,7 +33,7 @@ class ServiceType(IntEnum):
 
 
 class EventType(IntEnum):
-    """The envelope's ``eventType`` (11.3), composite mode."""
+    """The envelope's ``eventType`` (docs/service/ncs.md#event-types), composite mode."""
 
     ERROR = 1
     WARNING = 2
@@ -78,7 +79,8 @@ EVENTS: dict[EventType, tuple[ServiceType, str]] = {
 
 
 class LeaveCode(IntFlag):
-    """Event 41's ``leaveCode`` bits (10.1): why the recorder left the channel."""
+    """Event 41's ``leaveCode`` bits (docs/service/behaviour.md#maxidletime): why the recorder left
+    the channel."""
 
     INIT_FAILURE = 0  # no bit set: the recorder could not join
     SIGINT = 2  # the service shut the recorder down

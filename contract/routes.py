@@ -1,4 +1,4 @@
-"""The REST paths of the Cloud Recording API (spec 2-7), as templates.
+"""The REST paths of the Cloud Recording API (docs/service/api-contract.md), as templates.
 
 Placeholders are ``{appid}``, ``{resourceid}``, ``{sid}`` and ``{mode}``: the emulator routes on
 the templates as written (FastAPI path parameters), the client fills them in with

@@ -1,6 +1,6 @@
 """The Cloud Recording emulator: the same REST API as the real service, simulated channels and
 users, a real compositor (``emulator.media``), storage back-ends, fault injection and
-notification events. See design.md section 5.
+notification events. See docs/design.md#emulator.
 
 Modules, top-down: ``server`` (uvicorn), ``app`` (wires the routers, middleware, error
 handlers), ``rest_routes`` (the REST API and its gateway steps), ``dev_routes`` (the dev API),

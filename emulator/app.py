@@ -1,5 +1,6 @@
-"""The emulator's HTTP app: wires the REST routes (``emulator.rest_routes``, spec 1.1) and the
-dev API (``emulator.dev_routes``) to a :class:`RecordingService`.
+"""The emulator's HTTP app: wires the REST routes (``emulator.rest_routes``,
+docs/service/api-contract.md#endpoints) and the dev API (``emulator.dev_routes``) to a
+:class:`RecordingService`.
 
 Every answer, errors included, is a JSON body the real service could send, with an
 ``X-Request-Id`` header; FastAPI's own 422/500 bodies never reach a client (the error handlers
@@ -134,7 +135,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code in (404, 405):  # unknown route or method (spec 8.1)
+        # unknown route or method (docs/service/errors.md#body-shapes)
+        if exc.status_code in (404, 405):
             return JSONResponse(errors.no_route().body, status_code=404)
         return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code)
 

@@ -1,9 +1,10 @@
 """Simulated channels: who is in each channel, with which role, publishing what.
 
-Driven by the dev API (design.md section 8). A channel exists while it has users; users are
-kept in join order (a user who leaves and rejoins goes to the end), which is the order the
-composite layouts fill their regions in (spec 3.3, 10.4). Presence and publish state are
-separate (spec 10.1): an audience member is present but publishes nothing.
+Driven by the dev API (docs/design.md#fixed-interfaces). A channel exists while it has users; users
+are kept in join order (a user who leaves and rejoins goes to the end), which is the order the
+composite layouts fill their regions in (docs/service/api-contract.md#transcodingconfig,
+docs/service/behaviour.md#canvas). Presence and publish state are separate
+(docs/service/behaviour.md#maxidletime): an audience member is present but publishes nothing.
 """
 
 from __future__ import annotations

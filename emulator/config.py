@@ -21,18 +21,22 @@ class EmulatorConfig:
     customer_id: str = "demo"
     customer_secret: str = "demo-secret"
     app_ids: frozenset[str] = frozenset()  # empty: any non-empty app id is accepted
-    qps: int = 10  # REST requests per second per app id; 0 = unlimited (spec 1.4)
-    startup_seconds: float = 2.0  # status 0 -> 5 after start (spec 4.1, 14.4)
-    resource_ttl_seconds: float = 300.0  # a resourceId must be used within this (spec 2)
+    # REST requests per second per app id; 0 = unlimited (docs/service/api-contract.md#limits)
+    qps: int = 10
+    # status 0 -> 5 after start (docs/service/api-contract.md#status-values)
+    startup_seconds: float = 2.0
+    # a resourceId must be used within this (docs/service/api-contract.md#acquire)
+    resource_ttl_seconds: float = 300.0
     hour_seconds: float = 3600.0  # length of an "hour" of resourceExpiredHour (tests shrink it)
-    # Length of one second of maxIdleTime (spec 10.1). maxIdleTime cannot go under 5, so tests
-    # shrink the unit instead of the value.
+    # Length of one second of maxIdleTime (docs/service/behaviour.md#maxidletime). maxIdleTime
+    # cannot go under 5, so tests shrink the unit instead of the value.
     idle_second: float = 1.0
-    slice_seconds: float = 15.0  # HLS slice length (spec 9.3)
-    mp4_max_seconds: float = 7200.0  # MP4 rollover: ~2 h of media (spec 9.4) ...
+    slice_seconds: float = 15.0  # HLS slice length (docs/service/files.md#slicing)
+    mp4_max_seconds: float = 7200.0  # MP4 rollover: ~2 h of media (docs/service/files.md#mp4) ...
     mp4_max_bytes: int = 2_000_000_000  # ... or ~2 GB, whichever comes first
     exit_linger_seconds: float = 10.0  # after exit: stop answers 49, query status 8; then 404
-    # A synchronous stop answers within this; past it, 206 code 50 "upload timeout" (spec 7).
+    # A synchronous stop answers within this; past it, 206 code 50 "upload timeout"
+    # (docs/service/api-contract.md#stop).
     sync_stop_timeout_seconds: float = 20.0
     tick_seconds: float = 0.2  # housekeeping and compositor clock period
     resource_keep_seconds: float = 3600.0  # how long used/expired resourceIds stay known
@@ -44,15 +48,18 @@ class EmulatorConfig:
     s3_endpoint_url: str | None = None
     s3_timeout_seconds: float = 5.0  # connect and read timeout of one S3 request
     # Files kept in the backup area are pushed to the customer's storage again every this
-    # many seconds (spec 9.2: "later transferred"); 0 = never.
+    # many seconds (docs/service/files.md#failover: "later transferred"); 0 = never.
     backup_transfer_seconds: float = 0.0
-    # Notifications (spec 11): every event is kept in the event log (GET /dev/events); with
-    # ncs_url, each is also POSTed there, signed with ncs_secret.
+    # Notifications (docs/service/ncs.md): every event is kept in the event log (GET /dev/events);
+    # with ncs_url, each is also POSTed there, signed with ncs_secret.
     ncs_url: str | None = None
     ncs_secret: str = "ncs-secret"
-    ncs_timeout_seconds: float = 10.0  # the receiver must answer within this (spec 11.1)
-    ncs_retry_seconds: tuple[float, ...] = (0.0, 1.0, 3.0)  # the 3 resends (spec 11.1)
-    progress_seconds: float = 60.0  # event 33 uploading_progress period (spec 11.3)
+    # the receiver must answer within this (docs/service/ncs.md#transport)
+    ncs_timeout_seconds: float = 10.0
+    # the 3 resends (docs/service/ncs.md#transport)
+    ncs_retry_seconds: tuple[float, ...] = (0.0, 1.0, 3.0)
+    # event 33 uploading_progress period (docs/service/ncs.md#event-types)
+    progress_seconds: float = 60.0
     max_body_bytes: int = 1024 * 1024  # REST and dev API request bodies (413 past it)
     # Local files (users' {"file": PATH}, local backgroundImage paths) are read only under these
     # directories (--media-dir); none: no local file at all (emulator.media.access).

@@ -1,6 +1,6 @@
-"""The emulator's dev API (``/dev/...``, design.md section 8): simulated channels and users,
-recordings, HA failover, events, NCS delivery, faults, reset. No auth (beyond the optional dev
-token of ``emulator.devauth``) and no rate limit. The routes find the service and the media
+"""The emulator's dev API (``/dev/...``, docs/design.md#fixed-interfaces): simulated channels and
+users, recordings, HA failover, events, NCS delivery, faults, reset. No auth (beyond the optional
+dev token of ``emulator.devauth``) and no rate limit. The routes find the service and the media
 context in ``app.state``, where ``emulator.app.create_app`` puts them."""
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ async def recording(request: Request, sid: str) -> JSONResponse:
 
 @router.post("/dev/recordings/{sid}/failover")
 async def failover(request: Request, sid: str) -> JSONResponse:
-    """HA failover of a live recording (spec 9.2): 404 and no recording for ``seconds``,
-    then event 12 (new uid) and bak<n>_ files. 409 if it is not live or already
+    """HA failover of a live recording (docs/service/files.md#failover): 404 and no recording for
+    ``seconds``, then event 12 (new uid) and bak<n>_ files. 409 if it is not live or already
     migrating."""
     body: FailoverRequest = await _dev_body(request, FailoverRequest)
     found = _service(request).failover(sid, body.seconds)
@@ -129,7 +129,8 @@ async def failover(request: Request, sid: str) -> JSONResponse:
 
 @router.get("/dev/events")
 async def events(request: Request, sid: str | None = None) -> JSONResponse:
-    """The notification events (spec 11) in the order they happened; ``?sid=`` filters."""
+    """The notification events (docs/service/ncs.md) in the order they happened; ``?sid=``
+    filters."""
     return JSONResponse(_service(request).events.events(sid))
 
 

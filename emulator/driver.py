@@ -130,7 +130,8 @@ class RecorderDriver:
         if task.media_config.layout != config.layout:  # updateLayout raced the creation
             recorder.set_layout(task.media_config.layout)
         # After a failover the recording resumes after a loss: discontinueUtcMs is the
-        # resume time, startUtcMs stays the recording's start (spec 11.3, event 42).
+        # resume time, startUtcMs stays the recording's start (docs/service/ncs.md#event-types,
+        # event 42).
         self._registry.event(
             task,
             42,
@@ -200,16 +201,17 @@ class RecorderDriver:
             task.video_subscribed = video_now
         if dropped:
             # An unsubscribed video stream is gone from the recorder, not paused: its last
-            # frame is not held (spec 10.4 is about a publisher who stops). A zero-length
-            # advance without those users drops their video state; they come back at once
-            # as users without video (the background, or a transparent floating tile).
+            # frame is not held (docs/service/behaviour.md#canvas is about a publisher who stops). A
+            # zero-length advance without those users drops their video state; they come back at
+            # once as users without video (the background, or a transparent floating tile).
             recorder.advance_to(task.media_time, [s for s in snaps if s.uid not in dropped])
         recorder.advance_to(t, snaps)
         task.media_time = t
         self._report_stream_states(task, snaps)
 
     def _report_stream_states(self, task: Task, snaps: Sequence[UserSnapshot]) -> None:
-        """Events 43/44 when the mixed audio / video stream starts or stops (spec 11.3)."""
+        """Events 43/44 when the mixed audio / video stream starts or stops
+        (docs/service/ncs.md#event-types)."""
         config = task.media_config
         now = {
             "audio": config.has_audio and any(s.audio is not None for s in snaps),

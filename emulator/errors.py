@@ -1,8 +1,9 @@
-"""The real service's error bodies (spec 3.6, 4.3, 7, 8), as one exception type.
+"""The real service's error bodies (docs/service/api-contract.md#start-answers,
+docs/service/errors.md, docs/service/api-contract.md#stop), as one exception type.
 
 Service-level errors carry ``{"code", "reason"}``; gateway-level errors carry ``{"message"}``
-and no ``code`` (8.1). The service raises :class:`ApiError`; the HTTP layer turns it into the
-response unchanged.
+and no ``code`` (docs/service/errors.md#body-shapes). The service raises :class:`ApiError`; the HTTP
+layer turns it into the response unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def gateway_error(status: int, message: str) -> ApiError:
     return ApiError(status, {"message": message})
 
 
-# Gateway level (8.1)
+# Gateway level (docs/service/errors.md#body-shapes)
 def unauthorized() -> ApiError:
     return gateway_error(401, "Unauthorized")
 
@@ -48,7 +49,8 @@ def rate_limited() -> ApiError:
 
 # Service level
 def bad_request_header(reason: str) -> ApiError:
-    """Legacy code 8: wrong Content-Type, or a body that is not JSON (8.2)."""
+    """Legacy code 8: wrong Content-Type, or a body that is not JSON
+    (docs/service/errors.md#codes)."""
     return service_error(400, ErrorCode.BAD_REQUEST_HEADER, reason)
 
 
@@ -104,6 +106,7 @@ def internal_error() -> ApiError:
 
 
 def upload_timeout(**echo: Any) -> ApiError:
-    """A synchronous stop whose uploads outlast the service's 20 s (spec 7, code 50). The
-    recording still finishes and uploads; a later query shows it."""
+    """A synchronous stop whose uploads outlast the service's 20 s
+    (docs/service/api-contract.md#stop, code 50). The recording still finishes and uploads; a later
+    query shows it."""
     return service_error(206, ErrorCode.UPLOAD_TIMEOUT, "upload timeout", **echo)

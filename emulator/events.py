@@ -1,4 +1,4 @@
-"""Notification events like the real service's NCS (spec 11): an ordered event log, read
+"""Notification events like the real service's NCS (docs/service/ncs.md): an ordered event log, read
 through ``GET /dev/events``, and optional delivery to a configured URL.
 
 Each event is the NCS envelope exactly as it goes on the wire::
@@ -11,8 +11,8 @@ Each event is the NCS envelope exactly as it goes on the wire::
 with ``Agora-Signature`` (HMAC-SHA1, hex) and ``Agora-Signature-V2`` (HMAC-SHA256, hex) of that
 body keyed by ``ncs_secret``. An answer other than 200 with a JSON body within
 ``ncs_timeout_seconds`` is resent at once, then with growing intervals, 3 times at most, with
-``notifyMs`` refreshed on each resend (spec 11.1). Resends do not hold up later events, so, as
-with the real NCS, delivery order is not guaranteed; the log's order is.
+``notifyMs`` refreshed on each resend (docs/service/ncs.md#transport). Resends do not hold up later
+events, so, as with the real NCS, delivery order is not guaranteed; the log's order is.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from contract.ncs import EVENTS, PRODUCT_CLOUD_RECORDING, EventType, LeaveCode, 
 
 log = logging.getLogger(__name__)
 
-# recorder_leave leaveCode bits (spec 10.1), by the names the service's lifecycle uses.
+# recorder_leave leaveCode bits (docs/service/behaviour.md#maxidletime), by the names the service's
+# lifecycle uses.
 LEAVE_INIT_FAILURE = LeaveCode.INIT_FAILURE
 LEAVE_SIGINT = LeaveCode.SIGINT
 LEAVE_NO_USERS = LeaveCode.NO_USERS
@@ -206,7 +207,8 @@ class EventLog:
     def _deliver(self) -> None:
         while (item := self._next_attempt()) is not None:
             envelope = item.envelope
-            if item.attempt != 0:  # spec 11.1: notifyMs is refreshed on each resend
+            # docs/service/ncs.md#transport: notifyMs is refreshed on each resend
+            if item.attempt != 0:
                 envelope = {**envelope, "notifyMs": self._wall_ms()}
             ok = self._post(envelope)
             with self._cond:

@@ -1,8 +1,8 @@
-"""HA failover of a recording (spec 9.2, 10.3): the task leaves its server, its operations
-answer 404 and nothing is recorded for the migration; then event 12 announces the recorder's
-new random uid, and the recorder driver writes ``bak<n>_`` files. Started by
-``POST /dev/recordings/{sid}/failover`` or by the opening of the faults' 404 window with
-``failover``. Callers hold the registry's lock."""
+"""HA failover of a recording (docs/service/files.md#failover, docs/service/behaviour.md#identity):
+the task leaves its server, its operations answer 404 and nothing is recorded for the migration;
+then event 12 announces the recorder's new random uid, and the recorder driver writes ``bak<n>_``
+files. Started by ``POST /dev/recordings/{sid}/failover`` or by the opening of the faults' 404
+window with ``failover``. Callers hold the registry's lock."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ class Failovers:
                 self.begin(task, seconds)
 
     def _new_recorder_uid(self, task: Task) -> str:
-        """A random uid for the rejoining recorder (spec 10.3), clashing with no uid the task
-        had and no user of its channel."""
+        """A random uid for the rejoining recorder (docs/service/behaviour.md#identity), clashing
+        with no uid the task had and no user of its channel."""
         taken = {task.uid, task.recorder_uid, *(f.new_uid for f in task.failovers)}
         taken |= {user.uid for user in self._registry.channels.users(task.cname)}
         while True:
@@ -70,7 +70,7 @@ class Failovers:
 
     def rejoin(self, task: Task) -> None:
         """The migration is over: event 12 with the new uid, which later events carry
-        (spec 10.3, 11.3). Idempotent."""
+        (docs/service/behaviour.md#identity, docs/service/ncs.md#event-types). Idempotent."""
         failover = task.failovers[-1] if task.failovers else None
         if failover is None or failover.rejoined:
             return

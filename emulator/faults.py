@@ -1,4 +1,4 @@
-"""Fault injection, set at run time through ``PUT /dev/faults`` (design.md section 5).
+"""Fault injection, set at run time through ``PUT /dev/faults`` (docs/design.md#emulator).
 
 What can go wrong with the real service, on demand:
 
@@ -12,7 +12,8 @@ What can go wrong with the real service, on demand:
   with ``failover``, the tasks live when the window opens also fail over for real (a gap in
   the recording, then ``bak<n>_`` files and event 12, as ``POST /dev/recordings/{sid}/failover``
   does for one task);
-* ``startNotFoundSeconds``: every task answers 404 during its first seconds (spec 14.4);
+* ``startNotFoundSeconds``: every task answers 404 during its first seconds
+  (docs/service/api-contract.md#status-values);
 * ``uploadFailures`` / ``uploadFailureRate`` / ``uploadLatency``: storage uploads fail (the
   file goes to the backup area) or are slow;
 * ``ncsDuplicateRate``: notifications are delivered twice, the copy later (out of order);
@@ -105,22 +106,27 @@ class FaultSettings(_Strict):
     errors: list[ErrorFault] = Field(default_factory=list)
     latency: list[LatencyFault] = Field(default_factory=list)
     # For notFoundSeconds from notFoundAfter seconds after the PUT, these operations on
-    # existing tasks answer 404 "failed to find worker", as during an HA failover (spec 4.3).
+    # existing tasks answer 404 "failed to find worker", as during an HA failover
+    # (docs/service/errors.md#not-found).
     notFoundSeconds: Seconds = 0
     notFoundAfter: Seconds = 0
     notFoundOperations: list[Operation] = Field(default_factory=lambda: list(TASK_OPERATIONS))
-    # The window is a real HA failover of every task live when it opens (spec 9.2): the
-    # recording pauses for the window, then goes on in bak<n>_ files with a new uid.
+    # The window is a real HA failover of every task live when it opens
+    # (docs/service/files.md#failover): the recording pauses for the window, then goes on in bak<n>_
+    # files with a new uid.
     failover: bool = False
-    # Each task answers 404 for this long after its start (spec 4.3 "straight after start").
+    # Each task answers 404 for this long after its start (docs/service/errors.md#not-found
+    # "straight after start").
     startNotFoundSeconds: Seconds = 0
     uploadFailures: Annotated[int, Field(ge=0)] = 0  # the next N uploads fail
     uploadFailureRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
     uploadLatency: Seconds = 0  # added to every upload
-    # Each delivered notification is delivered once more, a little later (spec 11.1: NCS may
-    # duplicate and reorder; receivers deduplicate on noticeId).
+    # Each delivered notification is delivered once more, a little later
+    # (docs/service/ncs.md#transport: NCS may duplicate and reorder; receivers deduplicate on
+    # noticeId).
     ncsDuplicateRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
-    # Each notification is lost with this probability (spec 10.5: NCS is not 100% reliable).
+    # Each notification is lost with this probability (docs/service/behaviour.md#monitoring: NCS is
+    # not 100% reliable).
     ncsDropRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
     # Each notification is held back ncsDelaySeconds with this probability: later ones overtake.
     ncsDelayRate: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0
@@ -131,7 +137,8 @@ class FaultSettings(_Strict):
 class FailoverRequest(_Strict):
     """``POST /dev/recordings/{sid}/failover``: the task migrates to a new server for
     ``seconds`` (404 "failed to find worker", nothing recorded), then records ``bak<n>_``
-    files with a new uid (spec 9.2, 10.3). The real migration takes up to about 90 s."""
+    files with a new uid (docs/service/files.md#failover, docs/service/behaviour.md#identity). The
+    real migration takes up to about 90 s."""
 
     seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 3.0
 

@@ -1,7 +1,8 @@
 """The emulator's clock: a background thread that runs :meth:`Housekeeper.tick` every
 ``tick_seconds``: the faults' failovers, the end of migrations, lazy recorder creation (when
-the first subscribed user publishes), idle exits (spec 10.1), progress events (33), backup
-transfers (spec 9.2), and forgetting old tasks and resources."""
+the first subscribed user publishes), idle exits (docs/service/behaviour.md#maxidletime), progress
+events (33), backup transfers (docs/service/files.md#failover), and forgetting old tasks and
+resources."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ class Housekeeper:
         return idle
 
     def _idle_expired(self, task: Task, users: list[SimUser], now: float) -> bool:
-        # spec 10.1: communication: nobody present; live broadcast: no host present.
+        # docs/service/behaviour.md#maxidletime: communication: nobody present; live broadcast: no
+        # host present.
         live_broadcast = task.recording.channelType == 1
         present = any(u.is_host for u in users) if live_broadcast else bool(users)
         if present:
@@ -111,8 +113,8 @@ class Housekeeper:
         )
 
     def _maybe_report_progress(self, task: Task, now: float) -> None:
-        """Event 33 every ``progress_seconds`` while recording (spec 11.3). Caller holds the
-        lock."""
+        """Event 33 every ``progress_seconds`` while recording (docs/service/ncs.md#event-types).
+        Caller holds the lock."""
         if task.recorder is None or task.uploader is None:
             return
         if now - task.last_progress >= self._registry.config.progress_seconds:
@@ -120,8 +122,8 @@ class Housekeeper:
             self._registry.event(task, 33, progress=task.uploader.progress())
 
     def _maybe_transfer_backups(self, now: float) -> None:
-        """Push backed-up files to the customers' storage again (spec 9.2). Caller holds the
-        lock; the transfer itself runs on its own thread, one pass at a time."""
+        """Push backed-up files to the customers' storage again (docs/service/files.md#failover).
+        Caller holds the lock; the transfer itself runs on its own thread, one pass at a time."""
         period = self._registry.config.backup_transfer_seconds
         if period <= 0 or self._transferring or now - self._last_transfer < period:
             return

@@ -85,7 +85,7 @@ class Lifecycle:
     def new_uploader(self, task: Task) -> TaskUploader:
         def storage() -> StorageConfig:
             with self._registry.lock:
-                return task.storage  # update may refresh it (spec 5)
+                return task.storage  # update may refresh it (docs/service/api-contract.md#update)
 
         def listener(what: str, output: OutputFile, error: StorageError | None) -> None:
             self._on_upload(task, what, output, error)
@@ -102,9 +102,9 @@ class Lifecycle:
     def _on_upload(
         self, task: Task, what: str, output: OutputFile, error: StorageError | None
     ) -> None:
-        """Events for one handled file: 4 at the first M3U8 (spec 9.3), 1 and 2 at the first
-        failure of each kind (uploader error 32 storage configuration / 47 upload failed,
-        warning 32 re-uploading to the backup cloud)."""
+        """Events for one handled file: 4 at the first M3U8 (docs/service/files.md#slicing), 1 and 2
+        at the first failure of each kind (uploader error 32 storage configuration / 47 upload
+        failed, warning 32 re-uploading to the backup cloud)."""
         registry = self._registry
         with registry.lock:
             if output.kind == "m3u8" and output.name not in task.playlists_announced:

@@ -1,6 +1,6 @@
-"""How a task is shown: the ``fileList`` of query and stop answers (spec 4.2), the identity
-echoed by every answer, event 3, and the dev API's view of a recording. Callers hold the
-registry's lock."""
+"""How a task is shown: the ``fileList`` of query and stop answers
+(docs/service/api-contract.md#file-lists), the identity echoed by every answer, event 3, and the dev
+API's view of a recording. Callers hold the registry's lock."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from emulator.registry import Phase, Registry, Task, segment_of
 
 
 def file_entries(task: Task, final: bool) -> list[dict[str, Any]]:
-    """The ``fileList`` array (spec 4.2): the M3U8, then the MP4s, of each segment in turn
-    (the original files, then bak0_, bak1_... after failovers)."""
+    """The ``fileList`` array (docs/service/api-contract.md#file-lists): the M3U8, then the MP4s, of
+    each segment in turn (the original files, then bak0_, bak1_... after failovers)."""
     files = [u.file for u in task.uploads if u.file.kind in ("m3u8", "mp4")]
     if final:
         names = {f.name for f in files}
@@ -33,7 +33,7 @@ def file_entries(task: Task, final: bool) -> list[dict[str, Any]]:
 
 
 def file_list(task: Task, final: bool) -> dict[str, Any]:
-    """``fileListMode`` / ``fileList`` per avFileType (spec 4.2)."""
+    """``fileListMode`` / ``fileList`` per avFileType (docs/service/api-contract.md#file-lists)."""
     if not task.json_file_list:
         playlist = next((u.file for u in task.uploads if u.file.kind == "m3u8"), None)
         return {"fileListMode": "string", "fileList": playlist.name if playlist else ""}
@@ -51,7 +51,7 @@ def echo(task: Task) -> dict[str, Any]:
 
 
 def status_update_event(registry: Registry, task: Task) -> None:
-    """Event 3: a call that does not fit the task's state (spec 11.3)."""
+    """Event 3: a call that does not fit the task's state (docs/service/ncs.md#event-types)."""
     playlist = next((u.file.name for u in task.uploads if u.file.kind == "m3u8"), "")
     registry.event(task, 3, status=registry.status(task), recordingMode=1, fileList=playlist)
 

@@ -1,5 +1,5 @@
-"""The Cloud Recording REST operations (spec 2-7): acquire, start, query, update,
-updateLayout and stop, each given the path parameters and the parsed JSON body.
+"""The Cloud Recording REST operations (docs/service/api-contract.md): acquire, start, query,
+update, updateLayout and stop, each given the path parameters and the parsed JSON body.
 
 Each returns its typed answer, the contract's response model (``AcquireResponse``,
 ``StartResponse``, ...), or raises :class:`~emulator.errors.ApiError` with the real service's
@@ -91,7 +91,8 @@ class Operations:
     def acquire(self, appid: str, body: Any) -> contract.AcquireResponse:
         cname = body.get("cname") if isinstance(body, dict) else None
         if isinstance(cname, str) and contract.channel_name_problem(cname):
-            raise errors.invalid_channel_name()  # spec 2: acquire answers 401, not 2
+            # docs/service/api-contract.md#acquire: acquire answers 401, not 2
+            raise errors.invalid_channel_name()
         request = _validate(
             contract.ApiRequest[contract.AcquireClientRequest], _optional_client_request(body)
         )
@@ -211,7 +212,8 @@ class Operations:
         self, appid: str, resource_id: str, sid: str, mode: str, body: Any
     ) -> contract.UpdateResponse:
         request = _task_request(contract.LayoutUpdate, mode, body)
-        # spec 6: the whole layout is replaced; omitted fields are back to their defaults.
+        # docs/service/api-contract.md#updatelayout: the whole layout is replaced; omitted fields
+        # are back to their defaults.
         spec = layout_spec_from_api(
             request.clientRequest.model_dump(mode="json", exclude_none=True)
         )
@@ -232,7 +234,8 @@ class Operations:
             _check_identity(task, request.cname, request.uid)
             if task.phase is not Phase.LIVE:
                 status_update_event(registry, task)
-                raise errors.invalid_operation()  # already exiting (spec 7: code 49)
+                # already exiting (docs/service/api-contract.md#stop: code 49)
+                raise errors.invalid_operation()
             self._lifecycle.begin_exit(task, "stop")
             if task.driver is None:  # nobody ever published: nothing to finish
                 self._lifecycle.exit_empty(task)
@@ -248,7 +251,8 @@ class Operations:
         """The answer of a synchronous stop: once the task has exited, its files."""
         registry = self._registry
         if not task.done.wait(registry.config.sync_stop_timeout_seconds):
-            raise errors.upload_timeout(**echo(task))  # spec 7: over 20 s, code 50
+            # docs/service/api-contract.md#stop: over 20 s, code 50
+            raise errors.upload_timeout(**echo(task))
         with registry.lock:
             if not task.uploads:
                 task.exit_reason = "empty"
@@ -288,8 +292,9 @@ class Operations:
             or task.appid != appid
             or now > task.api_deadline
             or (task.exited is not None and now - task.exited > linger)
-            or now - task.started < self._faults.start_not_found_seconds  # spec 4.3, 14.4
-            or task.migrating(now)  # spec 9.2: between servers
+            # docs/service/errors.md#not-found, docs/service/api-contract.md#status-values
+            or now - task.started < self._faults.start_not_found_seconds
+            or task.migrating(now)  # docs/service/files.md#failover: between servers
         ):
             raise errors.worker_not_found()
         return task

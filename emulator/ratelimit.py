@@ -1,4 +1,5 @@
-"""Per-app-id request rate limit: a sliding one-second window (spec 1.4)."""
+"""Per-app-id request rate limit: a sliding one-second window
+(docs/service/api-contract.md#limits)."""
 
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ class Resource:
 
 @dataclass
 class Failover:
-    """One HA failover of a task (spec 9.2, 10.3)."""
+    """One HA failover of a task (docs/service/files.md#failover,
+    docs/service/behaviour.md#identity)."""
 
     index: int  # the n of bak<n>_
     seconds: float  # length of the migration
@@ -125,7 +126,8 @@ class Task:
         self.recorder_uid = self.recorder_uid or self.uid
 
     def migrating(self, now: float) -> bool:
-        """Whether the task is between servers (spec 9.2): its operations answer 404."""
+        """Whether the task is between servers (docs/service/files.md#failover): its operations
+        answer 404."""
         return bool(self.failovers) and now < self.failovers[-1].until
 
     @property
@@ -217,8 +219,8 @@ class Registry:
                 del self.resources[rid]
 
     def status(self, task: Task) -> int:
-        """The task's status number (spec 4.1): climbing 0 -> 5 while it starts, then the
-        exit statuses 6, 7, 8 or 20."""
+        """The task's status number (docs/service/api-contract.md#status-values): climbing 0 -> 5
+        while it starts, then the exit statuses 6, 7, 8 or 20."""
         if task.phase is not Phase.LIVE:
             return task.exit_status
         startup = self.config.startup_seconds
@@ -227,13 +229,15 @@ class Registry:
         return min(5, int((self.clock() - task.started) * 5 / startup))
 
     def event(self, task: Task, event_type: int, **details: Any) -> None:
-        # After a failover the events carry the recorder's new uid (spec 10.3).
+        # After a failover the events carry the recorder's new uid
+        # (docs/service/behaviour.md#identity).
         self.events.emit(
             event_type, sid=task.sid, cname=task.cname, uid=task.recorder_uid, **details
         )
 
     def snapshots(self, task: Task, users: list[SimUser] | None = None) -> list[UserSnapshot]:
-        """The channel as this recording sees it (spec 3.2; see ``recorded_users``)."""
+        """The channel as this recording sees it (docs/service/api-contract.md#recordingconfig; see
+        ``recorded_users``)."""
         if users is None:
             users = self.channels.users(task.cname)
         with self.lock:

@@ -1,4 +1,5 @@
-"""The Cloud Recording REST routes (spec 1.1) and the gateway steps every one of them runs.
+"""The Cloud Recording REST routes (docs/service/api-contract.md#endpoints) and the gateway steps
+every one of them runs.
 
 Each route authenticates, checks the app id and the QPS limit, applies the injected faults,
 reads the JSON body, and hands it to the :class:`~emulator.service.RecordingService` on a
@@ -173,7 +174,8 @@ async def stop(request: Request, appid: str, resourceid: str, sid: str, mode: st
 
 @router.get(routes.NCS_IP)
 async def ncs_ip(request: Request) -> JSONResponse:
-    """The addresses notifications come from (spec 1.1, 11.1): this emulator's host."""
+    """The addresses notifications come from (docs/service/api-contract.md#endpoints,
+    docs/service/ncs.md#transport): this emulator's host."""
     gateway = _gateway(request)
     gateway.authenticate(request)
     return JSONResponse({"data": {"service": {"hosts": [{"primaryIP": gateway.config.host}]}}})

@@ -14,7 +14,8 @@ This class is a facade; the service is split along its seams:
 * ``failover``: HA failover of a task. ``housekeeping``: the clock's periodic pass.
 * ``listing``: file lists, the echoed identity, the dev view of a recording.
 
-Lifecycle of a task (spec 4.1, 7, 10.1, 11, 14):
+Lifecycle of a task (docs/service/api-contract.md#status-values, docs/service/api-contract.md#stop,
+docs/service/behaviour.md#maxidletime, docs/service/ncs.md, docs/design.md#emulator):
 
 * ``start`` creates it LIVE with its uploader; its status climbs 0 -> 5 over
   ``startup_seconds``. Events 30 (uploader started) and 40 (recorder started).
@@ -29,11 +30,11 @@ Lifecycle of a task (spec 4.1, 7, 10.1, 11, 14):
   (session exit). For ``exit_linger_seconds`` after that a stop answers 49 and query status
   8; then the task is gone and every call answers 404. ``/dev/recordings`` keeps the history.
 * An HA failover (``POST /dev/recordings/{sid}/failover``, or a 404 window of the faults with
-  ``failover``; spec 9.2, 10.3) moves a LIVE task to a "new server": for the migration its
-  task operations answer 404 and nothing is recorded (the current recorder is finished, its
-  playlist ended); then event 12 announces the recorder's new random uid and a new recorder
-  writes ``bak<n>_`` files (n from 0 per failover of the task). Every segment's files are in
-  query's and stop's ``fileList``, in order.
+  ``failover``; docs/service/files.md#failover, docs/service/behaviour.md#identity) moves a LIVE
+  task to a "new server": for the migration its task operations answer 404 and nothing is recorded
+  (the current recorder is finished, its playlist ended); then event 12 announces the recorder's new
+  random uid and a new recorder writes ``bak<n>_`` files (n from 0 per failover of the task). Every
+  segment's files are in query's and stop's ``fileList``, in order.
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ class RecordingService:
             return describe(self._registry, task)
 
     def snapshots(self, task: Task, users: list[SimUser] | None = None) -> list[UserSnapshot]:
-        """The channel as this recording sees it (spec 3.2; see ``recorded_users``)."""
+        """The channel as this recording sees it (docs/service/api-contract.md#recordingconfig; see
+        ``recorded_users``)."""
         return self._registry.snapshots(task, users)
 
     def users_seen_by(self, sid: str) -> list[UserSnapshot]:

@@ -1,8 +1,10 @@
-"""Storage back-ends: where the recorder's files are uploaded (spec 3.5, 9).
+"""Storage back-ends: where the recorder's files are uploaded
+(docs/service/api-contract.md#storageconfig, docs/service/files.md).
 
 A back-end puts one local file at ``<bucket>/<key>`` for a given ``storageConfig``; the key is
 the ``fileNamePrefix`` joined with ``/`` plus the file name. The M3U8 is put again each time it
-is rewritten, overwriting the previous version, as the real service does (9.3).
+is rewritten, overwriting the previous version, as the real service does
+(docs/service/files.md#slicing).
 
 * :class:`LocalDirectoryBackend` writes ``<root>/<bucket>/<key>`` whatever the vendor: the
   default, so a newcomer's recordings land on their disk.
@@ -27,7 +29,8 @@ from typing import Any, Protocol
 from contract.models import STS_VENDORS, VENDOR_S3_COMPATIBLE, StorageConfig
 
 VENDOR_S3 = 1
-# Spec 3.5, S3 (vendor 1) region codes. 23 comes from the 2021-07-30 release notes.
+# docs/service/api-contract.md#storageconfig, S3 (vendor 1) region codes. 23 comes from the
+# 2021-07-30 release notes.
 S3_REGIONS: dict[int, str] = {
     0: "us-east-1",
     1: "us-east-2",
@@ -62,7 +65,7 @@ class StorageError(Exception):
     """An upload failed; the caller keeps the file in its backup area.
 
     ``config_error``: the storage answered and refused (credentials, bucket, permissions),
-    as opposed to a transport failure (spec 11.3: uploader error 32 vs 47).
+    as opposed to a transport failure (docs/service/ncs.md#event-types: uploader error 32 vs 47).
     """
 
     def __init__(self, message: str, *, config_error: bool = False) -> None:
@@ -114,8 +117,9 @@ class LocalDirectoryBackend:
 def s3_endpoint_for(storage: StorageConfig, vendor1_endpoint: str | None) -> str | None:
     """The endpoint URL boto3 talks to for ``storage``; None means Amazon S3 itself.
 
-    Vendor 11 names a host (spec 3.5: "the host name"); without a scheme it is HTTPS. A
-    scheme given explicitly (``http://127.0.0.1:9000``) is kept, for loopback servers.
+    Vendor 11 names a host (docs/service/api-contract.md#storageconfig: "the host name"); without a
+    scheme it is HTTPS. A scheme given explicitly (``http://127.0.0.1:9000``) is kept, for loopback
+    servers.
     """
     if storage.vendor == VENDOR_S3_COMPATIBLE:
         assert storage.extensionParams is not None and storage.extensionParams.endpoint
@@ -125,7 +129,8 @@ def s3_endpoint_for(storage: StorageConfig, vendor1_endpoint: str | None) -> str
 
 
 def s3_region_for(storage: StorageConfig) -> str:
-    """The AWS region name of ``storage.region`` (spec 3.5 table); S3-compatible: us-east-1."""
+    """The AWS region name of ``storage.region`` (docs/service/api-contract.md#storageconfig table);
+    S3-compatible: us-east-1."""
     if storage.vendor == VENDOR_S3:
         return S3_REGIONS.get(storage.region, "us-east-1")
     return "us-east-1"
@@ -177,7 +182,8 @@ class S3Backend:
         return f"{base.rstrip('/')}/{storage.bucket}/{key}"
 
     def _client(self, endpoint: str | None, region: str, storage: StorageConfig) -> Any:
-        # spec 3.5: an STS token is used with vendors 1, 2 and 3 only; elsewhere it is ignored.
+        # docs/service/api-contract.md#storageconfig: an STS token is used with vendors 1, 2 and 3
+        # only; elsewhere it is ignored.
         sts = storage.stsToken if storage.vendor in STS_VENDORS else None
         token = sts.get_secret_value() if sts else None
         secret = storage.secretKey.get_secret_value()

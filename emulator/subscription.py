@@ -1,4 +1,6 @@
-"""Who a composite recording records, and which of their streams (spec 3.2, 5, 10.4).
+"""Who a composite recording records, and which of their streams
+(docs/service/api-contract.md#recordingconfig, docs/service/api-contract.md#update,
+docs/service/behaviour.md#canvas).
 
 Rules (DS ``develop/subscription.md``):
 
@@ -23,7 +25,8 @@ from emulator.media.subscription import MAX_RECORDED_USERS, SubscriptionRules
 
 
 class Subscription(SubscriptionRules):
-    """A live recording's lists, which ``update`` may replace (spec 5)."""
+    """A live recording's lists, which ``update`` may replace
+    (docs/service/api-contract.md#update)."""
 
     @classmethod
     def from_recording(cls, recording: RecordingConfig) -> Subscription:
@@ -38,7 +41,7 @@ class Subscription(SubscriptionRules):
     def apply(self, update: StreamSubscribe) -> None:
         """Replace the lists of each kind ``update`` gives a list for. A kind this recording's
         streamTypes does not record takes the lists and still records nothing of that kind
-        (spec 5: the lists "only apply" with those streamTypes)."""
+        (docs/service/api-contract.md#update: the lists "only apply" with those streamTypes)."""
         if update.audioUidList is not None and update.audioUidList.given:
             self.audio_sub = update.audioUidList.subscribeAudioUids
             self.audio_unsub = update.audioUidList.unSubscribeAudioUids
@@ -54,8 +57,8 @@ def recorded_users(
     the streams they publish now that it subscribes to.
 
     ``seen`` (updated here) remembers who has published a subscribed stream since joining:
-    such a user keeps a region when they stop publishing (last frame / background, spec 10.4);
-    one who never published is not seen by the recorder at all.
+    such a user keeps a region when they stop publishing (last frame / background,
+    docs/service/behaviour.md#canvas); one who never published is not seen by the recorder at all.
     """
     out: list[UserSnapshot] = []
     for user in users:

@@ -1,10 +1,11 @@
 """One recording's uploader: its files go to the customer's storage in order, on a thread of
-their own, so a slow or failing bucket never stalls the compositor (spec 9.2, 9.3).
+their own, so a slow or failing bucket never stalls the compositor (docs/service/files.md#failover,
+docs/service/files.md#slicing).
 
 * Every completed TS slice and MP4, and every rewrite of the M3U8, is queued by the recorder's
   ``on_file`` callback. Only the newest M3U8 version still queued is uploaded.
 * A failed upload keeps the file in the backup area, ``<backup_root>/<sid>/``, with the real
-  service's names (spec 9.2): TS and MP4 files unchanged, each M3U8 version as
+  service's names (docs/service/files.md#failover): TS and MP4 files unchanged, each M3U8 version as
   ``<sid>_<cname>_<tick>_<index>.m3u8`` (tick: epoch ms of the backup, index: 0 for the first
   backed-up version). Nothing is lost, and the stop answers ``uploadingStatus: "backuped"``.
 * :meth:`TaskUploader.transfer_backups` pushes the backed-up files to the customer's storage
@@ -84,7 +85,8 @@ def _size(path: Path) -> int:
 
 
 def backup_playlist_name(name: str, tick_ms: int, index: int) -> str:
-    """``<stem>_<tick>_<index>.m3u8`` for a backed-up M3U8 version (spec 9.2)."""
+    """``<stem>_<tick>_<index>.m3u8`` for a backed-up M3U8 version
+    (docs/service/files.md#failover)."""
     stem = name.removesuffix(".m3u8")
     return f"{stem}_{tick_ms}_{index}.m3u8"
 
@@ -162,7 +164,8 @@ class TaskUploader:
 
     @property
     def backuped(self) -> bool:
-        """Whether any file ever went to the backup area (spec 7: ``backuped``)."""
+        """Whether any file ever went to the backup area (docs/service/api-contract.md#stop:
+        ``backuped``)."""
         with self._cond:
             return self._ever_backuped
 
@@ -257,7 +260,7 @@ class TaskUploader:
             self._ever_backuped = True
             self._bytes_done[output.name] = version[0]
 
-    # -- later transfer (spec 9.2) --------------------------------------------------------------
+    # -- later transfer (docs/service/files.md#failover) -------------------------------------------
 
     def transfer_backups(self) -> int:
         """Push every backed-up file to the customer's storage (current storageConfig); return

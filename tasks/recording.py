@@ -69,7 +69,8 @@ def backoff(attempt: int, base: float = 1.0) -> float:
 
 
 def start_chain(job_id: str) -> Any:
-    """acquire -> start, back to back: a resourceId is only good for minutes (spec 2)."""
+    """acquire -> start, back to back: a resourceId is only good for minutes
+    (docs/service/api-contract.md#acquire)."""
     return chain(acquire.si(job_id), start.si(job_id))
 
 

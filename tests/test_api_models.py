@@ -1,4 +1,4 @@
-"""Tier 1: the REST contract models (contract/models.py) against spec sections 2-7."""
+"""Tier 1: the REST contract models (contract/models.py) against docs/service/api-contract.md."""
 
 from __future__ import annotations
 
@@ -148,7 +148,8 @@ def test_numbers_are_strict() -> None:
     assert "must be an integer" in refusal(RecordingConfig, {"maxIdleTime": "30"})
     assert "must be an integer" in refusal(RecordingConfig, {"maxIdleTime": True})
     assert "must be a boolean" in refusal(StopClientRequest, {"async_stop": "yes"})
-    # integers 0 and 1 are accepted for layout fractions (3.3)
+    # integers 0 and 1 are accepted for layout fractions
+    # (docs/service/api-contract.md#transcodingconfig)
     assert LayoutRegion.model_validate({**REGION, "x_axis": 1}).x_axis == 1.0
 
 
@@ -395,7 +396,8 @@ def test_storage_required_fields() -> None:
 
 def test_sts_token_vendors() -> None:
     assert StorageConfig.model_validate({**STORAGE, "stsToken": "t", "stsExpiration": 1})
-    # only used with vendors 1, 2 and 3 (3.5); elsewhere accepted with no effect
+    # only used with vendors 1, 2 and 3 (docs/service/api-contract.md#storageconfig); elsewhere
+    # accepted with no effect
     assert StorageConfig.model_validate({**STORAGE, "vendor": 5, "stsToken": "t"}).stsToken
     assert StorageConfig.model_validate({**STORAGE, "stsToken": ""}).stsToken is None
 

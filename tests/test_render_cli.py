@@ -1,4 +1,5 @@
-"""`cloudrec render SCENARIO.json --out DIR` (design.md section 8), run as a real subprocess.
+"""`cloudrec render SCENARIO.json --out DIR` (docs/design.md#fixed-interfaces), run as a real
+subprocess.
 
 The scripted timeline: three users join, user 2 leaves at 2 s (user 3 shifts into its
 place), and an updateLayout at 3 s switches to the vertical layout with user 3 large.
@@ -81,7 +82,8 @@ def test_render_cli_writes_the_scripted_timeline(tmp_path: Path) -> None:
     assert printed and all(path.is_file() for path in printed)
     assert {path.parent for path in printed} == {tmp_path / "out"}
     names = [path.name for path in printed]
-    assert f"{SID}_cli-preview.m3u8" in names  # "_" in the cname becomes "-" (spec 9.1)
+    # "_" in the cname becomes "-" (docs/service/files.md#naming)
+    assert f"{SID}_cli-preview.m3u8" in names
     assert f"{SID}_cli-preview_0.mp4" in names
     slices = [path for path in printed if path.suffix == ".ts"]
     assert [path.name for path in slices] == [

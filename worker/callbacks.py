@@ -1,4 +1,4 @@
-"""Completion callbacks (design.md section 4, the spec's ``callback`` field).
+"""Completion callbacks (docs/design.md#results-and-callbacks, the spec's ``callback`` field).
 
 When a job ends, its store transition makes a ``callback:<job id>`` entry due in the due-queue
 (:mod:`worker.store`); the dispatcher sends ``recording.callback(job_id)`` on its own queue,
@@ -63,7 +63,7 @@ log = logging.getLogger("cloudrec.callbacks")
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
-MAX_RETRY_WAIT = 50.0  # countdowns stay under a minute (design.md section 3)
+MAX_RETRY_WAIT = 50.0  # countdowns stay under a minute (docs/design.md#scheduling)
 SLOT_HOLD_MARGIN = 15.0  # a holder's lease beyond the webhook deadline (store calls, a slow GIL)
 
 SendTask = Callable[[str, list[Any]], None]

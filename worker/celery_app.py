@@ -4,7 +4,7 @@ A worker or beat process builds its :class:`Settings` here, at import (its edge)
 gets its dependencies from :func:`runtime`. Tests and the CLI call :func:`configure` with their
 own settings before starting a worker.
 
-Reliability choices (design.md section 3):
+Reliability choices (docs/design.md#scheduling):
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is delivered again.
   Safe only because every step is idempotent against the job record.

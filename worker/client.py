@@ -1,4 +1,5 @@
-"""The REST client for the cloud recording API (spec sections 1-7), composite ("mix") mode.
+"""The REST client for the cloud recording API (docs/service/api-contract.md), composite ("mix")
+mode.
 
 One :class:`RecordingApiClient` per process: a ``requests.Session`` with HTTP Basic auth, explicit
 connect/read timeouts, and the shared rate limiter in front of every call. This module is the one
@@ -125,7 +126,8 @@ class RecordingApiClient:
     def update_layout(
         self, resource_id: str, sid: str, cname: str, uid: str, layout: LayoutUpdate
     ) -> dict[str, Any]:
-        """Replace the whole layout (omitted fields go back to their defaults, spec 6)."""
+        """Replace the whole layout (omitted fields go back to their defaults,
+        docs/service/api-contract.md#updatelayout)."""
         path = self._path(routes.UPDATE_LAYOUT, resourceid=resource_id, sid=sid)
         body = _envelope(cname, uid, layout)
         return self._call_raw("updateLayout", "POST", path, body, Priority.UPDATE, _Ids(cname, sid))

@@ -1,5 +1,5 @@
-"""A small client for the emulator's dev API (design.md section 8): simulated channels and users,
-the list of recordings, fault injection. Used by the CLI, the demo and the tests.
+"""A small client for the emulator's dev API (docs/design.md#fixed-interfaces): simulated channels
+and users, the list of recordings, fault injection. Used by the CLI, the demo and the tests.
 
 The worker uses the dev API for one thing only, and only when ``Settings.dev_api`` allows (never
 in real-service mode, ``CLOUDREC_DEV_API=false``): as its :class:`~worker.locator.RecordingLocator`
@@ -101,8 +101,8 @@ class DevApiClient:
         return self._object("PUT", "/faults", faults)
 
     def failover(self, sid: str, seconds: float = 3.0) -> dict[str, Any]:
-        """Move a live recording to a "new server" (HA failover, spec 9.2): its calls answer
-        404 for ``seconds``, then it records on in ``bak<n>_`` files."""
+        """Move a live recording to a "new server" (HA failover, docs/service/files.md#failover):
+        its calls answer 404 for ``seconds``, then it records on in ``bak<n>_`` files."""
         return self._object("POST", f"/recordings/{sid}/failover", {"seconds": seconds})
 
     def _request(  # JSON of any shape

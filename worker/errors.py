@@ -26,7 +26,8 @@ Every failure a caller or a task can see is one of these classes. Third-party er
             ├── EmptyRecording    206/435 on stop: nobody published, no files
             └── AlreadyStopping   400/49: a stop is already under way
 
-Classification follows spec section 8.3 and lives in :func:`classify_api_error` only.
+Classification follows docs/service/errors.md#classification and lives in :func:`classify_api_error`
+only.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ class AlreadyStopping(ApiError):
     action = Action.TERMINAL
 
 
-# Codes that mean "this resource is unusable, get a new one" (spec 8.3).
+# Codes that mean "this resource is unusable, get a new one"
+# (docs/service/errors.md#classification).
 _REACQUIRE_CODES = frozenset(
     {
         ErrorCode.PARAMETER_MISMATCH,
@@ -216,7 +218,8 @@ _REACQUIRE_CODES = frozenset(
         ErrorCode.RESOURCE_MISMATCH,
     }
 )
-# Codes that mean "the request is wrong" whatever the HTTP status (spec 8.2/8.3).
+# Codes that mean "the request is wrong" whatever the HTTP status (docs/service/errors.md#codes,
+# docs/service/errors.md#classification).
 _PERMANENT_CODES = frozenset(
     {
         ErrorCode.INVALID_PARAMETER,
@@ -239,7 +242,8 @@ def classify_api_error(
     body: dict[str, Any] | None,
     request_id: str | None = None,
 ) -> ApiError:
-    """Map one non-200 answer to its class (spec section 8.3). The only classifier there is."""
+    """Map one non-200 answer to its class (docs/service/errors.md#classification). The only
+    classifier there is."""
     body = body or {}
     code = _int_or_none(body.get("code"))
     reason = body.get("reason") or body.get("message")

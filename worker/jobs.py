@@ -1,4 +1,4 @@
-"""The job spec: what a caller submits (design.md sections 2 and 8).
+"""The job spec: what a caller submits (docs/design.md#the-job, docs/design.md#fixed-interfaces).
 
 ``recordingConfig`` and ``recordingFileConfig`` are exactly the start API's objects, validated by
 the same models the API contract uses (:mod:`contract.models`), so a spec that passes here is a
@@ -89,7 +89,7 @@ class Callback(BaseModel):
 
 
 class JobSpec(BaseModel):
-    """A recording job as submitted. Field names are fixed by design.md section 8."""
+    """A recording job as submitted. Field names are fixed by docs/design.md#fixed-interfaces."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -111,7 +111,8 @@ class JobSpec(BaseModel):
     @classmethod
     def _empty_token_is_none(cls, value: Any) -> Any:
         # An empty token is no token (a channel without App Certificate), as for the service
-        # (spec 3.1); the start request then carries no token field at all.
+        # (docs/service/api-contract.md#start); the start request then carries no token field at
+        # all.
         return None if value == "" else value
 
     @field_validator("job_id")

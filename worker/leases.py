@@ -1,10 +1,10 @@
 """Keeping a claimed stop's lease alive while its request is in flight.
 
 A stop deadline stays in the due zset while it is being worked on: its score is pushed a lease
-into the future, and the dispatcher sends the stop again when the lease runs out (design.md
-section 3: a worker killed mid-stop loses nothing). The lease must therefore be *short*, or a
-killed worker costs that many seconds of lateness, and yet a stop request may legitimately take
-45 s (a synchronous stop waits for the uploads).
+into the future, and the dispatcher sends the stop again when the lease runs out
+(docs/design.md#scheduling: a worker killed mid-stop loses nothing). The lease must therefore be
+*short*, or a killed worker costs that many seconds of lateness, and yet a stop request may
+legitimately take 45 s (a synchronous stop waits for the uploads).
 
 So a step in flight renews its lease on a heartbeat: :meth:`LeaseKeeper.hold` registers the
 entry, one daemon thread per process pushes every registered entry out by ``lease`` seconds every

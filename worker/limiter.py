@@ -5,8 +5,8 @@ callers. Every API call goes through :meth:`ApiRateLimiter.acquire` first. The l
 sliding log of the last second's calls in one sorted set, so *no* one-second window ever holds
 more than the limit, whichever processes made the calls.
 
-Priorities spend the small budget in the order design.md section 3 asks for: a query may only use
-the window while it is at most 70 % full, update/updateLayout 80 %, acquire/start 90 %, and stop
+Priorities spend the small budget in the order docs/design.md#scheduling asks for: a query may only
+use the window while it is at most 70 % full, update/updateLayout 80 %, acquire/start 90 %, and stop
 may use all of it, so under pressure queries back off first and stops still go through.
 
 The reserved headroom is *lent*, so that waiting work uses the whole budget: a priority that has

@@ -1,4 +1,4 @@
-"""What Agora's notifications (NCS, spec section 11) tell cloudrec about its recordings.
+"""What Agora's notifications (NCS, docs/service/ncs.md) tell cloudrec about its recordings.
 
 The real service has no list of recordings: a job whose start answer was lost knows its
 resourceId but not its sid, and a recorder that leaves by itself (maxIdleTime) is otherwise seen
@@ -15,14 +15,15 @@ Redis layout (keys under ``cloudrec:ncs:``, each with the ledger's TTL, ``Settin
                               (event 12, JSON list), playlist (event 4), error (event 1 at level
                               5, JSON), job (the job that holds this sid)
     log:<sid>           list  the events, compact (type, sequence, sendts), the last LOG_LIMIT
-    dedupe:<sid>        set   "n:<noticeId>" (NCS resends with the same noticeId, spec 11.1) and
+    dedupe:<sid>        set   "n:<noticeId>" (NCS resends with the same noticeId,
+    docs/service/ncs.md#transport) and
                               "s:<sequence>" (a redundant copy with a new noticeId) seen
     uid:<uid>:<cname>   zset  sid -> first_ms: who recorded this channel with this recorder uid
     unclaimed           zset  sid -> first_ms of every recording no job holds (yet)
 
-Events arrive in any order, any number of times, or not at all (spec 11.1: NCS is not 100%
-reliable): every field is set on its own, so the order does not matter; duplicates are counted
-once; and the job machine treats a missing event as "not known", never as "did not happen".
+Events arrive in any order, any number of times, or not at all (docs/service/ncs.md#transport: NCS
+is not 100% reliable): every field is set on its own, so the order does not matter; duplicates are
+counted once; and the job machine treats a missing event as "not known", never as "did not happen".
 
 The write is one Lua script (deduplication, fields, indexes and the unclaimed set together),
 so a receiver answers within milliseconds and two receivers behind a load balancer agree.
@@ -71,7 +72,7 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True)
 class Envelope:
-    """The fields of one notification (spec 11.2) that the ledger keeps."""
+    """The fields of one notification (docs/service/ncs.md#envelope) that the ledger keeps."""
 
     notice_id: str
     product_id: int
@@ -381,7 +382,7 @@ class NcsLedger:
         """The sid of the recording of ``cname`` by recorder ``uid`` that began at or after
         ``since`` (epoch seconds, less the clock skew) and that no other job holds: the
         recording a start whose answer was lost began (the service runs one recording per
-        channel and uid at a time, spec 10.3). The earliest such one."""
+        channel and uid at a time, docs/service/behaviour.md#identity). The earliest such one."""
         low = int(since * 1000) - CLOCK_SKEW_MS
         sids = [_text(s) for s in self.redis.zrangebyscore(_uid_key(cname, uid), low, "+inf")]
         for sid, rec in zip(sids, self.get_many(sids), strict=True):

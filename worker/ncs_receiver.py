@@ -1,11 +1,11 @@
 """``cloudrec ncs``: the HTTP endpoint Agora's NCS posts Cloud Recording notifications to.
 
-One route, ``POST /``. The contract (spec 11.1) is "200 with a JSON body within 10 s, else we
-resend", so the handler only checks and stores: it reads at most ``Settings.ncs_max_body``
-bytes, verifies ``Agora-Signature-V2`` (HMAC-SHA256) and ``Agora-Signature`` (HMAC-SHA1) of the
-raw body with ``CLOUDREC_NCS_SECRET``, keeps the event in the :class:`worker.ncs.NcsLedger`
-(one Redis script, milliseconds) and answers. It never calls the recording API; the job
-machine reads the ledger.
+One route, ``POST /``. The contract (docs/service/ncs.md#transport) is "200 with a JSON body within
+10 s, else we resend", so the handler only checks and stores: it reads at most
+``Settings.ncs_max_body`` bytes, verifies ``Agora-Signature-V2`` (HMAC-SHA256) and
+``Agora-Signature`` (HMAC-SHA1) of the raw body with ``CLOUDREC_NCS_SECRET``, keeps the event in the
+:class:`worker.ncs.NcsLedger` (one Redis script, milliseconds) and answers. It never calls the
+recording API; the job machine reads the ledger.
 
 Answers: 200 ``{"ok": true, "duplicate": bool}`` (also for a product other than Cloud
 Recording, which is ignored: NCS must not resend it); 401 unsigned or wrongly signed; 413 body

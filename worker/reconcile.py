@@ -1,5 +1,5 @@
 """The reconciler: one round every ~30 s (beat) that makes the job store and the service agree
-(design.md section 3). Plain functions, no Celery: the task layer sends what a round asks for.
+(docs/design.md#scheduling). Plain functions, no Celery: the task layer sends what a round asks for.
 
 A round, cheapest first:
 
@@ -15,10 +15,10 @@ A round, cheapest first:
    moment the limiter says wait). Past-deadline jobs first, then the ones being proven missing,
    then the ones checked longest ago; a job is re-queried at most every
    ``reconcile_check_interval``. A 404 "failed to find worker" is only believed once nothing
-   but 404s answered for longer than a failover takes (``failover_window``, spec 4.3, over
-   several probes): the job is then stopped through the stop step, which ends it ``idle_exit``
-   (the recorder left by itself) unless the stop finds it alive after all. Status 6/7/8 also
-   means it left; 20 means it died (``failed``).
+   but 404s answered for longer than a failover takes (``failover_window``,
+   docs/service/errors.md#not-found, over several probes): the job is then stopped through the stop
+   step, which ends it ``idle_exit`` (the recorder left by itself) unless the stop finds it alive
+   after all. Status 6/7/8 also means it left; 20 means it died (``failed``).
    Before any query, the NCS ledger (:mod:`worker.ncs`) is read for the same jobs, free: a
    recording whose session NCS saw end (31/32 with the files, 11, or 41 long enough ago) ends
    its job with those files and upload status (``idle_exit``: the recorder left by itself),
@@ -419,7 +419,7 @@ def _missing(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) -
     """One more 404. Proven gone (worker.recording.note_missing): stop it anyway, through the
     stop step: if it was in fact alive the stop ends it, else the job ends ``idle_exit``."""
     if not note_missing(rt, job, {S.RECORDING}, now):
-        return  # maybe a failover (spec 4.3): probed again shortly
+        return  # maybe a failover (docs/service/errors.md#not-found): probed again shortly
     moved, _ = rt.store.transition(job.job_id, {S.RECORDING}, S.STOPPING, stop_reason="gone")
     if moved:
         report.idle_exits += 1

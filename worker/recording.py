@@ -1,4 +1,5 @@
-"""The recording logic: one plain function per step, no Celery (design.md sections 2-3).
+"""The recording logic: one plain function per step, no Celery (docs/design.md#the-job,
+docs/design.md#scheduling).
 
 Each step loads the job record, decides from its state what (if anything) is left to do,
 persists every side effect's output before the next step (``resourceId`` right after acquire,
@@ -65,7 +66,8 @@ log = logging.getLogger("cloudrec.recording")
 
 S = JobState
 
-# A resourceId is valid 5 minutes (spec 2); do not start on one older than this.
+# A resourceId is valid 5 minutes (docs/service/api-contract.md#acquire); do not start on one older
+# than this.
 RESOURCE_FRESH_SECONDS = 240.0
 # How often a repeated stop may answer 49 before we conclude the other stop died.
 MAX_ALREADY_STOPPING = 6
@@ -150,7 +152,7 @@ def _job_token(rt: Runtime, spec: JobSpec, via_broker: bool) -> SecretStr | None
 def allocate_uid(settings: Settings, job_id: str, attempt: int) -> str:
     """A recorder uid from the configured range, stable per (job, attempt).
 
-    A new attempt (after 53 "task conflict") gives another uid (spec 10.3).
+    A new attempt (after 53 "task conflict") gives another uid (docs/service/behaviour.md#identity).
     """
     span = settings.recorder_uid_max - settings.recorder_uid_min + 1
     digest = hashlib.sha256(f"{job_id}:{attempt}".encode()).digest()
@@ -452,7 +454,8 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     try:
         status = rt.client.query(job.resource_id, job.sid).serverResponse.status
     except WorkerNotFound as exc:
-        # Straight after start a 404 may mean "not registered yet" or an HA move (spec 4.3).
+        # Straight after start a 404 may mean "not registered yet" or an HA move
+        # (docs/service/errors.md#not-found).
         if age < rt.settings.start_confirm_timeout:
             return Next(Step.WATCH, delay=_watch_backoff(age))
         error = exc.as_record() | {"reason": "recording never started (404)"}
@@ -478,7 +481,8 @@ def _stop_failed_start(rt: Runtime, job_id: str, error: dict[str, Any]) -> Next:
 
 
 def _watch_backoff(age: float) -> float:
-    # Spec 10.5: query ~5 s after start, then back off; stay well inside maxIdleTime (>= 5 s).
+    # docs/service/behaviour.md#monitoring: query ~5 s after start, then back off; stay well inside
+    # maxIdleTime (>= 5 s).
     return 1.0 if age < 10 else 3.0
 
 
@@ -501,10 +505,11 @@ def request_stop(rt: Runtime, job_id: str, reason: StopReason) -> JobRecord:
 def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     """Stop the recording and collect its files: -> stopping -> a terminal state.
 
-    A 404 ends the job only once it has lasted longer than a failover takes (spec 4.3): inside
-    that window the recording may come back, and a job that gave up on it would leave it
-    running. The job then ends ``idle_exit`` if none of our stop requests can have reached the
-    service, else as its stop reason says (the stop went through, its answer was lost).
+    A 404 ends the job only once it has lasted longer than a failover takes
+    (docs/service/errors.md#not-found): inside that window the recording may come back, and a job
+    that gave up on it would leave it running. The job then ends ``idle_exit`` if none of our stop
+    requests can have reached the service, else as its stop reason says (the stop went through, its
+    answer was lost).
     """
     now = time.time() if now is None else now
     job = rt.store.get(job_id)
@@ -671,9 +676,9 @@ def missing_probe_interval(settings: Settings) -> float:
 def note_missing(rt: Runtime, job: JobRecord, sources: set[JobState], now: float) -> bool:
     """Record one more 404 for the job's task; True once the task is proven gone.
 
-    A 404 "failed to find worker" also answers during a failover (spec 4.3), and failovers can
-    come back to back. Gone means: 404 and nothing but 404 for longer than the failover window,
-    over at least ``MIN_MISSING_PROBES`` answers. Any other answer resets the run
+    A 404 "failed to find worker" also answers during a failover (docs/service/errors.md#not-found),
+    and failovers can come back to back. Gone means: 404 and nothing but 404 for longer than the
+    failover window, over at least ``MIN_MISSING_PROBES`` answers. Any other answer resets the run
     (:func:`clear_missing`).
     """
     since = job.missing_since if job.missing_since is not None else now
@@ -805,7 +810,8 @@ def _file_fields(job: JobRecord, response: StopResponse | None) -> dict[str, Any
 
 
 def expected_playlist_name(sid: str, cname: str) -> str:
-    """``<sid>_<cname>.m3u8`` with special characters replaced by ``-`` (spec 9.1)."""
+    """``<sid>_<cname>.m3u8`` with special characters replaced by ``-``
+    (docs/service/files.md#naming)."""
     return playlist_name(sid, cname)
 
 

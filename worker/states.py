@@ -1,4 +1,4 @@
-"""The job state machine (design.md section 2).
+"""The job state machine (docs/design.md#the-job).
 
 ::
 

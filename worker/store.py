@@ -1,4 +1,4 @@
-"""The job store: Redis is the source of truth for every job (design.md section 2).
+"""The job store: Redis is the source of truth for every job (docs/design.md#the-job).
 
 Layout (all keys under ``cloudrec:``)::
 
@@ -166,7 +166,8 @@ class JobRecord(BaseModel):
     sid_wait_since: float | None = None
     sid_provoked_at: float | None = None
     sid_source: str | None = None  # how the sid was learnt: start, ncs, dev_api
-    # The recorder's uid after each HA failover (NCS event 12's newUid, spec 10.3).
+    # The recorder's uid after each HA failover (NCS event 12's newUid,
+    # docs/service/behaviour.md#identity).
     failover_uids: list[str] = Field(default_factory=list)
     has_callback: bool = False
     files: list[FileRecord] = Field(default_factory=list)
@@ -192,7 +193,7 @@ class JobRecord(BaseModel):
         return None
 
     def status_json(self) -> dict[str, Any]:
-        """The fixed ``cloudrec status JOB --json`` shape (design.md section 8)."""
+        """The fixed ``cloudrec status JOB --json`` shape (docs/design.md#fixed-interfaces)."""
         return {
             "job_id": self.job_id,
             "state": str(self.state),

@@ -1,9 +1,9 @@
 """RTC tokens at rest.
 
-A job's RTC token is a secret (design.md section 4, "secrets never appear in task arguments, logs,
-Flower, status output"), yet the start step needs it later, in another process. The token is
-kept encrypted (Fernet: AES-128-CBC + HMAC-SHA256) under its own key, apart from the job record,
-and expires with the job. The key is ``CLOUDREC_VAULT_KEY`` or, when unset, derived from the
+A job's RTC token is a secret (docs/design.md#results-and-callbacks, "secrets never appear in task
+arguments, logs, Flower, status output"), yet the start step needs it later, in another process. The
+token is kept encrypted (Fernet: AES-128-CBC + HMAC-SHA256) under its own key, apart from the job
+record, and expires with the job. The key is ``CLOUDREC_VAULT_KEY`` or, when unset, derived from the
 customer secret, which every worker already holds.
 
 A token must never travel in a task message either (the broker stores messages, Flower shows

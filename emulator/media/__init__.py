@@ -9,7 +9,8 @@ Pipeline, per recording (one `CompositeRecorder`):
       -> canvas    `compositor`: a YUV 4:2:0 canvas reset from a precomputed background
                    (colour + backgroundImage) and drawn region by region with numpy; files
                    and images are scaled by swscale (`pictures`); the 3.5 s last-frame hold
-                   and background-image rules of spec 10.4 decide what an idle region shows
+                   and background-image rules of docs/service/behaviour.md#canvas decide what an
+                   idle region shows
       -> audio mix `mixer`: every publishing user's 48 kHz samples summed and clipped
       -> encoders  `encoding`: ONE libx264 (CBR, IDR forced at each slice boundary) and ONE
                    AAC encoder per recording, each on its own thread fed in batches

@@ -1,4 +1,6 @@
-"""Raw start/updateLayout JSON (spec 3.2-3.4, 6) to the compositor's dataclasses.
+"""Raw start/updateLayout JSON (docs/service/api-contract.md#recordingconfig,
+docs/service/api-contract.md#transcodingconfig, docs/service/api-contract.md#recordingfileconfig,
+docs/service/api-contract.md#updatelayout) to the compositor's dataclasses.
 
 Input is assumed validated already (the service validates with contract.models; the offline
 render takes a scenario file as written). Omitted fields take the spec defaults, and so do

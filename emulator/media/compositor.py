@@ -1,4 +1,5 @@
-"""Draw one canvas frame: background, then each region's user per the spec 10.4 rules.
+"""Draw one canvas frame: background, then each region's user per the
+docs/service/behaviour.md#canvas rules.
 
 What a region shows, for a user present in the channel:
 - publishing video: the live picture;

@@ -20,7 +20,8 @@ _ONE_THREAD_MAX_PIXELS = 1280 * 720
 
 @dataclass(frozen=True)
 class AudioFormat:
-    """The audio encoding of an audioProfile (spec 3.2): 48 kHz AAC-LC, `channels`, `bit_rate`.
+    """The audio encoding of an audioProfile (docs/service/api-contract.md#recordingconfig): 48 kHz
+    AAC-LC, `channels`, `bit_rate`.
 
     `coder` is FFmpeg's AAC quantiser search. FFmpeg's native encoder has no CBR mode: it
     spends what the coder finds useful, up to the target. Measured on four mixed tones

@@ -2,12 +2,12 @@
 
 Every image loads on a background thread, local files too, so a live recording's clock loop
 never waits on the network or the disk (a named pipe given as a path once blocked it for good);
-until the load finishes the image is treated as not configured (spec 3.3: "The setting only
-takes effect once the image has downloaded"). A failed load is logged once and the image
-ignored. Local paths are read only under the emulator's media directories
-(:class:`emulator.media.access.MediaDirs`; unrestricted only for an offline render, which reads
-the operator's own scenario), and only regular files. URLs are fetched without following
-redirects, so a public URL cannot bounce the fetch to an internal address.
+until the load finishes the image is treated as not configured
+(docs/service/api-contract.md#transcodingconfig: "The setting only takes effect once the image has
+downloaded"). A failed load is logged once and the image ignored. Local paths are read only under
+the emulator's media directories (:class:`emulator.media.access.MediaDirs`; unrestricted only for an
+offline render, which reads the operator's own scenario), and only regular files. URLs are fetched
+without following redirects, so a public URL cannot bounce the fetch to an internal address.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from emulator.media.pictures import scale_to_region
 
 log = logging.getLogger(__name__)
 
-_MAX_IMAGE_BYTES = 6 * 1024 * 1024  # spec 3.3: images up to 6 MB
+# docs/service/api-contract.md#transcodingconfig: images up to 6 MB
+_MAX_IMAGE_BYTES = 6 * 1024 * 1024
 _FETCH_TIMEOUT_S = 10.0
 
 

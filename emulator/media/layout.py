@@ -1,10 +1,12 @@
-"""Canvas geometry of the composite layouts, as pure functions (spec 3.3 and 10.4).
+"""Canvas geometry of the composite layouts, as pure functions
+(docs/service/api-contract.md#transcodingconfig, docs/service/behaviour.md#canvas).
 
 Every layout is first computed in fractions of the canvas, then converted to pixel
 rectangles whose corners are rounded to even pixels so that each region maps onto whole
 4:2:0 chroma samples. Regions are returned in drawing order (later regions are drawn on top).
 
-Rules common to all layouts (spec 3.3 "Built-in layout geometry", spec 10.4):
+Rules common to all layouts (docs/service/api-contract.md#transcodingconfig "Built-in layout
+geometry", docs/service/behaviour.md#canvas):
 - the canvas holds at most 17 regions, so only the first 17 users in join order appear;
 - a user who publishes only audio still occupies a region;
 - regions are recomputed from the current join-ordered user list, so when a user leaves,
@@ -27,7 +29,8 @@ BEST_FIT = 1
 VERTICAL = 2
 CUSTOM = 3
 
-# Floating layout tiles (spec 3.3): 23.5% x 23.5% of the canvas, 1.2% gaps and margins.
+# Floating layout tiles (docs/service/api-contract.md#transcodingconfig): 23.5% x 23.5% of the
+# canvas, 1.2% gaps and margins.
 _TILE = 0.235
 _GAP = 0.012
 _TILES_PER_ROW = 4
@@ -38,8 +41,9 @@ class Region:
     """A user's rectangle on the canvas, in pixels.
 
     `show_background_when_empty` is False for regions that are transparent while the user
-    shows no video (the floating layout's small tiles, spec 3.3); otherwise an empty region
-    shows the canvas background.
+    shows no video (the floating layout's small tiles,
+    docs/service/api-contract.md#transcodingconfig); otherwise an empty region shows the canvas
+    background.
     """
 
     uid: str
@@ -89,7 +93,7 @@ def _fractions(layout: LayoutSpec, uids: Sequence[str]) -> list[_FracRegion]:
 
 
 def floating_fractions(uids: Sequence[str]) -> list[_FracRegion]:
-    """Layout 0, floating (spec 3.3).
+    """Layout 0, floating (docs/service/api-contract.md#transcodingconfig).
 
     The first user fills the canvas. The others are tiles of 23.5% x 23.5% of the canvas
     with 1.2% gaps and margins, 4 per row, filling rows from the bottom-left corner upwards,
@@ -108,7 +112,8 @@ def floating_fractions(uids: Sequence[str]) -> list[_FracRegion]:
 
 
 def best_fit_fractions(uids: Sequence[str]) -> list[_FracRegion]:
-    """Layout 1, best fit / adaptive grid (spec 3.3; Agora's recording SDK sample layouts).
+    """Layout 1, best fit / adaptive grid (docs/service/api-contract.md#transcodingconfig; Agora's
+    recording SDK sample layouts).
 
     1 user: the full canvas; 2 users: left and right halves, full height; 3-4 users: a 2x2
     grid; 5-9: 3x3; 10-16: 4x4 (cells filled row by row from the top-left; unused cells show
@@ -141,7 +146,8 @@ def _best_fit_17(uids: Sequence[str]) -> list[_FracRegion]:
 
 
 def vertical_fractions(uids: Sequence[str], max_resolution_uid: str | None) -> list[_FracRegion]:
-    """Layout 2, vertical (spec 3.3; proportions from Agora's recording SDK sample).
+    """Layout 2, vertical (docs/service/api-contract.md#transcodingconfig; proportions from Agora's
+    recording SDK sample).
 
     The `max_resolution_uid` user gets the large left region, full height, scaled to fit
     (render mode 1, not cropped). The other users are small windows stacked top-down on the
@@ -184,7 +190,7 @@ def _vertical_rows(small_count: int) -> int:
 
 
 def custom_fractions(uids: Sequence[str], layout: LayoutSpec) -> list[_FracRegion]:
-    """Layout 3, custom `layoutConfig` (spec 3.3).
+    """Layout 3, custom `layoutConfig` (docs/service/api-contract.md#transcodingconfig).
 
     Each entry is a region in canvas fractions with its own alpha and render mode. An entry
     naming a uid shows that user (and nobody else: if the user is absent the entry stays

@@ -66,7 +66,8 @@ class BackgroundImageSpec:
 
 @dataclass(frozen=True)
 class LayoutSpec:
-    """The layout part of transcodingConfig / updateLayout (spec 3.3 and 6)."""
+    """The layout part of transcodingConfig / updateLayout
+    (docs/service/api-contract.md#transcodingconfig, docs/service/api-contract.md#updatelayout)."""
 
     mixed_video_layout: int = 0  # 0 floating, 1 best fit, 2 vertical, 3 custom
     background_color: str = "#000000"
@@ -89,10 +90,10 @@ class MediaConfig:
     audio_profile: int = 0  # 0: 48 kHz mono 48 kbps; 1: mono 128 kbps; 2: stereo 192 kbps
     layout: LayoutSpec = field(default_factory=LayoutSpec)
     av_file_types: tuple[str, ...] = ("hls",)  # ("hls",) or ("hls", "mp4")
-    # HLS slice length (spec 9.3: about 15 s); tests shrink it.
+    # HLS slice length (docs/service/files.md#slicing: about 15 s); tests shrink it.
     slice_seconds: float = 15.0
-    # MP4 rollover (spec 9.4: about 2 h or about 2 GB). A new MP4 starts at the first slice
-    # boundary at or past either limit, so a file exceeds them by less than one slice.
+    # MP4 rollover (docs/service/files.md#mp4: about 2 h or about 2 GB). A new MP4 starts at the
+    # first slice boundary at or past either limit, so a file exceeds them by less than one slice.
     mp4_max_seconds: float = 7200.0
     mp4_max_bytes: int = 2_000_000_000
 

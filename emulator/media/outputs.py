@@ -85,7 +85,8 @@ class Naming:
     cname: str
     start_epoch_ms: int
     track_type: str
-    prefix: str = ""  # "bak<n>_" for a recorder started by an HA failover (spec 9.2)
+    # "bak<n>_" for a recorder started by an HA failover (docs/service/files.md#failover)
+    prefix: str = ""
 
     def epoch_ms(self, media_time: Fraction) -> int:
         return self.start_epoch_ms + round(media_time * 1000)

@@ -1,4 +1,4 @@
-"""The HLS playlist text (spec 9.3), rewritten every time a slice completes."""
+"""The HLS playlist text (docs/service/files.md#slicing), rewritten every time a slice completes."""
 
 from __future__ import annotations
 

@@ -86,8 +86,9 @@ class CompositeRecorder:
         media: MediaDirs | None = None,
     ) -> None:
         """`name_prefix` goes before every file name: "bak<n>_" when this recorder continues
-        a task after its n-th HA failover (spec 9.2). `media`: where local background images
-        may be read (None: anywhere, for offline renders of the operator's own scenario)."""
+        a task after its n-th HA failover (docs/service/files.md#failover). `media`: where local
+        background images may be read (None: anywhere, for offline renders of the operator's own
+        scenario)."""
         if config.has_video and (config.width % 2 or config.height % 2):
             raise ValueError("yuv420p needs an even canvas width and height")
         self._config = config
@@ -163,7 +164,8 @@ class CompositeRecorder:
         up to t, with `users` (join order) as the channel state for that span."""
         if self._finished:
             raise RuntimeError("recording already finished")
-        users = list(users)[:MAX_REGIONS]  # only the first 17 users are recorded (spec 3.2)
+        # only the first 17 users are recorded (docs/service/api-contract.md#recordingconfig)
+        users = list(users)[:MAX_REGIONS]
         self._apply_pending_layout()
         self._note_published(users)
         if self._compositor is not None:

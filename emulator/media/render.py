@@ -1,6 +1,6 @@
 """Offline render of a scripted channel (`cloudrec render SCENARIO.json --out DIR`).
 
-Scenario (design.md section 8):
+Scenario (docs/design.md#fixed-interfaces):
     {"cname": "preview", "duration": 60,
      "sid": optional, "start_epoch_ms": optional, "slice_seconds": optional (default 15),
      "recordingConfig": {... as in start ...}, "recordingFileConfig": {"avFileType": [...]},
@@ -13,7 +13,8 @@ Scenario (design.md section 8):
                 {"at": 20, "leave": {"uid": "1"}},
                 {"at": 30, "updateLayout": {... as in the updateLayout API ...}}]}
 Audience members (role "audience") are in the channel but publish nothing. The recording's
-subscribe/unsubscribe lists (spec 3.2) decide which streams are recorded.
+subscribe/unsubscribe lists (docs/service/api-contract.md#recordingconfig) decide which streams are
+recorded.
 
 The scenario is rendered by the live recordings' own `CompositeRecorder`, driven by the
 script's clock instead of the wall clock, so it runs as fast as the machine allows and
@@ -82,8 +83,9 @@ class _Channel:
 def _snapshots(channel: _Channel, recording_config: Mapping[str, Any]) -> list[UserSnapshot]:
     """The recorder's view, as the emulator service builds it for a live recording: hosts
     in join order with the streams they publish that the recording subscribes to (streamTypes
-    and the spec 3.2 lists). A host is seen from their first recorded stream on and keeps
-    a region while they stop publishing (spec 10.4); one who never published is not seen.
+    and the docs/service/api-contract.md#recordingconfig lists). A host is seen from their first
+    recorded stream on and keeps a region while they stop publishing
+    (docs/service/behaviour.md#canvas); one who never published is not seen.
     """
     rules = SubscriptionRules.from_wire(recording_config)
     snapshots = []

@@ -1,4 +1,5 @@
-"""Which of a user's streams a composite recording subscribes to (spec 3.2), as pure rules.
+"""Which of a user's streams a composite recording subscribes to
+(docs/service/api-contract.md#recordingconfig), as pure rules.
 
 One definition serves the live service (``emulator.subscription``) and the offline render:
 
@@ -17,7 +18,9 @@ from typing import Any
 
 from contract.models import ALL_STREAMS
 
-MAX_RECORDED_USERS = 17  # spec 3.2 / 10.4: only the first 17 users are recorded
+# docs/service/api-contract.md#recordingconfig, docs/service/behaviour.md#canvas: only the first 17
+# users are recorded
+MAX_RECORDED_USERS = 17
 
 
 @dataclass

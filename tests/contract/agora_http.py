@@ -1,7 +1,7 @@
 """Raw HTTP against the emulator, with bodies exactly as Agora documents them.
 
 Nothing of cloudrec's client or models is used here: requests, JSON literals from the spec
-(``spec/cloud-recording-api.md`` sections 2-7) and the emulator served on a loopback port.
+(docs/service/api-contract.md) and the emulator served on a loopback port.
 What the tests prove holds for any program that speaks the documented API.
 """
 
@@ -23,9 +23,10 @@ AUTH = ("demo", "demo-secret")
 APP = "contract-app"
 DROP = object()  # a key taken out of the body
 JSON = "application/json"
-JSON_UTF8 = "application/json;charset=utf-8"  # what the Go client sends (spec 1.2)
+# what the Go client sends (docs/service/api-contract.md#authentication)
+JSON_UTF8 = "application/json;charset=utf-8"
 
-# Spec 3.7, the composite start body, verbatim but for the token.
+# docs/service/api-contract.md#start, the composite start body, verbatim but for the token.
 START_BODY: dict[str, Any] = {
     "cname": "httpClient463224",
     "uid": "527841",
@@ -83,7 +84,7 @@ def patched(body: dict[str, Any], changes: dict[tuple[str, ...], Any]) -> dict[s
 
 
 class Agora:
-    """The documented REST calls (spec 1.1) over plain requests."""
+    """The documented REST calls (docs/service/api-contract.md#endpoints) over plain requests."""
 
     def __init__(self, base_url: str) -> None:
         self.base = base_url

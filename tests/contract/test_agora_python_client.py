@@ -1,5 +1,6 @@
-"""Agora's own Python REST client (PyPI ``agora-rest-client``, spec 12.3) records against the
-emulator, in a process of its own that imports nothing of cloudrec.
+"""Agora's own Python REST client (PyPI ``agora-rest-client``,
+docs/service/api-contract.md#official-clients) records against the emulator, in a process of its own
+that imports nothing of cloudrec.
 
 The client builds its bodies its own way: ``"token": ""`` for a channel without App
 Certificate, ``avFileType`` always ``["hls","mp4"]``, the ``unsubscribe*`` spelling, an update

@@ -1,8 +1,8 @@
 """Tier 2: the worker's REST client against the emulator over real HTTP on loopback.
 
-Every answer class of spec section 8.3 that the emulator can produce is driven through the
-client and must come out as the right class of the error tree, with status, code and request id,
-and without a secret anywhere in the message or the logs.
+Every answer class of docs/service/errors.md#classification that the emulator can produce is driven
+through the client and must come out as the right class of the error tree, with status, code and
+request id, and without a secret anywhere in the message or the logs.
 """
 
 from __future__ import annotations

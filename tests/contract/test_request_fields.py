@@ -1,12 +1,13 @@
-"""Every request field of spec sections 2-7, absent, at its documented default and empty.
+"""Every request field of docs/service/api-contract.md, absent, at its documented default and empty.
 
 One table per endpoint, sent as raw JSON over real HTTP to the emulator (``agora_http``: no
 cloudrec client, no cloudrec model). The emulator must never be stricter than the real
 service: what Agora's own REST clients send for values nobody set (``"token": ""`` for a
 channel without App Certificate, ``null``, ``""``, ``[]``, the Go client's zero values and its
 ``unSubscribe*`` spelling, the Python client's fixed ``avFileType``) is accepted, and the
-recording then really starts, runs, answers query and stops with its files. What section 14.8
-says the service refuses is still refused, ``400 code 2`` naming the field.
+recording then really starts, runs, answers query and stops with its files. What
+docs/service/api-contract.md#validation says the service refuses is still refused, ``400 code 2``
+naming the field.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ START_CASES: list[tuple[str, dict[tuple[str, ...], Any]]] = [
         {(*SC, "extensionParams"): {"sse": "", "tag": "", "endpoint": ""}},
     ),
     ("snapshotConfig null (Go struct, unset)", {(*CR, "snapshotConfig"): None}),
-    # what the official clients send (spec 12)
+    # what the official clients send (docs/service/api-contract.md#official-clients)
     (
         "Go: extensionParams sse/tag empty, unSubscribe spelling",
         {
@@ -251,7 +252,8 @@ START_CASES: list[tuple[str, dict[tuple[str, ...], Any]]] = [
 )
 def test_start(agora: Agora, changes: dict[tuple[str, ...], Any]) -> None:
     body = _fresh_uid(patched(START_BODY, changes))
-    # Content-Type with and without charset (spec 1.2: the Go client sends the charset)
+    # Content-Type with and without charset (docs/service/api-contract.md#authentication: the Go
+    # client sends the charset)
     content_type = JSON_UTF8 if len(changes) % 2 else JSON
     _record(agora, body, content_type)
 

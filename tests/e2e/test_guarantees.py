@@ -252,9 +252,9 @@ def test_work_waiting_for_the_budget_does_not_hold_worker_slots(stack, redis_cli
 
 
 def test_a_recording_failing_over_at_its_deadline_is_stopped_and_keeps_every_file(stack):
-    """An HA failover (spec 9.2) that spans the deadline: the stop meets 404s (the task is
-    between servers), keeps trying inside the failover window, stops the recording once it is
-    back, and the job's files name both the original and the bak0_ segment."""
+    """An HA failover (docs/service/files.md#failover) that spans the deadline: the stop meets 404s
+    (the task is between servers), keeps trying inside the failover window, stops the recording once
+    it is back, and the job's files name both the original and the bak0_ segment."""
     stack.dev.join("fover", "1", video={"color": "#00FF00"}, audio={"tone": 440})
     files = {"avFileType": ["hls", "mp4"]}  # the JSON fileList: every segment is listed
     job, _ = submit_and_start(stack.runtime, _spec("fover", duration=8, recordingFileConfig=files))

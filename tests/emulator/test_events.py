@@ -1,5 +1,5 @@
-"""Notification events (spec 11): the envelopes, their order in GET /dev/events, and delivery
-to an NCS URL with the real signature headers and resends."""
+"""Notification events (docs/service/ncs.md): the envelopes, their order in GET /dev/events, and
+delivery to an NCS URL with the real signature headers and resends."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""HA failover (spec 9.2, 10.3, 11.3): POST /dev/recordings/{sid}/failover, and the faults'
-404 window with ``failover``. During the migration the task answers 404 and records nothing;
-then the recorder rejoins with a new uid (event 12) and writes bak<n>_ files. Checked on the
-real files: playlists, slices and MP4s in storage, decoded with PyAV."""
+"""HA failover (docs/service/files.md#failover, docs/service/behaviour.md#identity,
+docs/service/ncs.md#event-types): POST /dev/recordings/{sid}/failover, and the faults' 404 window
+with ``failover``. During the migration the task answers 404 and records nothing; then the recorder
+rejoins with a new uid (event 12) and writes bak<n>_ files. Checked on the real files: playlists,
+slices and MP4s in storage, decoded with PyAV."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def test_error_for_the_next_n_calls(api: Api, fault: dict[str, object]) -> None:
 
 def test_timeout_style_latency_the_call_takes_effect(api: Api) -> None:
     """latency "after": start is carried out, but its answer comes after the client gave up.
-    Retrying the same start then answers 201 code 7 (spec 3.6), and the recording exists."""
+    Retrying the same start then answers 201 code 7 (docs/service/api-contract.md#start-answers),
+    and the recording exists."""
     rid = api.acquire("room", "100")
     api.put_faults(
         {"latency": [{"operations": ["start"], "seconds": 1.5, "when": "after", "count": 1}]}

@@ -254,8 +254,9 @@ def test_unexpected_exception_is_500_internal_error(
 
 
 def test_the_real_limit_is_10_requests_per_second_sliding() -> None:
-    """The default is the real service's 10 requests/s per App ID (spec 1.4), counted over any
-    one-second window (a fake clock makes it exact)."""
+    """The default is the real service's 10 requests/s per App ID
+    (docs/service/api-contract.md#limits), counted over any one-second window (a fake clock makes it
+    exact)."""
     now = [100.0]
     limiter = SlidingWindowLimiter(EmulatorConfig().qps, clock=lambda: now[0])
     assert limiter.rate == 10

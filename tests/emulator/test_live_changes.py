@@ -1,5 +1,7 @@
 """updateLayout and update while recording, and the subscription rules, pinned by decoding what
-the recording wrote (spec 3.2, 3.3, 5, 6, 10.4)."""
+the recording wrote (docs/service/api-contract.md#recordingconfig,
+docs/service/api-contract.md#transcodingconfig, docs/service/api-contract.md#update,
+docs/service/api-contract.md#updatelayout, docs/service/behaviour.md#canvas)."""
 
 from __future__ import annotations
 
@@ -97,8 +99,9 @@ def test_update_subscriptions_while_recording(api: Api) -> None:
 
 
 def test_a_list_for_audio_only_means_no_video(api: Api) -> None:
-    """recordingConfig with an audio blacklist and no video list (spec 3.2): no video is
-    subscribed at all, so the canvas shows only the background; the blacklisted tone is out."""
+    """recordingConfig with an audio blacklist and no video list
+    (docs/service/api-contract.md#recordingconfig): no video is subscribed at all, so the canvas
+    shows only the background; the blacklisted tone is out."""
     api.join("room", "1", video={"color": RED}, audio={"tone": 440})
     api.join("room", "2", video={"color": GREEN}, audio={"tone": 660})
     client = composite_request(

@@ -250,7 +250,8 @@ def test_update_and_update_layout_while_live(api: Api) -> None:
         "100",
         {"streamSubscribe": {"audioUidList": {"subscribeAudioUids": ["1"]}}},
     )
-    # spec 5: audio lists "only apply" with streamTypes 0 or 2: accepted, no effect here
+    # docs/service/api-contract.md#update: audio lists "only apply" with streamTypes 0 or 2:
+    # accepted, no effect here
     assert r.status_code == 200, r.text
     layout = {
         "mixedVideoLayout": 3,
@@ -258,7 +259,8 @@ def test_update_and_update_layout_while_live(api: Api) -> None:
         "layoutConfig": [{"x_axis": 0, "y_axis": 0, "width": 1, "height": 1}],
     }
     assert api.update_layout(rid, sid, "room", "100", layout).status_code == 200
-    # an empty layoutConfig is none given; a built-in layout ignores one (spec 3.3)
+    # an empty layoutConfig is none given; a built-in layout ignores one
+    # (docs/service/api-contract.md#transcodingconfig)
     r = api.update_layout(rid, sid, "room", "100", {"mixedVideoLayout": 1, "layoutConfig": []})
     assert r.status_code == 200, r.text
     wait_for(lambda: server_response(api, rid, sid)["fileList"], 10, what="first slice")

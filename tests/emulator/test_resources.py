@@ -63,7 +63,8 @@ def test_same_cname_uid_as_live_task_53(api: Api) -> None:
     assert api.start_raw(first, "room", "100", start_request()).status_code == 200
     r = api.start_raw(second, "room", "100", start_request())
     assert (r.status_code, r.json()) == (400, {"code": 53, "reason": "task conflict"})
-    # another uid on the same channel is fine (backup recordings, spec 10.6)
+    # another uid on the same channel is fine (backup recordings,
+    # docs/service/behaviour.md#backup-recordings)
     third = api.acquire("room", "200")
     assert api.start_raw(third, "room", "200", start_request()).status_code == 200
 

@@ -1,6 +1,7 @@
 """S3 and S3-compatible uploads with boto3, against a real S3-protocol server on loopback
-(moto in server mode, with IAM authentication on), and what happens when they fail (spec 3.5,
-7, 9.2)."""
+(moto in server mode, with IAM authentication on), and what happens when they fail
+(docs/service/api-contract.md#storageconfig, docs/service/api-contract.md#stop,
+docs/service/files.md#failover)."""
 
 from __future__ import annotations
 
@@ -195,8 +196,9 @@ def test_nothing_is_lost_backups_are_transferred_later(
     make_emulator: EmulatorFactory, s3: S3Server
 ) -> None:
     """Wrong secret at start: the first files go to the backup area. update pushes the right
-    storageConfig (spec 5); later files upload directly, and the backed-up ones are
-    transferred to the bucket, M3U8 versions as <sid>_<cname>_<tick>_<index>.m3u8."""
+    storageConfig (docs/service/api-contract.md#update); later files upload directly, and the
+    backed-up ones are transferred to the bucket, M3U8 versions as
+    <sid>_<cname>_<tick>_<index>.m3u8."""
     api = make_emulator(s3_endpoint_url=s3.endpoint, backup_transfer_seconds=0.2)
     cname = "later"
     api.join(cname, "1")

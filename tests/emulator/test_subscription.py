@@ -1,4 +1,5 @@
-"""Which users a recording records (spec 3.2), checked on the service without HTTP."""
+"""Which users a recording records (docs/service/api-contract.md#recordingconfig), checked on the
+service without HTTP."""
 
 from __future__ import annotations
 
@@ -120,7 +121,8 @@ def test_update_replaces_lists(service: RecordingService) -> None:
         "clientRequest": {"streamSubscribe": {"videoUidList": {"subscribeVideoUids": ["2"]}}},
     }
     assert service.update(*task_path, body)[0] == 200
-    # a video list only: audio is no longer subscribed (spec 3.2)
+    # a video list only: audio is no longer subscribed
+    # (docs/service/api-contract.md#recordingconfig)
     assert seen(service, sid) == [("2", True, False)]
 
 
@@ -156,7 +158,8 @@ def test_update_keeps_the_kind_it_does_not_name(service: RecordingService) -> No
     assert seen(service, sid) == [("1", True, False), ("2", True, True)]
 
 
-# --- the rules of spec 3.2 / 5, as the exact answers over HTTP -----------------------------
+# --- the rules of docs/service/api-contract.md#recordingconfig,
+# docs/service/api-contract.md#update, as the exact answers over HTTP
 
 UPDATE_RULES = [
     (
@@ -193,8 +196,9 @@ def test_update_rules_answer_code_2(api: Api, subscribe: dict[str, Any], reason:
 def test_lists_of_a_kind_not_recorded_are_accepted_and_change_nothing(
     service: RecordingService,
 ) -> None:
-    # spec 3.2 / 5: the lists are "only valid" / "only apply" with those streamTypes; the
-    # service takes them and still records nothing of that kind.
+    # docs/service/api-contract.md#recordingconfig, docs/service/api-contract.md#update: the lists
+    # are "only valid" / "only apply" with those streamTypes; the service takes them and still
+    # records nothing of that kind.
     join(service, "1")
     audio_only = start(service, uid="9001", streamTypes=0, subscribeVideoUids=["1"])
     video_only = start(service, uid="9002", streamTypes=1, unsubscribeAudioUids=["2"])

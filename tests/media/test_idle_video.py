@@ -1,4 +1,5 @@
-"""Spec 10.4: what a region shows when its user's video stops or the user leaves.
+"""docs/service/behaviour.md#canvas: what a region shows when its user's video stops or the user
+leaves.
 
 The last frame is held for 3.5 s; then the region shows the user's backgroundConfig image,
 else defaultUserBackgroundImage, else the canvas backgroundImage; with no image configured

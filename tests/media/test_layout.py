@@ -1,4 +1,5 @@
-"""Layout geometry (spec 3.3) in pixels on a 360x640 canvas."""
+"""Layout geometry (docs/service/api-contract.md#transcodingconfig) in pixels on a 360x640
+canvas."""
 
 from __future__ import annotations
 

@@ -327,7 +327,8 @@ def test_advance_after_finish_is_an_error(record: Record) -> None:
 
 @pytest.mark.parametrize(("profile", "channels", "kbps"), [(0, 1, 48), (1, 1, 128), (2, 2, 192)])
 def test_audio_profile_in_the_file(record: Record, profile: int, channels: int, kbps: int) -> None:
-    """audioProfile (spec 3.2): 48 kHz AAC, mono/mono/stereo, about 48/128/192 kbps."""
+    """audioProfile (docs/service/api-contract.md#recordingconfig): 48 kHz AAC, mono/mono/stereo,
+    about 48/128/192 kbps."""
     import av
 
     recording = record(config(audio_profile=profile, stream_types=0), [(0, FOUR)], 4.0)
@@ -388,7 +389,8 @@ def test_playlist_rewritten_as_each_slice_completes(record: Record) -> None:
 
 
 def test_default_slices_are_15_seconds(record: Record) -> None:
-    """Default slicing (spec 9.3), audio only to keep it quick: 31 s -> 15 + 15 + 1 s."""
+    """Default slicing (docs/service/files.md#slicing), audio only to keep it quick: 31 s -> 15 + 15
+    + 1 s."""
     assert MediaConfig().slice_seconds == 15.0
     recording = record(MediaConfig(stream_types=0), [(0, FOUR[:1])], 31.0)
     slices = recording.of_kind("ts")
@@ -401,7 +403,7 @@ def test_default_slices_are_15_seconds(record: Record) -> None:
 
 
 def test_mp4_defaults_roll_like_the_real_service() -> None:
-    """Spec 9.4: about 2 h or about 2 GB per MP4."""
+    """docs/service/files.md#mp4: about 2 h or about 2 GB per MP4."""
     assert (MediaConfig().mp4_max_seconds, MediaConfig().mp4_max_bytes) == (7200.0, 2 * 10**9)
 
 
@@ -447,7 +449,8 @@ def test_alpha_blends_over_another_user(record: Record) -> None:
 
 
 def test_eighteenth_user_is_picked_up_when_one_leaves(record: Record) -> None:
-    """Only the first 17 users are recorded (spec 3.2); after a leave the 18th appears."""
+    """Only the first 17 users are recorded (docs/service/api-contract.md#recordingconfig); after a
+    leave the 18th appears."""
     crowd = [user(str(i), GREEN) for i in range(1, 18)]
     eighteenth = user("18", MAGENTA, 1500)
     steps = [(0.0, [*crowd, eighteenth]), (1.0, [*crowd[1:], eighteenth])]

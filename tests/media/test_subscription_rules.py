@@ -1,4 +1,5 @@
-"""Tier 1: the spec 3.2 subscription rules shared by the live service and the offline render."""
+"""Tier 1: the docs/service/api-contract.md#recordingconfig subscription rules shared by the live
+service and the offline render."""
 
 from __future__ import annotations
 

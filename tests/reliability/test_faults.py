@@ -53,7 +53,8 @@ def faults_config(redis_url: str, base_url: str) -> Settings:
         api_read_timeout=1.5,
         api_stop_read_timeout=3.0,
         start_confirm_timeout=40,
-        failover_window=8,  # longer than any injected 404 window, as spec 4.3 promises
+        # longer than any injected 404 window, as docs/service/errors.md#not-found promises
+        failover_window=8,
         reconcile_stuck_after=15,
         sid_unknown_window=40,
         **REAL_SERVICE,  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """Property-based: thousands of generated invalid specs are each refused with a message naming
-the bad field, no API call is made, and nothing is stored (design.md section 2)."""
+the bad field, no API call is made, and nothing is stored (docs/design.md#the-job)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""An empty RTC token is no token (a channel without App Certificate, spec 3.1), for the worker
-as for the service: the job keeps no token and its start request carries no token field, never
-``"token": ""`` (issue 8 item 4)."""
+"""An empty RTC token is no token (a channel without App Certificate,
+docs/service/api-contract.md#start), for the worker as for the service: the job keeps no token and
+its start request carries no token field, never ``"token": ""`` (issue 8 item 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tier 1: every status/code of spec section 8.3 lands in its class and action."""
+"""Tier 1: every status/code of docs/service/errors.md#classification lands in its class and
+action."""
 
 from __future__ import annotations
 

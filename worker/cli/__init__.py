@@ -1,4 +1,4 @@
-"""The ``cloudrec`` command line (design.md section 8 fixes its commands and flags).
+"""The ``cloudrec`` command line (docs/design.md#fixed-interfaces fixes its commands and flags).
 
 Scripts depend on it: every command that reports has ``--json``, errors are one line on stderr
 (never a traceback), and the exit code says what happened (:class:`Exit`, documented in the
