@@ -77,8 +77,8 @@ def test_the_figures_move_as_jobs_run(
         procs.append(start_worker_process(worker_env, log_dir))
         rt = runtime()
         callback = {"task": "ops.on_recording"}
-        live, _ = submit_and_start(rt, process_spec("metrics-live", duration=3, callback=callback))
-        empty, _ = submit_and_start(rt, process_spec("metrics-empty", duration=3))
+        live, _ = submit_and_start(rt, process_spec("metrics-live", duration=8, callback=callback))
+        empty, _ = submit_and_start(rt, process_spec("metrics-empty", duration=8))
         _wait_state(store, live.job_id, lambda j: j.state == "recording", "recording")
         during = scrape(url)
         # No beat yet: nothing fires the deadlines, so both stops become overdue.
