@@ -8,6 +8,10 @@ snake_case inside ``layoutConfig`` / ``backgroundConfig``), so ``model_dump()`` 
 
 Links in comments point at docs/service/, the service's behaviour in cloudrec's words.
 
+Size: over 400 lines on purpose: one model per request and response object of six endpoints,
+each field with its range and default as the service documents it. Split by endpoint, the
+shared pieces (uid lists, layout regions, storage) would be imported back and forth.
+
 Rules of the module:
 
 * Request models forbid unknown fields, like the real service, which answers ``400 code 2`` on a
