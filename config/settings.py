@@ -53,6 +53,11 @@ def _redacted_repr_args(args: Iterator[tuple[str | None, Any]]) -> Iterator[tupl
         yield name, value
 
 
+def _is_hex32(value: str) -> bool:
+    """An Agora App ID or App Certificate: 32 hexadecimal characters."""
+    return len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value)
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 WEBHOOK_SECRET_PREFIX = "whsec_"
 MIN_WEBHOOK_KEY_BYTES = 24  # the Standard Webhooks specification: 24 to 64 random bytes
@@ -221,6 +226,31 @@ class Settings(BaseSettings):
     # how long the job keeps looking for the sid (NCS events, repeated starts on its resource)
     # before it ends failed, "sid unknown" (worker.recording.SID_UNKNOWN).
     sid_unknown_window: float = Field(default=60.0, gt=0)
+
+    # RTC tokens minted by the worker (worker.tokens). With the project's App Certificate the
+    # worker builds the recorder's AccessToken2 itself at every start (and every restart),
+    # valid from then until the job's deadline plus token_margin seconds. A job's own token,
+    # when it has one, is used instead. The certificate is a secret: redacted everywhere.
+    app_certificate: SecretStr | None = None
+    token_margin: int = Field(default=900, ge=0, le=6 * 3600)
+
+    @field_validator("app_certificate")
+    @classmethod
+    def _certificate_form(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # CLOUDREC_APP_CERTIFICATE= (empty): none
+        if value is not None and not _is_hex32(value.get_secret_value()):
+            raise ValueError("must be the project's App Certificate: 32 hexadecimal characters")
+        return value
+
+    @model_validator(mode="after")
+    def _minting_needs_a_real_app_id(self) -> Settings:
+        if self.app_certificate is not None and not _is_hex32(self.app_id):
+            raise ValueError(
+                "app_id: with CLOUDREC_APP_CERTIFICATE set, CLOUDREC_APP_ID must be the "
+                f"project's App ID, 32 hexadecimal characters (got {self.app_id!r})"
+            )
+        return self
 
     @field_validator("storage")
     @classmethod

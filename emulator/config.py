@@ -67,6 +67,10 @@ class EmulatorConfig:
     # Required of every /dev/ request when set; required to be set beyond loopback
     # (emulator.devauth).
     dev_token: str | None = None
+    # The project's App Certificate (--app-certificate): when set, the recorder joins only with
+    # a valid RTC token (AccessToken2) for the start's App ID, channel and uid, and is dropped
+    # when it expires (emulator.tokens); one certificate for every App ID. None: no token needed.
+    app_certificate: str | None = None
 
     @property
     def staging_root(self) -> Path:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from contract.tokens import TokenProblem
 from emulator.channels import SimUser
 from emulator.driver import RecorderDriver
 from emulator.failover import Failovers
@@ -81,6 +83,11 @@ class Housekeeper:
 
     def _tend(self, task: Task, now: float) -> bool:
         """One live task's pass; True if it has been idle too long. Caller holds the lock."""
+        if task.token_valid_until is not None and time.time() >= task.token_valid_until:
+            # The token cannot be renewed: the service drops the recorder (emulator.tokens).
+            log.info("recording %s: the recorder's RTC token expired, dropped", task.sid)
+            self._lifecycle.fail(task, "token expired", code=TokenProblem.EXPIRED)
+            return False
         users = self._registry.channels.users(task.cname)
         migrating = task.migrating(now)
         if task.driver is None and task.failovers and not migrating:

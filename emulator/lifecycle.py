@@ -123,12 +123,14 @@ class Lifecycle:
 
     # -- exit ----------------------------------------------------------------------------
 
-    def fail(self, task: Task, reason: str) -> None:
-        """The recorder died: the task exits abnormally (status 20) with what it has."""
+    def fail(self, task: Task, reason: str, code: int = 20) -> None:
+        """The recorder died (or was dropped: ``code`` 109 when its RTC token expired): the task
+        exits abnormally (status 20) with what it has. Event 1 carries ``code`` (recorder errors
+        use the REST code table, docs/service/ncs.md#event-types)."""
         with self._registry.lock:
             task.error = reason
             self._registry.event(
-                task, 1, module=0, errorLevel=5, errorCode=20, stat=0, errorMsg=reason
+                task, 1, module=0, errorLevel=5, errorCode=code, stat=0, errorMsg=reason
             )
             if task.phase is Phase.LIVE:
                 self.begin_exit(task, "error")
@@ -149,10 +151,11 @@ class Lifecycle:
         if task.uploader is not None:
             task.uploader.close(timeout=0)  # nothing queued; never join under the lock
         task.phase = Phase.EXITED
-        task.exit_status = 8
+        # a recorder that failed (e.g. could not join: a bad token) exits abnormally
+        task.exit_status = 20 if task.error else 8
         task.exit_reason = "empty" if task.exit_reason == "stop" else task.exit_reason
         task.exited = self._registry.clock()
-        self._registry.event(task, 11, exitStatus=0)
+        self._registry.event(task, 11, exitStatus=1 if task.error else 0)
         task.done.set()
 
     def _leave_event(self, task: Task) -> None:

@@ -86,6 +86,7 @@ def describe(registry: Registry, task: Task) -> dict[str, Any]:
         "stoppedAt": _iso(task.stopped_wall),
         "exitReason": task.exit_reason,
         "error": task.error,
+        "token": task.token_view,  # with an App Certificate: the verdict, never the token
         "recorderStartedAt": (
             _iso(task.recorder_start_ms / 1000) if task.recorder_start_ms else None
         ),

@@ -25,6 +25,7 @@ from emulator.listing import echo, file_list, status_update_event
 from emulator.media import layout_spec_from_api, media_config_from_api
 from emulator.registry import Phase, Registry, Resource, Task
 from emulator.subscription import Subscription
+from emulator.tokens import join_check, token_view
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,22 @@ class Operations:
         if (appid, request.cname, request.uid) != (resource.appid, resource.cname, resource.uid):
             raise errors.parameter_mismatch()
         task = self._new_task(request, resource, mode)
+        check = join_check(
+            registry.config, appid, request.cname, request.uid, request.clientRequest.token
+        )
         with registry.lock:
             self._check_startable(resource, task)
             task.uploader = self._lifecycle.new_uploader(task)
             registry.add_task(task, resource)
             registry.event(task, 30, status=0)
+            if check is not None:
+                task.token_view = token_view(check)
+                if check.problem is not None:
+                    # Accepted, then the recorder cannot join (emulator.tokens).
+                    log.info("recording %s: the recorder cannot join: %s", task.sid, check.reason)
+                    self._lifecycle.fail(task, f"token: {check.reason}", code=int(check.problem))
+                    return contract.StartResponse.model_validate(echo(task))
+                task.token_valid_until = check.valid_until
             registry.event(task, 40, status=0)
             if registry.has_subscribed_publisher(task, registry.channels.users(task.cname)):
                 self._driver.start(task)  # someone publishes already: record from now

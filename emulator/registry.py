@@ -121,6 +121,10 @@ class Task:
     recorder_uid: str = ""  # the uid events carry: the start's uid, a new one after a failover
     errors_reported: set[int] = field(default_factory=set)  # uploader error codes sent (event 1)
     last_progress: float = 0.0  # monotonic time of the last event 33
+    # With an App Certificate (emulator.tokens): Unix time the recorder's token ends its stay
+    # (it is dropped then), and what the dev view shows of the token (never the token).
+    token_valid_until: float | None = None
+    token_view: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.recorder_uid = self.recorder_uid or self.uid

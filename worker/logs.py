@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -43,6 +44,7 @@ STRUCTURED_FIELDS = (
     "task",
 )
 REDACTED = "***"
+_RTC_TOKEN = re.compile(r"007eJ[A-Za-z0-9+/]{16,}={0,2}")
 # Secrets shorter than this are not redacted: replacing "a" everywhere would garble every line.
 _MIN_SECRET_LENGTH = 6
 
@@ -99,7 +101,8 @@ def _structured(record: logging.LogRecord) -> dict[str, str]:
 
 
 class Redactor:
-    """Replaces every configured secret value with ``***``."""
+    """Replaces every configured secret value, and anything shaped like an RTC token, with
+    ``***``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is removed whole.
@@ -110,7 +113,9 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        # RTC tokens are minted per start and so not in the list: redact anything shaped
+        # like an AccessToken2 ("007" + base64 of zlib data, whose first bytes encode "eJ").
+        return _RTC_TOKEN.sub(REDACTED, text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -150,7 +155,7 @@ class PlainFormatter(logging.Formatter):
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret the settings hold: customer secret, storage keys, vault key, webhook secret,
-    URL passwords, the dev API token."""
+    URL passwords, the dev API token, the App Certificate."""
     values = [settings.customer_secret.get_secret_value()]
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
@@ -161,6 +166,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     values += [p for u in (settings.redis_url, settings.api_base_url) if (p := url_password(u))]
     if settings.dev_token is not None:
         values.append(settings.dev_token.get_secret_value())
+    if settings.app_certificate is not None:
+        values.append(settings.app_certificate.get_secret_value())
     return values
 
 

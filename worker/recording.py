@@ -60,6 +60,7 @@ from worker.runtime import Runtime
 from worker.states import LIVE_STATES, JobState
 from worker.steps import Step, StopReason
 from worker.store import FileRecord, JobRecord
+from worker.tokens import recorder_token
 from worker.vault import is_sealed
 
 log = logging.getLogger("cloudrec.recording")
@@ -259,9 +260,19 @@ def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Nex
 def build_start_request(rt: Runtime, job: JobRecord) -> StartClientRequest:
     """The start body for a job: its recording profile, the storage profile's credentials."""
     spec = job.job_spec
-    token = rt.vault.get(job.job_id) if job.has_token else None
-    if job.has_token and token is None:
+    given = rt.vault.get(job.job_id) if job.has_token else None
+    if job.has_token and given is None:
         raise PermanentApiError("start", reason="the job's RTC token is no longer available")
+    # Built anew for every start request, restarts included: a minted token is for the job's
+    # current uid and lasts from now to the deadline (worker.tokens).
+    token = recorder_token(
+        rt.settings,
+        job_id=job.job_id,
+        cname=job.cname,
+        uid=job.uid,
+        stop_at=job.stop_at,
+        given=given,
+    )
     return StartClientRequest(
         token=token,
         recordingConfig=spec.recordingConfig,
@@ -459,17 +470,45 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
         if age < rt.settings.start_confirm_timeout:
             return Next(Step.WATCH, delay=_watch_backoff(age))
         error = exc.as_record() | {"reason": "recording never started (404)"}
-        return _stop_failed_start(rt, job_id, error)
+        return _stop_failed_start(rt, job_id, _with_join_failure(rt, job, error))
     if status in codes.RUNNING:
         rt.store.transition(job_id, {S.STARTING}, S.RECORDING)
         return DONE
     if status in codes.ENDED:
         error = {"operation": "query", "reason": f"recorder exited (status {status})"}
-        return _stop_failed_start(rt, job_id, error)
+        return _stop_failed_start(rt, job_id, _with_join_failure(rt, job, error))
     if age >= rt.settings.start_confirm_timeout:
         error = {"operation": "query", "reason": f"not started after {age:.0f} s (status {status})"}
         return _stop_failed_start(rt, job_id, error)
     return Next(Step.WATCH, delay=_watch_backoff(age))
+
+
+_TOKEN_CODES = {
+    codes.ErrorCode.TOKEN_EXPIRED: "RTC token expired",
+    codes.ErrorCode.TOKEN_INVALID: "RTC token invalid",
+}
+
+
+def _with_join_failure(rt: Runtime, job: JobRecord, error: dict[str, Any]) -> dict[str, Any]:
+    """``error`` made telling for a recorder that never got going. The service's answers only
+    say "exited" or 404 (a bad token surfaces later, docs/service/api-contract.md#start); its
+    notifications carry the recorder's error code (event 1: 109 token expired, 110 invalid),
+    and a start without any token is the likeliest cause when nothing tells more."""
+    heard = rt.ncs.get(job.sid) if job.sid else None
+    failure = heard.error if heard is not None else None
+    code = failure.get("code") if failure else None
+    if isinstance(code, int) and code in _TOKEN_CODES:
+        return error | {
+            "code": code,
+            "reason": f"{error['reason']}: {_TOKEN_CODES[codes.ErrorCode(code)]} ({code})",
+        }
+    if not job.has_token and rt.settings.app_certificate is None:
+        hint = (
+            "the start carried no RTC token; if the project has an App Certificate, set "
+            "CLOUDREC_APP_CERTIFICATE (the worker then mints one) or give the job a token"
+        )
+        return error | {"reason": f"{error['reason']}: {hint}"}
+    return error
 
 
 def _stop_failed_start(rt: Runtime, job_id: str, error: dict[str, Any]) -> Next:

@@ -63,6 +63,12 @@ if TYPE_CHECKING:
     help="require 'Authorization: Bearer TOKEN' on /dev/ (needed beyond loopback) "
     "[default: CLOUDREC_DEV_TOKEN]",
 )
+@click.option(
+    "--app-certificate",
+    default=None,
+    help="the project's App Certificate: the recorder then needs a valid RTC token "
+    "(AccessToken2) [default: CLOUDREC_APP_CERTIFICATE]",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -80,6 +86,7 @@ def emulator(
     sync_stop_timeout: float,
     media_dirs: tuple[str, ...],
     dev_token: str | None,
+    app_certificate: str | None,
 ) -> None:
     """Run the recording-service emulator (REST API + dev API)."""
     from emulator.config import EmulatorConfig
@@ -103,11 +110,25 @@ def emulator(
         sync_stop_timeout_seconds=sync_stop_timeout,
         media_dirs=tuple(Path(d) for d in media_dirs),
         dev_token=dev_token or settings.dev_token_value,
+        app_certificate=_app_certificate(app_certificate, settings),
     )
     try:
         serve(config)
     except DevTokenMissing as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _app_certificate(option: str | None, settings: Settings) -> str | None:
+    """--app-certificate, else CLOUDREC_APP_CERTIFICATE; refused unless 32 hex characters."""
+    if option is None:
+        cert = settings.app_certificate
+        return cert.get_secret_value() if cert is not None else None
+    if len(option) != 32 or any(c not in "0123456789abcdefABCDEF" for c in option):
+        raise click.BadParameter(
+            "must be the project's App Certificate: 32 hexadecimal characters",
+            param_hint="--app-certificate",
+        )
+    return option
 
 
 # Options cloudrec does not know go to Celery as they are: `cloudrec worker -n w1@%h
