@@ -46,3 +46,14 @@ def test_the_cli_module_does_not_import_the_service_clients():
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_bad_app_certificate_is_refused_without_echoing_it():
+    bad = "not-the-certificate-9f8e7d"
+    result = run_cli(["jobs"], _env(CLOUDREC_APP_ID="a" * 32, CLOUDREC_APP_CERTIFICATE=bad))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "CLOUDREC_APP_CERTIFICATE" in result.stderr and "32 hexadecimal" in result.stderr
+    assert bad not in result.stderr + result.stdout
+    emulator = run_cli(["emulator", "--port", "9", "--app-certificate", bad], _env())
+    assert emulator.returncode == 2 and "--app-certificate" in emulator.stderr
+    assert bad not in emulator.stderr + emulator.stdout
