@@ -41,6 +41,9 @@ VERSION = "007"
 SERVICE_RTC = 1
 # The service honours at most this (Agora: "each privilege is valid for a maximum of 24 hours").
 MAX_LIFETIME_SECONDS = 24 * 3600
+# A token is a few hundred bytes; its inflated content is read up to this (a larger one is
+# refused, so that a hostile one cannot inflate without bound).
+MAX_CONTENT_BYTES = 64 * 1024
 
 
 class Privilege(IntEnum):
@@ -215,9 +218,15 @@ def parse_token(token: str) -> RtcToken:
     if not token.startswith(VERSION):
         raise TokenError("token: not an AccessToken2 (it must start with 007)")
     try:
-        content = zlib.decompress(base64.b64decode(token[len(VERSION) :], validate=True))
+        inflater = zlib.decompressobj()
+        # Bounded: a hostile "token" of a few KB must not inflate to gigabytes.
+        content = inflater.decompress(
+            base64.b64decode(token[len(VERSION) :], validate=True), MAX_CONTENT_BYTES
+        )
     except (binascii.Error, ValueError, zlib.error):
         raise TokenError("token: not base64 of zlib data") from None
+    if inflater.unconsumed_tail:
+        raise TokenError(f"token: over {MAX_CONTENT_BYTES} bytes once inflated")
     reader = _Reader(content)
     signature = reader.string()
     signing_info = content[reader.pos :]

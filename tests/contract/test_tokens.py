@@ -261,3 +261,11 @@ def test_a_tampered_field_breaks_the_signature() -> None:
 def test_no_token_is_invalid() -> None:
     assert _check(None)[0] is TokenProblem.INVALID
     assert _check("")[0] is TokenProblem.INVALID
+
+
+def test_a_token_that_inflates_without_bound_is_refused_early() -> None:
+    bomb = "007" + base64.b64encode(zlib.compress(b"\0" * (50 * 1024 * 1024), 9)).decode()
+    assert len(bomb) < 100_000
+    with pytest.raises(TokenError, match="inflated"):
+        parse_token(bomb)
+    assert _check(bomb)[0] is TokenProblem.INVALID
