@@ -502,13 +502,19 @@ def _with_join_failure(rt: Runtime, job: JobRecord, error: dict[str, Any]) -> di
             "code": code,
             "reason": f"{error['reason']}: {_TOKEN_CODES[codes.ErrorCode(code)]} ({code})",
         }
-    if not job.has_token and rt.settings.app_certificate is None:
+    if job.has_token:
+        return error
+    if rt.settings.app_certificate is None:
         hint = (
             "the start carried no RTC token; if the project has an App Certificate, set "
             "CLOUDREC_APP_CERTIFICATE (the worker then mints one) or give the job a token"
         )
-        return error | {"reason": f"{error['reason']}: {hint}"}
-    return error
+    else:
+        hint = (
+            "if the recorder could not join with the token the worker minted, check that "
+            "CLOUDREC_APP_ID and CLOUDREC_APP_CERTIFICATE are the project's"
+        )
+    return error | {"reason": f"{error['reason']}: {hint}"}
 
 
 def _stop_failed_start(rt: Runtime, job_id: str, error: dict[str, Any]) -> Next:

@@ -223,3 +223,19 @@ def test_a_token_lasts_at_most_24_hours(caplog: pytest.LogCaptureFixture) -> Non
         token = mint_recorder_token(APP_ID, CERT, "long", "7", valid_until=now + 30 * 3600, now=now)
     assert parse_token(token.get_secret_value()).expire == 24 * 3600
     assert "at most 86400 s" in caplog.text
+
+
+def test_a_minted_token_the_service_refuses_says_what_to_check(
+    redis_url: str, emulator: EmulatorServer, dev: DevApiClient
+) -> None:
+    wrong = _runtime(redis_url, emulator, app_certificate="0" * 32)  # not the project's
+    try:
+        ids = _failed_start_error(wrong, dev, "wrongcert")
+        assert next(r for r in dev.recordings() if r["sid"] == ids["sid"])["token"]["reason"] == (
+            "signature does not match the App Certificate"
+        )
+        assert recording.watch_step(wrong, str(ids["job_id"])) == Next("stop")
+        error = wrong.store.get(str(ids["job_id"])).error
+        assert error is not None and "CLOUDREC_APP_CERTIFICATE are the project's" in error["reason"]
+    finally:
+        wrong.close()
