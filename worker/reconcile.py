@@ -309,6 +309,8 @@ def _ended_per_ncs(rt: Runtime, job: JobRecord, rec: NcsRecording) -> None:
     abnormal = rec.exit_status == 1 or rec.error is not None
     code = "unknown" if rec.leave_code is None else str(rec.leave_code)
     reason = f"recorder left by itself (NCS: leaveCode {code}, exitStatus {rec.exit_status})"
+    if rec.error is not None:  # event 1: e.g. 109, the RTC token expired and it was dropped
+        reason += f"; error {rec.error.get('code')}: {rec.error.get('msg')}"
     moved, _ = rt.store.transition(
         job.job_id,
         {S.RECORDING},

@@ -33,6 +33,7 @@ from worker import recording
 from worker.devapi import DevApiClient
 from worker.logs import Redactor, settings_secrets
 from worker.ncs import Envelope
+from worker.reconcile import reconcile
 from worker.recording import Next
 from worker.runtime import Runtime
 from worker.states import JobState
@@ -239,3 +240,31 @@ def test_a_minted_token_the_service_refuses_says_what_to_check(
         assert error is not None and "CLOUDREC_APP_CERTIFICATE are the project's" in error["reason"]
     finally:
         wrong.close()
+
+
+def test_a_callers_short_token_drops_the_recorder_and_the_job_ends_failed_saying_so(
+    redis_url: str, emulator: EmulatorServer, dev: DevApiClient
+) -> None:
+    # What minting prevents: a caller's token that ends mid-recording (4 s into a 60 s job).
+    rt = _runtime(redis_url, emulator, dev_api=False)
+    try:
+        dev.join("short", "1", video={"color": "#00FF00"}, audio={"tone": 440})
+        own = build_rtc_token(APP_ID, CERT, "short", 0, lifetime=4)
+        job, _ = recording.submit(rt, small_spec("short", duration=60, token=own))
+        recording.acquire_step(rt, job.job_id)
+        assert recording.start_step(rt, job.job_id).step == "watch"
+        sid = rt.store.get(job.job_id).sid
+        wait_for(lambda: recording.watch_step(rt, job.job_id) == recording.DONE, 10)
+        assert rt.store.get(job.job_id).state == JobState.RECORDING
+        row = wait_for(
+            lambda: next(r for r in dev.recordings() if r["sid"] == sid)["status"] == 20, 15
+        )
+        assert row
+        for event in dev.events(sid):  # what NCS posts to `cloudrec ncs`
+            rt.ncs.record(Envelope.parse(event))
+        reconcile(rt)
+        ended = rt.store.get(job.job_id)
+        assert ended.state == JobState.FAILED and ended.error is not None
+        assert "error 109" in ended.error["reason"] and "token expired" in ended.error["reason"]
+    finally:
+        rt.close()
