@@ -153,3 +153,26 @@ def test_a_worker_without_the_certificate_or_a_token_fails_with_the_real_error(
     (error,) = [e for e in world.dev.events(status["sid"]) if e["eventType"] == 1]
     assert error["payload"]["details"]["errorCode"] == 110  # what NCS would tell
     assert _row(world.dev, status["sid"])["token"]["errorCode"] == 110
+
+
+def test_the_emulator_takes_the_certificate_from_the_environment(
+    tmp_path: Path, redis_url: str
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = cloudrec_env(redis_url, base, CLOUDREC_APP_ID=APP_ID, CLOUDREC_APP_CERTIFICATE=CERT)
+    argv = ["emulator", "--port", str(port), "--storage-dir", str(tmp_path / "s"), "--qps", "0"]
+    with processes() as procs:
+        procs.append(spawn("emulator", argv, env, tmp_path))
+        wait_http(f"{base}/dev/faults")
+        api = Api(SimpleNamespace(base_url=base), appid=APP_ID)  # type: ignore[arg-type]
+        rid = api.acquire("envcert", "100")
+        sid = api.start_raw(rid, "envcert", "100", start_request()).json()["sid"]  # no token
+        assert api.wait_exited(sid)["token"]["errorCode"] == 110
+        good = start_request() | {
+            "token": build_rtc_token(APP_ID, CERT, "envcert", 101, lifetime=60)
+        }
+        rid = api.acquire("envcert", "101")
+        sid = api.start_raw(rid, "envcert", "101", good).json()["sid"]
+        assert api.recording(sid)["token"]["accepted"]
+        assert CERT not in procs[0].output()
