@@ -16,6 +16,10 @@ reservation holds again at once).
 With only queries waiting, queries get all 10 calls per second; the moment a stop has to wait,
 queries drop back to 70 % and the stop gets the next free slot.
 
+While a budget's stops are behind (the stop planner, :mod:`worker.planner`, has more stops than
+the budget serves on time, and marks it), every other call waits, whatever the window holds:
+queries and starts yield to stops until the stops have caught up.
+
 A call that would wait longer than ``max_inline_wait`` is not made: :class:`RateLimitWait` tells
 the task to retry later, so waiting work does not hold a worker slot.
 """
@@ -49,7 +53,8 @@ class Priority(enum.Enum):
         return list(Priority).index(self)
 
 
-# KEYS[1]: the log (zset of admitted calls), KEYS[2]: the demand hash.
+# KEYS[1]: the log (zset of admitted calls), KEYS[2]: the demand hash, KEYS[3]: the budget's
+# "stops behind" mark (worker.planner): while it exists only stops (rank 0) are admitted.
 # ARGV: window_ms, full capacity, own capacity (the priority's share), rank, lend_after_ms, member.
 # Demand fields: "w<rank>" = when this rank was last refused, "f<rank>" = when its current run of
 # waiting began (a run ends when the rank went a whole window without a refusal). Uses the Redis
@@ -62,6 +67,10 @@ local full = tonumber(ARGV[2])
 local own = tonumber(ARGV[3])
 local rank = tonumber(ARGV[4])
 local lend_after = tonumber(ARGV[5])
+if rank > 0 then
+  local behind = redis.call('PTTL', KEYS[3])
+  if behind > 0 then return {0, math.min(behind, window)} end
+end
 local function recent(field)
   local v = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
   return v >= 0 and now - v < window, v
@@ -104,12 +113,15 @@ class ApiRateLimiter:
         key: str = LIMITER_KEY,
         max_inline_wait: float = 0.25,
         lend_after: float = 0.2,
+        stops_behind_key: str | None = None,
     ) -> None:
         # Fractional rates (e.g. 0.5/s) become one call per 2 s window.
         self._capacity = max(1, int(rate))
         self._window_ms = int(1000 * self._capacity / rate)
         self._key = key
         self._demand_key = key + ":demand"
+        # Without a planner's mark key, a key nobody sets: nothing ever yields.
+        self._behind_key = stops_behind_key or key + ":behind"
         self._max_inline_wait = max_inline_wait
         self._lend_after_ms = int(lend_after * 1000)
         self._script = client.register_script(_ACQUIRE_LUA)
@@ -123,7 +135,7 @@ class ApiRateLimiter:
         """Take a slot if there is one: returns 0.0, else the seconds until one frees up."""
         own = max(1, int(self._capacity * priority.value))
         admitted, wait_ms = self._script(
-            keys=[self._key, self._demand_key],
+            keys=[self._key, self._demand_key, self._behind_key],
             args=[
                 self._window_ms,
                 self._capacity,
