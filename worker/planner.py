@@ -140,7 +140,8 @@ def plan_sends(stops: Sequence[PlannedStop], start: float, rate: float, horizon:
         return Plan([], 0.0, False, start)
     lateness = least_lateness(stops, start, rate)
     times = latest_times(stops, start, rate, lateness)
-    crunch = any(abs(at - stop.deadline) > 0.5 / rate for stop, at in times)
+    # A crunch: some stop goes more than one slot off its deadline, early or late.
+    crunch = any(abs(at - stop.deadline) > 1.0 / rate + 1e-6 for stop, at in times)
     sends = [(stop, at) for stop, at in times if at < start + horizon]
     return Plan(sends, lateness, crunch, times[-1][1])
 
@@ -223,12 +224,13 @@ class StopPlan:
         return mine
 
     def _mark(self, plan: Plan, now: float) -> None:
-        key = plan_behind_key(self.budget)
+        # Renewed every round of a crunch, to last until a second after its last planned stop
+        # (capped: a dispatcher that stops planning frees the budget soon). Once the plan is
+        # empty the mark runs out by itself, after the last stops already sent have gone.
         if plan.crunch:
             until = min(plan.busy_until - now, BEHIND_MAX_SECONDS) + 1.0
+            key = plan_behind_key(self.budget)
             self.redis.set(key, repr(plan.busy_until), px=max(1, int(until * 1000)))
-        else:
-            self.redis.delete(key)
 
     def behind(self) -> bool:
         return bool(self.redis.exists(plan_behind_key(self.budget)))
