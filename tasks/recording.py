@@ -120,20 +120,22 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
             follow(job_id, recording.fail_job(rt, job_id, exc))
             return
         rt.metrics.retry(step, type(exc).__name__)
-        raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc))) from None
+        raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc, step))) from None
     rt.store.forget_delivery(job_id, delivery)
     follow(job_id, nxt)
 
 
-def _backoff_base(exc: ApiError) -> float:
+def _backoff_base(exc: ApiError, step: Step | None = None) -> float:
     """Where a class's exponential backoff starts. No answer at all is most often a pooled
     connection the server had just closed: the first retry comes within 0.2 s (a deadline stop
-    must not lose seconds to it), then 0.4, 0.8, ... A 429 means we were too fast: start at 2-4 s.
-    Everything else: 1-2 s, doubling."""
+    must not lose seconds to it), then 0.4, 0.8, ... A 429 means we were too fast: start at 2-4 s,
+    except for a stop: stops are paced at the budget's rate (worker.planner), so a 429 is one
+    call arriving a hair early in the service's window, and the stop tries again within 0.5 s
+    (through the shared limiter). Everything else: 1-2 s, doubling."""
     if isinstance(exc, TransportError):
         return 0.1
     if isinstance(exc, RateLimitedByService):
-        return 2.0
+        return 0.25 if step == Step.STOP else 2.0
     return 1.0
 
 
