@@ -132,17 +132,16 @@ def latest_times(
     return out
 
 
-def plan_sends(stops: Sequence[PlannedStop], start: float, rate: float, horizon: float) -> Plan:
+def plan_sends(stops: Sequence[PlannedStop], start: float, rate: float, until: float) -> Plan:
     """Plan ``stops`` on a budget of ``rate`` requests per second that is free from ``start``:
-    the sends due before ``start + horizon`` (this round's), and whether the budget is in a
-    crunch."""
+    the sends due before ``until`` (this round's), and whether the budget is in a crunch."""
     if not stops:
         return Plan([], 0.0, False, start)
     lateness = least_lateness(stops, start, rate)
     times = latest_times(stops, start, rate, lateness)
     # A crunch: some stop goes more than one slot off its deadline, early or late.
     crunch = any(abs(at - stop.deadline) > 1.0 / rate + 1e-6 for stop, at in times)
-    sends = [(stop, at) for stop, at in times if at < start + horizon]
+    sends = [(stop, at) for stop, at in times if at < until]
     return Plan(sends, lateness, crunch, times[-1][1])
 
 
@@ -197,7 +196,9 @@ class StopPlan:
         (each with its send time). Marks the budget's stops behind while in a crunch."""
         free = self.redis.get(plan_free_key(self.budget))
         start = max(now, float(free) if free is not None else now)
-        plan = plan_sends(self.stops(), start, self.rate, horizon)
+        # Only this round's sends are committed, up to ``horizon`` from now (never from where
+        # the budget is free: the commitments would run ahead of the clock round after round).
+        plan = plan_sends(self.stops(), start, self.rate, now + horizon)
         self._mark(plan, now)
         if not plan.sends:
             return []

@@ -56,7 +56,7 @@ def test_simultaneous_deadlines_get_the_least_max_lateness(count, rate, early, b
 
 
 def test_a_stop_goes_early_only_when_a_crunch_needs_its_slot():
-    alone = plan_sends([PlannedStop("a", D, 120)], D - 120, 10, 3)
+    alone = plan_sends([PlannedStop("a", D, 120)], D - 120, 10, D - 117)
     assert alone.lateness == 0 and not alone.crunch and alone.sends == []  # not yet: at D
     assert schedule([PlannedStop("a", D, 120)], D - 120, 10)[0][1] == D
     # Twenty stops at 10/s with 5 s of tolerance: on time, the first 1.9 s early, no earlier.
@@ -84,9 +84,11 @@ def test_only_this_rounds_sends_leave_the_plan(redis_url, redis_client):
     assert all(now + 1 - 1e-6 <= at < now + 3 for _, at in sends)
     assert len(plan.stops()) == 32
     assert plan.behind()  # 40 stops at 4/s: 10 s behind; the other calls wait
-    # The next round starts where the budget is free again: no slot is handed out twice.
-    later = plan.round(now, horizon=3.0, lease=5.0)
+    # The next round starts where the budget is free again: no slot is handed out twice, and
+    # nothing is committed beyond the horizon from now.
+    later = plan.round(now + 1, horizon=3.0, lease=5.0)
     assert min(at for _, at in later) >= max(at for _, at in sends) + 0.25 - 1e-6
+    assert max(at for _, at in later) < now + 4 and len(later) == 4
 
 
 def test_two_dispatchers_never_send_one_stop_twice(redis_client):
