@@ -20,6 +20,10 @@ While a budget's stops are behind (the stop planner, :mod:`worker.planner`, has 
 the budget serves on time, and marks it), every other call waits, whatever the window holds:
 queries and starts yield to stops until the stops have caught up.
 
+A call the service refused with 429 did not count in the service's window: :meth:`refund` takes
+it out of ours too (else every 429 would cost a slot of the budget, and a crunch of stops paced
+at the limit would run slower than the limit).
+
 A call that would wait longer than ``max_inline_wait`` is not made: :class:`RateLimitWait` tells
 the task to retry later, so waiting work does not hold a worker slot.
 """
@@ -27,6 +31,7 @@ the task to retry later, so waiting work does not hold a worker slot.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 import uuid
 
@@ -125,6 +130,8 @@ class ApiRateLimiter:
         self._max_inline_wait = max_inline_wait
         self._lend_after_ms = int(lend_after * 1000)
         self._script = client.register_script(_ACQUIRE_LUA)
+        self._client = client
+        self._last = threading.local()  # each thread's last admitted call (for refund)
 
     @property
     def capacity(self) -> int:
@@ -134,6 +141,7 @@ class ApiRateLimiter:
     def try_acquire(self, priority: Priority = Priority.START) -> float:
         """Take a slot if there is one: returns 0.0, else the seconds until one frees up."""
         own = max(1, int(self._capacity * priority.value))
+        member = uuid.uuid4().hex
         admitted, wait_ms = self._script(
             keys=[self._key, self._demand_key, self._behind_key],
             args=[
@@ -142,10 +150,21 @@ class ApiRateLimiter:
                 own,
                 priority.rank,
                 self._lend_after_ms,
-                uuid.uuid4().hex,
+                member,
             ],
         )
-        return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000.0
+        if int(admitted):
+            self._last.member = member
+            return 0.0
+        return max(int(wait_ms), 1) / 1000.0
+
+    def refund(self) -> None:
+        """Take this thread's last admitted call out of the window: the service refused it (429)
+        without counting it."""
+        member = getattr(self._last, "member", None)
+        if member is not None:
+            self._last.member = None
+            self._client.zrem(self._key, member)
 
     def acquire(self, priority: Priority = Priority.START) -> None:
         """Block briefly for a slot, or raise :class:`RateLimitWait` if the wait would be long."""

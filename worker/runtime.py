@@ -74,6 +74,7 @@ class Runtime:
             client=RecordingApiClient(
                 settings,
                 acquire_slot=limiter.acquire,
+                refund_slot=limiter.refund,
                 on_api_call=metrics.api_call,
                 session=_pooled_session(),
             ),

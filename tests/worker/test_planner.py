@@ -161,3 +161,16 @@ def test_stop_early_max_is_validated(rt, value, rule):
         submit(rt, small_spec("bad-early", duration=600, stop_early_max=value))
     assert "stop_early_max" in str(caught.value) and rule in str(caught.value)
     assert rt.store.due_count() == 0  # nothing stored
+
+
+def test_a_call_the_service_refused_gives_its_slot_back(redis_client):
+    # Stops paced at the limit meet a 429 now and then (the service's window is not ours to
+    # the millisecond); the refused call did not count there, so it does not count here.
+    limiter = ApiRateLimiter(redis_client, 2, key="cloudrec:test:refund")
+    assert limiter.try_acquire(Priority.STOP) == limiter.try_acquire(Priority.STOP) == 0.0
+    assert limiter.try_acquire(Priority.STOP) > 0
+    limiter.refund()
+    assert limiter.try_acquire(Priority.STOP) == 0.0
+    limiter.refund()
+    limiter.refund()  # only the last admitted call of this thread, once
+    assert redis_client.zcard("cloudrec:test:refund") == 1
