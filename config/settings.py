@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     dispatch_lookahead: float = Field(default=3.0, ge=0, le=10)
     stop_lease: float = Field(default=5.0, ge=1, le=60)
 
+    # Stops planned against the API budget (worker.planner): a job's ``stop_early_max`` (how
+    # early its stop may go when the budget is short) may be at most this, seconds.
+    stop_early_cap: float = Field(default=3600.0, ge=0)
+
     # Completion callbacks (worker.callbacks): webhooks are signed per Standard Webhooks with
     # this ``whsec_<base64>`` secret (a spec with a webhook is refused while it is unset),
     # retried with backoff until delivered or until this many seconds after the job ended.

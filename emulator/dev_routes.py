@@ -170,6 +170,14 @@ async def requests_log(request: Request) -> JSONResponse:
     return JSONResponse({"requests": list(entries)})
 
 
+@router.get("/dev/api-requests")
+async def api_requests(request: Request) -> JSONResponse:
+    """Every REST call that passed the auth checks, oldest first (the last 100,000):
+    ``operation``, ``at`` (unix seconds, when it reached the service), ``appId``, ``admitted``
+    (false: refused by the rate limit, 429), and ``resourceid``/``sid`` from the path."""
+    return JSONResponse({"requests": list(request.app.state.gateway.api_log)})
+
+
 @router.get("/dev/ncs")
 async def ncs(request: Request) -> JSONResponse:
     """Delivery of the events to ``ncs_url``: attempts, delivered, failed, pending."""

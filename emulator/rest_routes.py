@@ -12,6 +12,8 @@ import base64
 import binascii
 import hmac
 import json
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,8 @@ from emulator.service import ApiResult, RecordingService
 
 router = APIRouter()
 
+API_LOG_LIMIT = 100_000
+
 
 class Gateway:
     """The gateway steps of every REST call."""
@@ -37,6 +41,10 @@ class Gateway:
         self.config = config
         self.service = service
         self.limiter = SlidingWindowLimiter(config.qps)
+        # Every REST call that passed the auth checks, for GET /dev/api-requests (the last
+        # API_LOG_LIMIT): when each operation reached the service, and whether the rate limit
+        # let it in.
+        self.api_log: deque[dict[str, Any]] = deque(maxlen=API_LOG_LIMIT)
         expected = f"{config.customer_id}:{config.customer_secret}".encode()
         self._expected = b"Basic " + base64.b64encode(expected)
 
@@ -68,7 +76,12 @@ class Gateway:
     ) -> JSONResponse:
         self.authenticate(request)
         self.check_appid(appid)
-        if not self.limiter.allow(appid):
+        admitted = self.limiter.allow(appid)
+        self.api_log.append(
+            {"operation": operation, "at": time.time(), "appId": appid, "admitted": admitted}
+            | {k: v for k, v in request.path_params.items() if k in ("resourceid", "sid")}
+        )
+        if not admitted:
             raise errors.rate_limited()
         faults = self.service.faults
         delay = faults.latency_for(operation, "before")

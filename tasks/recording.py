@@ -18,6 +18,7 @@ task modules import each other.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -40,11 +41,13 @@ from worker.errors import (
     RateLimitWait,
     TransportError,
 )
+from worker.keys import job_key
+from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import Next
 from worker.restorer import Holdings, dead_workers, kombu_restorer, restore_dead_workers
 from worker.runtime import Runtime
-from worker.states import JobState
+from worker.states import TERMINAL_STATES, JobState
 from worker.steps import Step, StopReason, attempts, due_leases, priority, task_name
 from worker.store import DueEntry, JobRecord, JobStore
 
@@ -117,20 +120,22 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
             follow(job_id, recording.fail_job(rt, job_id, exc))
             return
         rt.metrics.retry(step, type(exc).__name__)
-        raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc))) from None
+        raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc, step))) from None
     rt.store.forget_delivery(job_id, delivery)
     follow(job_id, nxt)
 
 
-def _backoff_base(exc: ApiError) -> float:
+def _backoff_base(exc: ApiError, step: Step | None = None) -> float:
     """Where a class's exponential backoff starts. No answer at all is most often a pooled
     connection the server had just closed: the first retry comes within 0.2 s (a deadline stop
-    must not lose seconds to it), then 0.4, 0.8, ... A 429 means we were too fast: start at 2-4 s.
-    Everything else: 1-2 s, doubling."""
+    must not lose seconds to it), then 0.4, 0.8, ... A 429 means we were too fast: start at 2-4 s,
+    except for a stop: stops are paced at the budget's rate (worker.planner), so a 429 is one
+    call arriving a hair early in the service's window, and the stop tries again within 0.5 s
+    (through the shared limiter). Everything else: 1-2 s, doubling."""
     if isinstance(exc, TransportError):
         return 0.1
     if isinstance(exc, RateLimitedByService):
-        return 2.0
+        return 0.25 if step == Step.STOP else 2.0
     return 1.0
 
 
@@ -191,7 +196,7 @@ def resume_submit(rt: Runtime, job: JobRecord) -> None:
     acquire finds the job moving on and its start finds the claim or the sid (one recording)."""
     if job.state != JobState.QUEUED:
         return
-    rt.store.restore_deadline(job.job_id, job.stop_at)
+    rt.store.restore_deadline(job.job_id, recording.stop_release(job))
     if job.start_at is not None:
         if rt.store.due_at(Step.START, job.job_id) is None:
             rt.store.schedule(Step.START, job.job_id, job.start_at)
@@ -347,11 +352,52 @@ def dispatch() -> int:
             lookahead=rt.settings.dispatch_lookahead,
             leases=DUE_LEASES,
         )
-        send_due(entries)
+        send_due(plan_stops(rt, entries))
         fired += len(entries)
         if len(entries) < DISPATCH_BATCH:
             break
-    return fired
+    return fired + send_planned(rt)
+
+
+# A job in these states, stopped for its deadline, has its stop planned against the API budget;
+# every other stop (a cancel, a stop-now, a failure, a stop in flight whose lease ran out) goes
+# at once, as before.
+_UNPLANNED_STATES = {str(JobState.STOPPING), *(str(s) for s in TERMINAL_STATES)}
+
+
+def plan_stops(rt: Runtime, entries: list[DueEntry]) -> list[DueEntry]:
+    """Take the claimed deadline stops into their budget's plan (:mod:`worker.planner`); returns
+    the entries to send as they are."""
+    stops = [e for e in entries if e.action == Step.STOP]
+    if not stops:
+        return entries
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for entry in stops:
+            pipe.hmget(job_key(entry.job_id), "state", "stop_reason", "stop_at", "stop_early_max")
+        fields = pipe.execute()
+    planned: list[PlannedStop] = []
+    direct: set[str] = set()
+    for entry, (state, reason, stop_at, early) in zip(stops, fields, strict=True):
+        if state is None or reason is not None or json.loads(state) in _UNPLANNED_STATES:
+            direct.add(entry.job_id)
+            continue
+        planned.append(PlannedStop(entry.job_id, float(stop_at), float(early or 0)))
+    rt.stop_plan().admit(planned)
+    return [e for e in entries if e.action != Step.STOP or e.job_id in direct]
+
+
+def send_planned(rt: Runtime) -> int:
+    """Send the planned stops whose time comes within this round, each to run at its time."""
+    settings = rt.settings
+    now = time.time()
+    sends = rt.stop_plan().round(
+        now, horizon=max(1.0, settings.dispatch_lookahead), lease=settings.stop_lease
+    )
+    if sends:
+        with app.producer_or_acquire() as producer:
+            for stop_, at in sends:
+                _send_stop(stop_.job_id, at - now if at - now > 0.01 else None, producer)
+    return len(sends)
 
 
 def restore_lost_messages(rt: Runtime) -> int:

@@ -50,6 +50,8 @@ log = logging.getLogger("cloudrec.api")
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 AcquireSlot = Callable[[Priority], None]
+# Gives back the slot of this thread's last call: the service refused it with 429, uncounted.
+RefundSlot = Callable[[], None]
 # (operation, HTTP status or None when nothing answered, API code or None). Must not raise.
 ApiCallHook = Callable[[str, int | None, int | None], None]
 
@@ -62,6 +64,10 @@ def _not_counted(operation: str, status: int | None, code: int | None) -> None:
     return None
 
 
+def _no_refund() -> None:
+    return None
+
+
 class RecordingApiClient:
     """Typed calls to acquire, start, query, update, updateLayout and stop."""
 
@@ -70,6 +76,7 @@ class RecordingApiClient:
         settings: Settings,
         *,
         acquire_slot: AcquireSlot = _no_limit,
+        refund_slot: RefundSlot = _no_refund,
         session: requests.Session | None = None,
         on_api_call: ApiCallHook = _not_counted,
     ) -> None:
@@ -79,6 +86,7 @@ class RecordingApiClient:
         self._timeout = (settings.api_connect_timeout, settings.api_read_timeout)
         self._stop_timeout = (settings.api_connect_timeout, settings.api_stop_read_timeout)
         self._acquire_slot = acquire_slot
+        self._refund_slot = refund_slot
         self._on_api_call = on_api_call
         self._session = session or requests.Session()
         self._session.auth = (
@@ -187,6 +195,8 @@ class RecordingApiClient:
         request_id = response.headers.get(routes.REQUEST_ID_HEADER)
         payload = _json_or_none(response)
         self._record_answer(operation, ids, response.status_code, payload, request_id)
+        if response.status_code == 429:
+            self._refund_slot()
         if response.status_code == 200 and payload is not None:
             return payload
         raise _to_error(operation, response.status_code, payload, request_id)

@@ -97,6 +97,12 @@ class DevApiClient:
         result = self._request("GET", "/requests")
         return list(result.get("requests", [])) if isinstance(result, dict) else []
 
+    def api_requests(self) -> list[dict[str, Any]]:
+        """Every REST call the emulator took, with when and whether the rate limit let it in
+        (``GET /dev/api-requests``)."""
+        result = self._request("GET", "/api-requests")
+        return list(result.get("requests", [])) if isinstance(result, dict) else []
+
     def set_faults(self, faults: dict[str, Any]) -> dict[str, Any]:
         return self._object("PUT", "/faults", faults)
 

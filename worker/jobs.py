@@ -104,6 +104,8 @@ class JobSpec(BaseModel):
     start_at: datetime | None = None
     duration: Annotated[int, Field(ge=1)] | None = None
     stop_at: datetime | None = None
+    # How early the stop may go when the API budget is short (worker.planner), seconds.
+    stop_early_max: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     callback: Callback | None = None
 
@@ -197,6 +199,7 @@ class StoredSpec(BaseModel):
 class JobTimes(BaseModel):
     start_at: float | None
     stop_at: float
+    stop_early_max: float = 0.0
 
 
 def parse_job_spec(data: Any, settings: Settings, *, minted: bool = False) -> JobSpec:
@@ -305,7 +308,27 @@ def resolve_times(spec: JobSpec, settings: Settings, now: float) -> JobTimes:
             raise JobSpecError(_over_cap("stop_at", settings, f"{stop - begin:.0f} s"))
     else:
         stop = begin + (spec.duration or settings.max_duration)
-    return JobTimes(start_at=start if start and start > now else None, stop_at=stop)
+    _check_stop_early(spec.stop_early_max, stop - begin, settings)
+    return JobTimes(
+        start_at=start if start and start > now else None,
+        stop_at=stop,
+        stop_early_max=spec.stop_early_max,
+    )
+
+
+def _check_stop_early(early: float, length: float, settings: Settings) -> None:
+    """``stop_early_max`` at most the recording's length (an earlier stop would come before it
+    starts) and at most ``CLOUDREC_STOP_EARLY_CAP``."""
+    cap = settings.stop_early_cap
+    if early > cap:
+        raise JobSpecError(
+            f"stop_early_max: must be at most CLOUDREC_STOP_EARLY_CAP = {cap:g} s (got {early:g})"
+        )
+    if early > 0 and early >= length:
+        raise JobSpecError(
+            "stop_early_max: must be less than the recording's length "
+            f"({length:.0f} s from its start to stop_at or duration; got {early:g})"
+        )
 
 
 def _epoch(moment: datetime | None, field: str) -> float | None:

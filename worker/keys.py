@@ -10,6 +10,7 @@ no name here may change. Everything lives under ``cloudrec:``::
     sid_unknown                                    jobs that ended "sid unknown" (worker.recording)
     reconcile:scanned                              the reconciler's round marker
     ratelimit:api                                  the shared API budget (worker.limiter)
+    plan:<budget>[:behind|:free]                   stops planned against a budget (worker.planner)
     metrics:<name>                                 counters (worker.metrics)
     ncs:...                                        the NCS ledger (worker.ncs)
     workers, worker:<id>:held, reaping:<id>        message holdings (worker.restorer)
@@ -73,6 +74,23 @@ def vault_key(owner: str) -> str:
 SID_UNKNOWN_KEY = PREFIX + "sid_unknown"  # zset job id -> when it ended "sid unknown"
 SCANNED_KEY = PREFIX + "reconcile:scanned"
 LIMITER_KEY = PREFIX + "ratelimit:api"
+
+
+# -- stops planned against the API budget (worker.planner) --------------------------------------
+def plan_key(budget: str) -> str:
+    """A zset of a budget's released stops waiting to be sent: "<job id> <early>" -> deadline."""
+    return f"{PREFIX}plan:{budget}"
+
+
+def plan_behind_key(budget: str) -> str:
+    """Set while the budget's stops are behind: its other calls wait (worker.limiter)."""
+    return f"{PREFIX}plan:{budget}:behind"
+
+
+def plan_free_key(budget: str) -> str:
+    """When the budget is free again for planned stops (after the sends already made)."""
+    return f"{PREFIX}plan:{budget}:free"
+
 
 # -- metrics (worker.metrics) ------------------------------------------------------------------
 METRICS_PREFIX = PREFIX + "metrics:"

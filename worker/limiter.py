@@ -16,6 +16,14 @@ reservation holds again at once).
 With only queries waiting, queries get all 10 calls per second; the moment a stop has to wait,
 queries drop back to 70 % and the stop gets the next free slot.
 
+While a budget's stops are behind (the stop planner, :mod:`worker.planner`, has more stops than
+the budget serves on time, and marks it), every other call waits, whatever the window holds:
+queries and starts yield to stops until the stops have caught up.
+
+A call the service refused with 429 did not count in the service's window: :meth:`refund` takes
+it out of ours too (else every 429 would cost a slot of the budget, and a crunch of stops paced
+at the limit would run slower than the limit).
+
 A call that would wait longer than ``max_inline_wait`` is not made: :class:`RateLimitWait` tells
 the task to retry later, so waiting work does not hold a worker slot.
 """
@@ -23,6 +31,7 @@ the task to retry later, so waiting work does not hold a worker slot.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 import uuid
 
@@ -49,7 +58,8 @@ class Priority(enum.Enum):
         return list(Priority).index(self)
 
 
-# KEYS[1]: the log (zset of admitted calls), KEYS[2]: the demand hash.
+# KEYS[1]: the log (zset of admitted calls), KEYS[2]: the demand hash, KEYS[3]: the budget's
+# "stops behind" mark (worker.planner): while it exists only stops (rank 0) are admitted.
 # ARGV: window_ms, full capacity, own capacity (the priority's share), rank, lend_after_ms, member.
 # Demand fields: "w<rank>" = when this rank was last refused, "f<rank>" = when its current run of
 # waiting began (a run ends when the rank went a whole window without a refusal). Uses the Redis
@@ -62,6 +72,10 @@ local full = tonumber(ARGV[2])
 local own = tonumber(ARGV[3])
 local rank = tonumber(ARGV[4])
 local lend_after = tonumber(ARGV[5])
+if rank > 0 then
+  local behind = redis.call('PTTL', KEYS[3])
+  if behind > 0 then return {0, math.min(behind, window)} end
+end
 local function recent(field)
   local v = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
   return v >= 0 and now - v < window, v
@@ -104,15 +118,20 @@ class ApiRateLimiter:
         key: str = LIMITER_KEY,
         max_inline_wait: float = 0.25,
         lend_after: float = 0.2,
+        stops_behind_key: str | None = None,
     ) -> None:
         # Fractional rates (e.g. 0.5/s) become one call per 2 s window.
         self._capacity = max(1, int(rate))
         self._window_ms = int(1000 * self._capacity / rate)
         self._key = key
         self._demand_key = key + ":demand"
+        # Without a planner's mark key, a key nobody sets: nothing ever yields.
+        self._behind_key = stops_behind_key or key + ":behind"
         self._max_inline_wait = max_inline_wait
         self._lend_after_ms = int(lend_after * 1000)
         self._script = client.register_script(_ACQUIRE_LUA)
+        self._client = client
+        self._last = threading.local()  # each thread's last admitted call (for refund)
 
     @property
     def capacity(self) -> int:
@@ -122,18 +141,30 @@ class ApiRateLimiter:
     def try_acquire(self, priority: Priority = Priority.START) -> float:
         """Take a slot if there is one: returns 0.0, else the seconds until one frees up."""
         own = max(1, int(self._capacity * priority.value))
+        member = uuid.uuid4().hex
         admitted, wait_ms = self._script(
-            keys=[self._key, self._demand_key],
+            keys=[self._key, self._demand_key, self._behind_key],
             args=[
                 self._window_ms,
                 self._capacity,
                 own,
                 priority.rank,
                 self._lend_after_ms,
-                uuid.uuid4().hex,
+                member,
             ],
         )
-        return 0.0 if int(admitted) else max(int(wait_ms), 1) / 1000.0
+        if int(admitted):
+            self._last.member = member
+            return 0.0
+        return max(int(wait_ms), 1) / 1000.0
+
+    def refund(self) -> None:
+        """Take this thread's last admitted call out of the window: the service refused it (429)
+        without counting it."""
+        member = getattr(self._last, "member", None)
+        if member is not None:
+            self._last.member = None
+            self._client.zrem(self._key, member)
 
     def acquire(self, priority: Priority = Priority.START) -> None:
         """Block briefly for a slot, or raise :class:`RateLimitWait` if the wait would be long."""

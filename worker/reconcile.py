@@ -50,6 +50,7 @@ from worker import keys
 from worker.errors import ApiError, LocatorUnavailable, RateLimitWait, WorkerNotFound
 from worker.locator import KnownRecording, RecordingLocator
 from worker.ncs import NcsRecording
+from worker.planner import PlannedStop
 from worker.recording import (
     DONE,
     NCS_SETTLE_SECONDS,
@@ -60,6 +61,7 @@ from worker.recording import (
     missing_probe_interval,
     ncs_end_fields,
     note_missing,
+    stop_release,
 )
 from worker.recording import find_sid as find_job_sid
 from worker.states import ACTIVE_STATES, JobState
@@ -192,8 +194,9 @@ def redrive_stuck(
 ) -> None:
     """Re-send the step of every job that made no progress for ``reconcile_stuck_after``."""
     restore_deadlines(rt, jobs, report)
+    planned = planned_stops(rt, jobs, now)
     for job in jobs:
-        nxt = stuck_step(rt, job, now, backlog=backlog)
+        nxt = stuck_step(rt, job, now, backlog=backlog, stop_planned=job.job_id in planned)
         if nxt.step is not None:
             log.info(
                 "reconcile: job %s stuck in %s: sending %s",
@@ -205,8 +208,12 @@ def redrive_stuck(
             report.redrive.append((job.job_id, nxt))
 
 
-def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> Next:
-    """The step a job needs re-sent, or ``DONE`` if it is moving (or waiting on purpose)."""
+def stuck_step(
+    rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0, stop_planned: bool = False
+) -> Next:
+    """The step a job needs re-sent, or ``DONE`` if it is moving (or waiting on purpose).
+    ``stop_planned``: the job's stop waits in the plan of its API budget (worker.planner): a
+    recording past its deadline then waits for its planned turn."""
     stuck = rt.settings.reconcile_stuck_after
     if backlog:
         stuck *= BACKLOG_PATIENCE
@@ -234,7 +241,8 @@ def stuck_step(rt: Runtime, job: JobRecord, now: float, *, backlog: int = 0) -> 
         return (
             Next(Step.WATCH) if now - started > rt.settings.start_confirm_timeout + stuck else DONE
         )
-    if job.state == S.RECORDING and job.stop_at < now - OVERDUE_FACTOR * rt.settings.stop_lease:
+    overdue = job.stop_at < now - OVERDUE_FACTOR * rt.settings.stop_lease
+    if job.state == S.RECORDING and overdue and not stop_planned:
         return Next(Step.STOP)
     return DONE
 
@@ -245,11 +253,22 @@ def _quiet_since(job: JobRecord, now: float) -> float:
     return now - max(m for m in marks if m is not None)
 
 
+def planned_stops(rt: Runtime, jobs: Sequence[JobRecord], now: float) -> set[str]:
+    """The overdue recording jobs whose stop waits in its budget's plan (worker.planner)."""
+    limit = now - OVERDUE_FACTOR * rt.settings.stop_lease
+    overdue = [j for j in jobs if j.state == S.RECORDING and j.stop_at < limit]
+    if not overdue:
+        return set()
+    stops = [PlannedStop(j.job_id, j.stop_at, j.stop_early_max) for j in overdue]
+    waiting = rt.stop_plan().planned(stops)
+    return {stop.job_id for stop, yes in zip(stops, waiting, strict=True) if yes}
+
+
 def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileReport) -> None:
     """Every active job has its stop deadline in the due-queue; put back any that is missing."""
     present = rt.store.due_scores("stop", [j.job_id for j in jobs])
     for job, score in zip(jobs, present, strict=True):
-        if score is None and rt.store.restore_deadline(job.job_id, job.stop_at):
+        if score is None and rt.store.restore_deadline(job.job_id, stop_release(job)):
             report.deadlines_restored += 1
             log.warning(
                 "reconcile: job %s had no stop deadline; restored",

@@ -56,6 +56,7 @@ from worker.errors import (
 )
 from worker.jobs import JobSpec, parse_job_spec, resolve_times
 from worker.ncs import NcsRecording
+from worker.planner import release_time
 from worker.runtime import Runtime
 from worker.states import LIVE_STATES, JobState
 from worker.steps import Step, StopReason
@@ -122,17 +123,26 @@ def submit(
         created_at=now,
         start_at=times.start_at,
         stop_at=times.stop_at,
+        stop_early_max=times.stop_early_max,
         history=[],
     )
     record, created = rt.store.create(record)
     if created:
         if token is not None:
             rt.vault.put(job_id, token, int(times.stop_at - now) + 86_400)
-        # The deadline exists from the first moment: a job is never without its stop.
-        rt.store.schedule(Step.STOP, job_id, record.stop_at)
+        # The deadline exists from the first moment: a job is never without its stop. It is due
+        # from its release (the deadline, or up to stop_early_max before: worker.planner).
+        rt.store.schedule(Step.STOP, job_id, stop_release(record))
         if record.start_at is not None:
             rt.store.schedule(Step.START, job_id, record.start_at)
     return record, created
+
+
+def stop_release(job: JobRecord) -> float:
+    """When the job's deadline stop is due in the due-queue: its deadline, less the tolerance
+    the job gives (the planner never sends it earlier, and sends it that early only when the
+    API budget needs it)."""
+    return release_time(job.stop_at, job.stop_early_max)
 
 
 def _job_token(rt: Runtime, spec: JobSpec, via_broker: bool) -> SecretStr | None:
@@ -905,6 +915,7 @@ __all__ = [
     "request_stop",
     "seek_sid",
     "start_step",
+    "stop_release",
     "stop_step",
     "submit",
     "watch_step",

@@ -15,11 +15,13 @@ import requests.adapters
 from config import Settings
 from worker.client import RecordingApiClient
 from worker.devapi import locator_for
+from worker.keys import plan_behind_key
 from worker.leases import LeaseKeeper
 from worker.limiter import ApiRateLimiter
 from worker.locator import RecordingLocator, sid_of_resource
 from worker.metrics import Metrics
 from worker.ncs import NcsLedger
+from worker.planner import StopPlan, budget_key
 from worker.store import JobStore
 from worker.vault import TokenVault
 
@@ -54,7 +56,11 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         client = redis.Redis.from_url(settings.redis_url)
-        limiter = ApiRateLimiter(client, settings.api_rate_limit)
+        limiter = ApiRateLimiter(
+            client,
+            settings.api_rate_limit,
+            stops_behind_key=plan_behind_key(budget_key(settings.app_id)),
+        )
         metrics = Metrics(client)
         return cls(
             settings=settings,
@@ -68,6 +74,7 @@ class Runtime:
             client=RecordingApiClient(
                 settings,
                 acquire_slot=limiter.acquire,
+                refund_slot=limiter.refund,
                 on_api_call=metrics.api_call,
                 session=_pooled_session(),
             ),
@@ -85,6 +92,10 @@ class Runtime:
         """The sid a resource started, if the service can tell (None otherwise)."""
         locator = self.locator
         return None if locator is None else sid_of_resource(locator, resource_id)
+
+    def stop_plan(self) -> StopPlan:
+        """The stop plan of the API budget this process's calls spend (worker.planner)."""
+        return StopPlan(self.redis, budget_key(self.settings.app_id), self.settings.api_rate_limit)
 
     def close(self) -> None:
         self.client.close()

@@ -143,6 +143,8 @@ class JobRecord(BaseModel):
     created_at: float
     start_at: float | None = None
     stop_at: float
+    # How early its stop may go when the API budget is short (worker.planner); 0: never early.
+    stop_early_max: float = 0.0
     resource_id: str | None = None
     acquired_at: float | None = None
     sid: str | None = None

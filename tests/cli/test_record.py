@@ -21,8 +21,9 @@ SMALL = ["--size", "160x120", "--fps", "10", "--bitrate", "200", "--files", "hls
         (["--background", "red"], "recordingConfig.transcodingConfig.backgroundColor"),
         (["--duration", "0"], "duration"),
         (["--storage", "nowhere"], "storage"),
+        (["--duration", "30", "--stop-early-max", "30"], "stop_early_max"),
     ],
-    ids=["max-idle", "background", "duration", "storage"],
+    ids=["max-idle", "background", "duration", "storage", "stop-early-max"],
 )
 def test_an_invalid_record_names_the_field_and_stores_nothing(
     deployment: Deployment, argv: list[str], field: str
@@ -93,3 +94,13 @@ def test_record_without_wait_prints_the_job_id_at_once(deployment: Deployment) -
     assert result.stdout.strip() == "cli-id-1"
     again = deployment.cli("record", "cli-id", "--duration", "2", *SMALL, "--job-id", "cli-id-1")
     assert again.stdout.strip() == "cli-id-1"  # the same job, not a second recording
+
+
+def test_record_stop_early_max_lets_the_stop_go_that_early_at_most(deployment: Deployment) -> None:
+    argv = ["--duration", "600", "--stop-early-max", "90", "--job-id", "cli-early-1"]
+    result = deployment.cli("record", "cli-early", *SMALL, *argv)
+    assert result.returncode == 0, result.stderr
+    job = deployment.store.get("cli-early-1")
+    assert job.stop_early_max == 90
+    assert deployment.store.due_at("stop", job.job_id) == pytest.approx(job.stop_at - 90)
+    deployment.cli("cancel", job.job_id)

@@ -44,6 +44,7 @@ def build_spec(
     prefix: str | None = None,
     uid: str | None = None,
     job_id: str | None = None,
+    stop_early_max: float | None = None,
 ) -> dict[str, Any]:
     """A job spec from ``cloudrec record`` flags, on top of an optional ``--spec`` file."""
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
@@ -67,7 +68,13 @@ def build_spec(
         rc["maxIdleTime"] = max_idle
     if files is not None:
         spec["recordingFileConfig"] = {"avFileType": [f.strip() for f in files.split(",") if f]}
-    optional = {"duration": duration, "storage": storage, "uid": uid, "job_id": job_id}
+    optional = {
+        "duration": duration,
+        "storage": storage,
+        "uid": uid,
+        "job_id": job_id,
+        "stop_early_max": stop_early_max,
+    }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if prefix is not None:
         spec["fileNamePrefix"] = [p for p in prefix.split("/") if p]
@@ -99,6 +106,11 @@ def _parse_size(size: str) -> tuple[int, int]:
 @click.option("--prefix", help="fileNamePrefix as a/b/c")
 @click.option("--uid", help="recorder uid (default: from the configured range)")
 @click.option("--job-id", help="idempotency key")
+@click.option(
+    "--stop-early-max",
+    type=float,
+    help="seconds the stop may go early when the API budget is short (default 0: never early)",
+)
 @click.option("--spec", "spec_file", type=click.File("r"), help="job spec JSON; flags override")
 @click.option("--wait", is_flag=True, help="follow the job to its end; exit 0 only if completed")
 @click.option("--json", "as_json", is_flag=True)
@@ -119,6 +131,7 @@ def record(
     prefix: str | None,
     uid: str | None,
     job_id: str | None,
+    stop_early_max: float | None,
     spec_file: Any,
     wait: bool,
     as_json: bool,
@@ -146,6 +159,7 @@ def record(
         prefix=prefix,
         uid=uid,
         job_id=job_id,
+        stop_early_max=stop_early_max,
     )
     rt = runtime_for(ctx)
     try:
