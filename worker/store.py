@@ -19,6 +19,8 @@ Layout (all keys under ``cloudrec:``)::
     deliveries:<id>   hash   how many times each step of a job was delivered (redelivery cap)
     checked           zset   job id -> when the reconciler last queried its recording (only the
                              last ``reconcile_check_interval``: bounded by the query budget)
+    ended-count:<hour> hash  terminal state -> jobs that ended in that hour (epoch // 3600),
+                             kept 26 h: the exporter's counts, without walking the ended jobs
 
 Why two keys: Redis keeps a hash compact (listpack) only while every value is at most 64 bytes;
 one 224-character resourceId would turn the whole record into a hashtable, about 80 bytes of
@@ -334,6 +336,9 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
     redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
     redis.call('ZREM', KEYS[2] .. 'checked', id)
     redis.call('ZADD', KEYS[2] .. 'ended', now, id)
+    local counted = KEYS[2] .. 'ended-count:' .. math.floor(now / @HOUR@)
+    redis.call('HINCRBY', counted, new, 1)
+    redis.call('EXPIRE', counted, @TTL@)
   else
     redis.call('SADD', KEYS[2] .. 'state:' .. new, id)
   end
@@ -347,7 +352,7 @@ if ARGV[4] == '1' and new ~= cur then
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
 return {1, new, ids[1] or '', ids[2] or ''}
-"""
+""".replace("@HOUR@", str(keys.ENDED_COUNT_HOUR)).replace("@TTL@", str(keys.ENDED_COUNT_TTL))
 
 # KEYS: due zset. ARGV: now, default lease seconds, max count, lookahead seconds, then pairs of
 # (action, lease seconds) overriding the default. Claims the members due by now + lookahead by
