@@ -128,7 +128,9 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()}", flush=True)
     server = RedisServer(tmp / "redis", appendfsync="everysec").start()
     emulator = EmulatorProcess(tmp / "storage", startup_seconds=2.0).start()
-    settings = Settings(redis_url=server.url, api_base_url=emulator.base_url, api_rate_limit=100_000)
+    settings = Settings(
+        redis_url=server.url, api_base_url=emulator.base_url, api_rate_limit=100_000
+    )
     services: list[Service] = []
     figures: dict[str, Any] = {"jobs": args.jobs, "logs": str(tmp)}
     rt = Runtime.build(settings)
@@ -138,7 +140,8 @@ def main() -> int:
             Service([*COMPOSE_WORKER, *level, "-n", f"worker{i}@%h"], settings, tmp / f"w{i}.log")
             for i in range(args.workers)
         ]
-        beat = Service(["beat", "--schedule", str(tmp / "beat-schedule")], settings, tmp / "beat.log")
+        schedule = ["--schedule", str(tmp / "beat-schedule")]
+        beat = Service(["beat", *schedule], settings, tmp / "beat.log")
         services = [*workers, beat]
         caller = Celery(broker=server.url)  # the other service: no cloudrec import
         wait_workers(caller, args.workers)

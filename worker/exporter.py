@@ -36,6 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from config import Settings
+from worker.keys import ENDED_COUNT_HOUR, ended_count_key
 from worker.metrics import (
     API_CALLS,
     CALLBACKS,
@@ -52,7 +53,6 @@ from worker.ncs import UNCLAIMED_GRACE, NcsLedger
 from worker.queues import stranded_counts
 from worker.schedules import SCHEDULES_KEY, schedule_key
 from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
-from worker.keys import ENDED_COUNT_HOUR, ended_count_key
 from worker.store import DUE_KEY, job_key, state_key
 
 log = logging.getLogger("cloudrec.exporter")

@@ -19,7 +19,8 @@ no name here may change. Everything lives under ``cloudrec:``::
     redbeat:...                                    celery-redbeat's own keys (its prefix)
 
 The job store's transition script (worker.store) builds ``state:``, ``due``, ``deliveries:``,
-``checked``, ``ended`` and ``ended-count:`` from :data:`PREFIX` inside Redis: those names are written there too.
+``checked``, ``ended`` and ``ended-count:`` from :data:`PREFIX` inside Redis: those names are
+written there too.
 """
 
 from __future__ import annotations

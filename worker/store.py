@@ -488,6 +488,14 @@ class JobStore:
             raise JobNotFound(job_id)
         return records[0]
 
+    def log_fields(self, job_id: str) -> dict[str, str | None]:
+        """The job's cname and sid for a task's log lines: two small fields, one round trip
+        (every task reads them; the whole record would cost a parse per task)."""
+        cname, sid = self.redis.hmget(job_key(job_id), "cname", "sid")
+        if cname is None:
+            return {}
+        return {"cname": _json_or_none(cname), "sid": _json_or_none(sid) if sid else None}
+
     def find(self, job_id: str) -> JobRecord | None:
         try:
             return self.get(job_id)
@@ -717,7 +725,7 @@ class JobStore:
     def count_delivery(self, job_id: str, step: str) -> int:
         """Count one more delivery of ``step`` for this job; returns the total so far."""
         key = deliveries_key(job_id)
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(key, step, 1)
             pipe.expire(key, self.retention)
             count, _ = pipe.execute()
