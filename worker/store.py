@@ -59,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from worker import keys
 from worker.errors import JobNotFound
@@ -128,8 +128,24 @@ class FileRecord(BaseModel):
 
 
 class HistoryEntry(BaseModel):
+    """One state change. Stored compact, ``["recording", 1796005346.943]`` (the time to the
+    millisecond, as status shows it); the ``{"state": ..., "at": ...}`` objects of earlier
+    versions read the same."""
+
     state: JobState
     at: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return {"state": value[0], "at": value[1]}
+        return value
+
+
+def _history_entry(state: JobState | str, at: float) -> list[Any]:
+    """A history entry as stored (see :class:`HistoryEntry`)."""
+    return [str(state), round(at, 3)]
 
 
 class JobRecord(BaseModel):
@@ -234,6 +250,8 @@ def _split(record: JobRecord) -> tuple[dict[Any, Any], str]:
     # The job id is the key: not stored twice.
     dumped = record.model_dump(mode="json", exclude_defaults=True, exclude={"job_id"})
     dumped["state"] = str(record.state)
+    if "history" in dumped:
+        dumped["history"] = [_history_entry(h.state, h.at) for h in record.history]
     fields: dict[Any, Any] = {k: _encode(v) for k, v in dumped.items() if k not in BIG_FIELDS}
     data = {k: _encode(v) for k, v in dumped.items() if k in BIG_FIELDS}
     return fields, json.dumps(data, separators=(",", ":"))
@@ -527,7 +545,7 @@ class JobStore:
         if target is not None:
             check_transition(source_set - {target}, target)
         now = time.time()
-        entry = _encode({"state": str(target), "at": now}) if target else ""
+        entry = _encode(_history_entry(target, now)) if target else ""
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _encode(value)]

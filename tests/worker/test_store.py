@@ -228,3 +228,22 @@ def test_log_fields_are_the_jobs_cname_and_sid(store):
     store.transition("lf", {S.QUEUED}, None, sid="s-1")
     assert store.log_fields("lf") == {"cname": "c", "sid": "s-1"}
     assert store.log_fields("nope") == {}
+
+
+def test_history_is_stored_compact_and_old_entries_still_read(store, redis_client):
+    import json
+
+    from worker.store import data_key
+
+    store.create(_record("h1"))
+    store.transition("h1", {S.QUEUED}, S.ACQUIRING)
+    blob = json.loads(redis_client.get(data_key("h1")))
+    ((state, at),) = json.loads(blob["history"])
+    assert state == "acquiring" and at == round(at, 3)
+    # A record a version before this one wrote: history entries as objects.
+    blob["history"] = json.dumps([{"state": "acquiring", "at": 1.5}])
+    redis_client.set(data_key("h1"), json.dumps(blob))
+    store.transition("h1", {S.ACQUIRING}, S.STARTING)
+    history = store.get("h1").history
+    assert [(h.state, h.at) for h in history[:1]] == [(S.ACQUIRING, 1.5)]
+    assert history[1].state == S.STARTING
