@@ -17,9 +17,9 @@ Figures printed:
 
 - stop lateness p50/p99/max: the emulator's own stop time (``stoppedAt`` in ``GET
   /dev/recordings``) minus the job's ``stop_at``, over every deadline stop (goal: p99 <= 1 s,
-  max <= 2 s);
+  max <= 2 s; at 10,000 jobs or fewer p99 <= 0.25 s);
 - Redis memory per active job: ``used_memory`` with N jobs recording, minus the baseline before
-  the first submit, over N (goal: <= 2 KB);
+  the first submit, over N (goal: <= 1,024 bytes);
 - worker memory (RSS of both worker processes) at 1,000 and at N active jobs (goal: flat);
 - the promises: every job terminal, one recording per job, none left live.
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -134,6 +135,7 @@ def main() -> int:
     ).start()
     beat = BeatProcess(settings, tmp)
     figures: dict[str, Any] = {"jobs": args.jobs, "logs": str(tmp)}
+    figures["load_average_at_start"] = os.getloadavg()
     try:
         wait_workers(2)
         beat.start()
@@ -146,6 +148,7 @@ def main() -> int:
         recorder.stop()
         emulator.stop()
         server.stop()
+    figures["load_average_at_end"] = os.getloadavg()
     print(json.dumps(figures, indent=2))
     return 0 if figures.get("ok") else 1
 
@@ -220,9 +223,9 @@ def run(
         out["every_job_terminal"]
         and out["started_twice"] == 0
         and out["left_live"] == 0
-        and out["lateness_p99_s"] <= 1.0
+        and out["lateness_p99_s"] <= (0.25 if args.jobs <= 10_000 else 1.0)
         and out["lateness_max_s"] <= 2.0
-        and (out["redis_bytes_per_active_job"] or 1e9) <= 2048
+        and (out["redis_bytes_per_active_job"] or 1e9) <= 1024
     )
     return out
 

@@ -152,7 +152,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "task_default_priority": priority(Step.ACQUIRE),
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # No task-sent events: every step a worker or the dispatcher sends would publish one
+        # more event message (a fanout PUBLISH) per task; the workers' received/started/
+        # succeeded events (-E) are what Flower shows a task by.
+        "task_send_sent_event": False,
         "task_default_queue": RECORDING_QUEUE,
         # Each queue its own exchange and key: a bare Queue(name) would be bound to the default
         # exchange under the default queue's key, so both queues would share one binding.
@@ -241,8 +244,7 @@ def runtime() -> Runtime:
 
 def job_log_fields(job_id: str) -> Mapping[str, str | None]:
     """The job's cname and sid from this process's job store (for its task's log lines)."""
-    job = runtime().store.find(job_id)
-    return {"cname": job.cname, "sid": job.sid} if job is not None else {}
+    return runtime().store.log_fields(job_id)
 
 
 configure(Settings())

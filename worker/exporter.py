@@ -36,6 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from config import Settings
+from worker.keys import ENDED_COUNT_HOUR, ended_count_key
 from worker.metrics import (
     API_CALLS,
     CALLBACKS,
@@ -52,14 +53,15 @@ from worker.ncs import UNCLAIMED_GRACE, NcsLedger
 from worker.queues import stranded_counts
 from worker.schedules import SCHEDULES_KEY, schedule_key
 from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
-from worker.store import DUE_KEY, JOBS_KEY, job_key, state_key
+from worker.store import DUE_KEY, job_key, state_key
 
 log = logging.getLogger("cloudrec.exporter")
 
 DEFAULT_PORT = 9808
 # A stop is "overdue" once its deadline is this far behind: the dispatcher runs every second.
 OVERDUE_GRACE = 5.0
-# Terminal jobs are counted among those created in this window (the store keeps them 30 days).
+# Terminal jobs are counted among those that ended in this window (by the hour: the store counts
+# them per hour, so a scrape costs the active jobs, not every job of the day).
 TERMINAL_WINDOW = 24 * 3600.0
 
 _COUNTERS = {
@@ -104,7 +106,7 @@ def read_job_facts(
     active_ids = {str(s): _members(client, state_key(s)) for s in ACTIVE_STATES}
     facts.active = {state: len(ids) for state, ids in active_ids.items()}
     _read_deadlines(client, active_ids, now, grace, facts)
-    facts.terminal = _terminal_counts(client, now - window)
+    facts.terminal = _terminal_counts(client, now - window, now)
     facts.due = _due_counts(client)
     facts.schedules = _schedule_counts(client)
     facts.ncs_unclaimed = NcsLedger(client).count_unclaimed(now)
@@ -136,17 +138,21 @@ def _read_deadlines(
             facts.max_overdue = max(facts.max_overdue, now - stop_at)
 
 
-def _terminal_counts(client: redis.Redis, since: float) -> dict[str, int]:
-    ids = [_text(m) for m in client.zrangebyscore(JOBS_KEY, since, "+inf")]
+def _terminal_counts(client: redis.Redis, since: float, now: float) -> dict[str, int]:
+    """Jobs that ended since ``since``, by state, from the hourly counts the job store keeps
+    (worker.store): a few hashes, however many jobs ended (the hour ``since`` falls in counts
+    whole)."""
+    first, last = int(since) // ENDED_COUNT_HOUR, int(now) // ENDED_COUNT_HOUR
     with client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(job_key(job_id), "state")
-        states = pipe.execute()
+        for hour in range(first, last + 1):
+            pipe.hgetall(ended_count_key(hour))
+        buckets = pipe.execute()
     counts = {str(s): 0 for s in TERMINAL_STATES}
-    for raw in states:
-        state = _json(raw) if raw is not None else None
-        if state in counts:
-            counts[state] += 1
+    for bucket in buckets:
+        for raw_state, raw_count in bucket.items():
+            state = _text(raw_state)
+            if state in counts:
+                counts[state] += int(raw_count)
     return counts
 
 
@@ -236,8 +242,8 @@ def lateness_family(snapshot: CounterSnapshot) -> Metric:
 def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:
     jobs = GaugeMetricFamily(
         "cloudrec_jobs",
-        f"Jobs by state: active states now; terminal states among jobs created in the last "
-        f"{window:.0f} s",
+        f"Jobs by state: active states now; terminal states: jobs that ended in the last "
+        f"{window:.0f} s (counted by the hour)",
         labels=["state"],
     )
     for state in JobState:

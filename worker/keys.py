@@ -4,6 +4,7 @@ The names are a stored format: a worker of the next version reads the keys this 
 no name here may change. Everything lives under ``cloudrec:``::
 
     jobs, ended, checked, due, state:<state>      the job store's indexes (worker.store)
+    ended-count:<hour>                             jobs ended in that hour, by state
     job:<id>, jobdata:<id>, deliveries:<id>        one job's record and delivery counts
     claim:<action>:<id>                            a request in flight (worker.leases)
     vault:<id>                                     an RTC token, encrypted (worker.vault)
@@ -19,7 +20,8 @@ no name here may change. Everything lives under ``cloudrec:``::
     redbeat:...                                    celery-redbeat's own keys (its prefix)
 
 The job store's transition script (worker.store) builds ``state:``, ``due``, ``deliveries:``,
-``checked`` and ``ended`` from :data:`PREFIX` inside Redis: those names are written there too.
+``checked``, ``ended`` and ``ended-count:`` from :data:`PREFIX` inside Redis: those names are
+written there too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ def job_key(job_id: str) -> str:
 
 def data_key(job_id: str) -> str:
     return f"{PREFIX}jobdata:{job_id}"
+
+
+# Jobs ended per hour, by terminal state (hash state -> count; kept ENDED_COUNT_TTL): what the
+# exporter counts instead of walking every job of the last day (worker.exporter).
+ENDED_COUNT_PREFIX = PREFIX + "ended-count:"
+ENDED_COUNT_HOUR = 3600
+ENDED_COUNT_TTL = 26 * 3600
+
+
+def ended_count_key(hour: int) -> str:
+    """The counts of jobs that ended in hour ``hour`` (epoch seconds // 3600)."""
+    return f"{ENDED_COUNT_PREFIX}{hour}"
 
 
 def deliveries_key(job_id: str) -> str:

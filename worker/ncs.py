@@ -304,13 +304,31 @@ class NcsRecording:
         }
 
 
+# KEYS: rec:<sid>, unclaimed. ARGV: sid, job id, ttl. The claim of a ledger that is not receiving:
+# only a recording something was heard of gets its job.
+_CLAIM_HEARD_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'job', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+
 class NcsLedger:
     """Per-recording memory of the notifications, in Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, ttl: float = 3 * 24 * 3600.0) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl: float = 3 * 24 * 3600.0, *, receiving: bool = True
+    ) -> None:
         self.redis = client
         self.ttl = int(ttl)
+        # False: no receiver can be running (no NCS secret), so a claim is written only on a
+        # recording already heard of, and a job costs no ledger key of its own.
+        self.receiving = receiving
         self._record = client.register_script(_RECORD_LUA)
+        self._claim_heard = client.register_script(_CLAIM_HEARD_LUA)
 
     # -- write ---------------------------------------------------------------------------------
     def record(self, env: Envelope, now: float | None = None) -> int:
@@ -354,6 +372,9 @@ class NcsLedger:
 
     def claim(self, sid: str, job_id: str) -> None:
         """This job holds ``sid``: its events are no longer unclaimed."""
+        if not self.receiving:
+            self._claim_heard(keys=[rec_key(sid), UNCLAIMED_KEY], args=[sid, job_id, self.ttl])
+            return
         with self.redis.pipeline() as pipe:
             pipe.hset(rec_key(sid), "job", job_id)
             pipe.expire(rec_key(sid), self.ttl)

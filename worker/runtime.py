@@ -70,7 +70,7 @@ class Runtime:
             limiter=limiter,
             metrics=metrics,
             leases=LeaseKeeper(client, settings.stop_lease),
-            ncs=NcsLedger(client, settings.ncs_ttl),
+            ncs=NcsLedger(client, settings.ncs_ttl, receiving=settings.ncs_secret is not None),
             client=RecordingApiClient(
                 settings,
                 acquire_slot=limiter.acquire,

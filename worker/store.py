@@ -19,6 +19,8 @@ Layout (all keys under ``cloudrec:``)::
     deliveries:<id>   hash   how many times each step of a job was delivered (redelivery cap)
     checked           zset   job id -> when the reconciler last queried its recording (only the
                              last ``reconcile_check_interval``: bounded by the query budget)
+    ended-count:<hour> hash  terminal state -> jobs that ended in that hour (epoch // 3600),
+                             kept 26 h: the exporter's counts, without walking the ended jobs
 
 Why two keys: Redis keeps a hash compact (listpack) only while every value is at most 64 bytes;
 one 224-character resourceId would turn the whole record into a hashtable, about 80 bytes of
@@ -57,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from worker import keys
 from worker.errors import JobNotFound
@@ -126,8 +128,24 @@ class FileRecord(BaseModel):
 
 
 class HistoryEntry(BaseModel):
+    """One state change. Stored compact, ``["recording", 1796005346.943]`` (the time to the
+    millisecond, as status shows it); the ``{"state": ..., "at": ...}`` objects of earlier
+    versions read the same."""
+
     state: JobState
     at: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return {"state": value[0], "at": value[1]}
+        return value
+
+
+def _history_entry(state: JobState | str, at: float) -> list[Any]:
+    """A history entry as stored (see :class:`HistoryEntry`)."""
+    return [str(state), round(at, 3)]
 
 
 class JobRecord(BaseModel):
@@ -234,6 +252,8 @@ def _split(record: JobRecord) -> tuple[dict[Any, Any], str]:
     # The job id is the key: not stored twice.
     dumped = record.model_dump(mode="json", exclude_defaults=True, exclude={"job_id"})
     dumped["state"] = str(record.state)
+    if "history" in dumped:
+        dumped["history"] = [_history_entry(h.state, h.at) for h in record.history]
     fields: dict[Any, Any] = {k: _encode(v) for k, v in dumped.items() if k not in BIG_FIELDS}
     data = {k: _encode(v) for k, v in dumped.items() if k in BIG_FIELDS}
     return fields, json.dumps(data, separators=(",", ":"))
@@ -336,6 +356,9 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
     redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
     redis.call('ZREM', KEYS[2] .. 'checked', id)
     redis.call('ZADD', KEYS[2] .. 'ended', now, id)
+    local counted = KEYS[2] .. 'ended-count:' .. math.floor(now / @HOUR@)
+    redis.call('HINCRBY', counted, new, 1)
+    redis.call('EXPIRE', counted, @TTL@)
   else
     redis.call('SADD', KEYS[2] .. 'state:' .. new, id)
   end
@@ -349,7 +372,7 @@ if ARGV[4] == '1' and new ~= cur then
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
 return {1, new, ids[1] or '', ids[2] or ''}
-"""
+""".replace("@HOUR@", str(keys.ENDED_COUNT_HOUR)).replace("@TTL@", str(keys.ENDED_COUNT_TTL))
 
 # KEYS: due zset. ARGV: now, default lease seconds, max count, lookahead seconds, then pairs of
 # (action, lease seconds) overriding the default. Claims the members due by now + lookahead by
@@ -485,6 +508,14 @@ class JobStore:
             raise JobNotFound(job_id)
         return records[0]
 
+    def log_fields(self, job_id: str) -> dict[str, str | None]:
+        """The job's cname and sid for a task's log lines: two small fields, one round trip
+        (every task reads them; the whole record would cost a parse per task)."""
+        cname, sid = self.redis.hmget(job_key(job_id), "cname", "sid")
+        if cname is None:
+            return {}
+        return {"cname": _json_or_none(cname), "sid": _json_or_none(sid) if sid else None}
+
     def find(self, job_id: str) -> JobRecord | None:
         try:
             return self.get(job_id)
@@ -516,7 +547,7 @@ class JobStore:
         if target is not None:
             check_transition(source_set - {target}, target)
         now = time.time()
-        entry = _encode({"state": str(target), "at": now}) if target else ""
+        entry = _encode(_history_entry(target, now)) if target else ""
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _encode(value)]
@@ -714,7 +745,7 @@ class JobStore:
     def count_delivery(self, job_id: str, step: str) -> int:
         """Count one more delivery of ``step`` for this job; returns the total so far."""
         key = deliveries_key(job_id)
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(key, step, 1)
             pipe.expire(key, self.retention)
             count, _ = pipe.execute()

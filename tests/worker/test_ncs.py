@@ -27,7 +27,7 @@ from tests.support.emulator import STEP_EMULATOR
 from tests.support.waiting import wait_for
 from worker.devapi import DevApiClient
 from worker.metrics import NCS_EVENTS, NCS_REJECTED
-from worker.ncs import NcsLedger
+from worker.ncs import Envelope, NcsLedger, rec_key
 from worker.ncs_receiver import ReceiverThread, build_app
 
 SECRET = "ncs-test-secret"
@@ -306,3 +306,18 @@ class _Api:
             f"resourceid/{rid}/sid/{sid}/mode/mix/stop",
             {"cname": cname, "uid": uid, "clientRequest": {}},
         )
+
+
+def test_a_ledger_with_no_receiver_keeps_no_key_for_an_unheard_recording(
+    redis_client: redis.Redis,
+) -> None:
+    quiet = NcsLedger(redis_client, receiving=False)
+    quiet.claim("never-heard", "job-1")
+    assert quiet.get("never-heard") is None
+    assert not redis_client.exists(rec_key("never-heard"))
+    # A recording something was heard of is claimed all the same.
+    quiet.record(Envelope.parse(envelope(40, "heard", 1, status=0)))
+    quiet.claim("heard", "job-2")
+    heard = quiet.get("heard")
+    assert heard is not None and heard.job_id == "job-2"
+    assert quiet.unclaimed() == []

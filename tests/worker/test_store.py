@@ -199,3 +199,51 @@ def test_listing_pages_newest_first_by_state(store, monkeypatch):
     assert store.ids(S.QUEUED, limit=3, offset=1) == queued[1:4]
     active = [i for chunk in store.iter_ids(active=True) for i in chunk]
     assert active == queued
+
+
+def test_ended_jobs_are_counted_by_the_hour_for_the_exporter(store, redis_client):
+    from worker.exporter import read_job_facts
+    from worker.keys import ENDED_COUNT_HOUR, ended_count_key
+
+    for job_id in ("e1", "e2", "e3"):
+        store.create(_record(job_id))
+    store.transition("e1", {S.QUEUED}, S.CANCELLED, stop_reason="cancel")
+    store.transition("e2", {S.QUEUED}, S.FAILED, error={"reason": "x"})
+    store.transition("e3", {S.QUEUED}, S.CANCELLED, stop_reason="cancel")
+    store.transition("e3", {S.QUEUED, S.CANCELLED}, S.CANCELLED)  # no move: not counted again
+    hour = int(time.time()) // ENDED_COUNT_HOUR
+    counts = redis_client.hgetall(ended_count_key(hour))
+    assert counts == {b"cancelled": b"2", b"failed": b"1"}
+    assert 0 < redis_client.ttl(ended_count_key(hour)) <= 26 * 3600
+    facts = read_job_facts(redis_client, time.time())
+    assert (facts.terminal["cancelled"], facts.terminal["failed"]) == (2, 1)
+    # An hour more than the window ago is not counted; the scrape reads no job record for it.
+    redis_client.hset(ended_count_key(hour - 30), "failed", 5)
+    assert read_job_facts(redis_client, time.time()).terminal["failed"] == 1
+
+
+def test_log_fields_are_the_jobs_cname_and_sid(store):
+    store.create(_record("lf"))
+    assert store.log_fields("lf") == {"cname": "c", "sid": None}
+    store.transition("lf", {S.QUEUED}, None, sid="s-1")
+    assert store.log_fields("lf") == {"cname": "c", "sid": "s-1"}
+    assert store.log_fields("nope") == {}
+
+
+def test_history_is_stored_compact_and_old_entries_still_read(store, redis_client):
+    import json
+
+    from worker.store import data_key
+
+    store.create(_record("h1"))
+    store.transition("h1", {S.QUEUED}, S.ACQUIRING)
+    blob = json.loads(redis_client.get(data_key("h1")))
+    ((state, at),) = json.loads(blob["history"])
+    assert state == "acquiring" and at == round(at, 3)
+    # A record a version before this one wrote: history entries as objects.
+    blob["history"] = json.dumps([{"state": "acquiring", "at": 1.5}])
+    redis_client.set(data_key("h1"), json.dumps(blob))
+    store.transition("h1", {S.ACQUIRING}, S.STARTING)
+    history = store.get("h1").history
+    assert [(h.state, h.at) for h in history[:1]] == [(S.ACQUIRING, 1.5)]
+    assert history[1].state == S.STARTING

@@ -1,0 +1,250 @@
+"""The deployment users run, measured the way they submit (issue 12.4).
+
+What runs, each in its own process, as compose.yaml runs it: a private ``redis-server``
+(append-only, ``everysec``), the emulator (REST rate limit off, empty channels), ``cloudrec beat``
+and two ``cloudrec worker --pool threads -c 8`` (compose's command line; each gets ``-n`` with its
+own name, as each compose replica has its own hostname). Settings reach them through the
+environment, as compose's ``.env`` does; the only one changed from its default is
+``CLOUDREC_API_RATE_LIMIT`` (the emulator's limit is off: 3,000 stops within a minute cannot go
+through 10 requests per second).
+
+The jobs are sent as another service sends them: a plain Celery app (it imports nothing of
+cloudrec) sends ``recording.submit`` with the spec to the intake queue ``cloudrec``. Every job
+records at once before its deadline; the deadlines are spread over one minute (``--window``).
+
+Figures printed (one JSON object; exit 1 if a goal is missed):
+
+- stop lateness p50/p99/max: the emulator's ``stoppedAt`` minus the job's ``stop_at`` (goal:
+  p99 <= 0.5 s, max <= 1 s);
+- Redis bytes per job: ``used_memory`` with every job recording minus the baseline before the
+  first send, over the jobs (goal: <= 1,024);
+- worker CPU per job: user + system CPU of both worker process trees (psutil) from the first
+  send until every job is terminal, over the jobs (goal: <= 20 ms); beat's CPU is shown apart;
+- the promises: every job terminal, none started twice, none left live.
+
+Run: ``.venv/bin/python benchmarks/deployment.py`` (3,000 jobs, about 7 minutes on 2 cores);
+``--jobs 500 --ramp 60`` for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil
+from celery import Celery
+
+from config import Settings
+from tests.support.fleet import EmulatorProcess, RedisServer, popen_logged, settings_env
+from tests.support.promises import check_promises, empty_channel_spec, wait_all_terminal
+from worker.devapi import DevApiClient
+from worker.runtime import Runtime
+from worker.states import JobState
+
+INTAKE = "cloudrec"
+# compose.yaml's worker command, after the program name.
+COMPOSE_WORKER = ["worker", "--pool", "threads", "-c", "8"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--ramp", type=float, default=300.0, help="seconds to send and start all")
+    parser.add_argument("--window", type=float, default=60.0, help="deadlines spread over this")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--loglevel", default=None, help="worker -l (default: compose's, none)")
+    return parser.parse_args()
+
+
+class Service:
+    """One cloudrec command in its own process group, as a compose service runs it."""
+
+    def __init__(self, argv: list[str], settings: Settings, log: Path) -> None:
+        self.proc = popen_logged(
+            [sys.executable, "-m", "worker.cli", *argv],
+            log,
+            env=settings_env(settings),
+            start_new_session=True,
+        )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process and every child it has now."""
+        total = 0.0
+        try:
+            main = psutil.Process(self.proc.pid)
+            for proc in [main, *main.children(recursive=True)]:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+        return total
+
+    def rss_mb(self) -> float:
+        try:
+            main = psutil.Process(self.proc.pid)
+            procs = [main, *main.children(recursive=True)]
+            return sum(p.memory_info().rss for p in procs) / 1e6
+        except psutil.Error:
+            return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def wait_workers(caller: Celery, count: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(caller.control.ping(timeout=1.0)) >= count:
+            return
+    raise TimeoutError("the workers did not come up")
+
+
+def main() -> int:
+    args = parse_args()
+    random.seed(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="cloudrec-deployment-"))
+    (tmp / "redis").mkdir()
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    server = RedisServer(tmp / "redis", appendfsync="everysec").start()
+    emulator = EmulatorProcess(tmp / "storage", startup_seconds=2.0).start()
+    settings = Settings(
+        redis_url=server.url, api_base_url=emulator.base_url, api_rate_limit=100_000
+    )
+    services: list[Service] = []
+    figures: dict[str, Any] = {"jobs": args.jobs, "logs": str(tmp)}
+    rt = Runtime.build(settings)
+    try:
+        level = ["-l", args.loglevel] if args.loglevel else []
+        workers = [
+            Service([*COMPOSE_WORKER, *level, "-n", f"worker{i}@%h"], settings, tmp / f"w{i}.log")
+            for i in range(args.workers)
+        ]
+        schedule = ["--schedule", str(tmp / "beat-schedule")]
+        beat = Service(["beat", *schedule], settings, tmp / "beat.log")
+        services = [*workers, beat]
+        caller = Celery(broker=server.url)  # the other service: no cloudrec import
+        wait_workers(caller, args.workers)
+        time.sleep(3)  # beat takes its lock; the first dispatches run
+        figures.update(run(rt, caller, args, workers, beat))
+    finally:
+        for service in services:
+            service.stop()
+        rt.close()
+        emulator.stop()
+        server.stop()
+    figures["load_average_at_end"] = os.getloadavg()
+    print(json.dumps(figures, indent=2))
+    return 0 if figures.get("ok") else 1
+
+
+def run(
+    rt: Runtime, caller: Celery, args: argparse.Namespace, workers: list[Service], beat: Service
+) -> dict[str, Any]:
+    baseline = int(rt.redis.info("memory")["used_memory"])
+    cpu0 = [w.cpu_seconds() for w in workers]
+    beat0 = beat.cpu_seconds()
+    t0 = time.time()
+    opens = t0 + args.ramp
+    ids = []
+    for i in range(args.jobs):
+        job_id = f"dep-{i:06d}"
+        stop_at = datetime.fromtimestamp(opens + random.uniform(0, args.window), UTC)
+        spec = empty_channel_spec(f"dep{i}", 1, job_id=job_id) | {"stop_at": stop_at.isoformat()}
+        del spec["duration"]
+        caller.send_task("recording.submit", args=[spec], queue=INTAKE)
+        ids.append(job_id)
+    sent = time.time() - t0
+    print(f"sent {args.jobs} submits in {sent:.1f} s", flush=True)
+    marks: dict[str, Any] = {}
+    while time.time() < opens:
+        recording = rt.store.count_in(JobState.RECORDING)
+        memory = int(rt.redis.info("memory")["used_memory"])
+        print(f"t={time.time() - t0:5.0f}s recording={recording} redis={memory / 1e6:.1f}MB")
+        if recording >= args.jobs and "all_recording_at_s" not in marks:
+            marks["all_recording_at_s"] = round(time.time() - t0, 1)
+            marks["redis_bytes_per_job"] = round((memory - baseline) / args.jobs)
+            marks["worker_rss_mb_all_recording"] = [round(w.rss_mb(), 1) for w in workers]
+            marks["redis_breakdown"] = redis_breakdown(rt)
+        time.sleep(5)
+    finished = wait_all_terminal(rt, ids, args.window + 300)
+    cpu1 = [w.cpu_seconds() for w in workers]
+    beat1 = beat.cpu_seconds()
+    elapsed = time.time() - t0
+    time.sleep(2)
+    verdict = check_promises(rt, DevApiClient(rt.settings.api_base_url, timeout=120), ids)
+    lateness = sorted(verdict.lateness)
+    worker_cpu = sum(cpu1) - sum(cpu0)
+    out: dict[str, Any] = {
+        "send_seconds": round(sent, 1),
+        "all_recording_at_s": marks.get("all_recording_at_s"),
+        "every_job_terminal": finished and not verdict.not_terminal,
+        "states": dict(verdict.states),
+        "started_twice": len(verdict.started_twice),
+        "left_live": len(verdict.left_live),
+        "deadline_stops": len(lateness),
+        "lateness_p50_s": round(statistics.median(lateness), 3) if lateness else None,
+        "lateness_p99_s": round(verdict.percentile(0.99), 3) if lateness else None,
+        "lateness_max_s": round(verdict.max_lateness, 3) if lateness else None,
+        "redis_bytes_per_job": marks.get("redis_bytes_per_job"),
+        "worker_cpu_ms_per_job": round(worker_cpu * 1000 / args.jobs, 1),
+        "worker_cpu_s_each": [round(b - a, 1) for a, b in zip(cpu0, cpu1, strict=True)],
+        "beat_cpu_ms_per_job": round((beat1 - beat0) * 1000 / args.jobs, 1),
+        "first_send_to_all_terminal_s": round(elapsed, 1),
+        "worker_rss_mb_all_recording": marks.get("worker_rss_mb_all_recording"),
+        "redis_breakdown": marks.get("redis_breakdown"),
+        "latest_stops": [
+            [round(at - t0, 1), round(late, 3), job_id]
+            for at, late, job_id in sorted(verdict.stops, key=lambda s: -s[1])[:10]
+        ],
+    }
+    out["ok"] = bool(
+        out["every_job_terminal"]
+        and out["started_twice"] == 0
+        and out["left_live"] == 0
+        and lateness
+        and out["lateness_p99_s"] <= 0.5
+        and out["lateness_max_s"] <= 1.0
+        and (out["redis_bytes_per_job"] or 1e9) <= 1024
+        and out["worker_cpu_ms_per_job"] <= 20
+    )
+    return out
+
+
+def redis_breakdown(rt: Runtime) -> dict[str, Any]:
+    """Where Redis's memory goes: key count and bytes per key family (MEMORY USAGE, sampled)."""
+    families: dict[str, list[Any]] = {}
+    for key in rt.redis.scan_iter(count=1000):
+        name = key.decode(errors="replace")
+        family = ":".join(name.split(":")[:2]) if name.startswith("cloudrec:") else name[:16]
+        families.setdefault(family, []).append(key)
+    out: dict[str, Any] = {}
+    for family, keys in sorted(families.items()):
+        sample = keys[:50]
+        usage = [rt.redis.memory_usage(k, samples=0) or 0 for k in sample]
+        out[family] = [len(keys), round(sum(usage) / len(sample) * len(keys))]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
