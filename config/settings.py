@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     # before it ends failed, "sid unknown" (worker.recording.SID_UNKNOWN).
     sid_unknown_window: float = Field(default=60.0, gt=0)
 
+    # `cloudrec web` (worker.web): HTTP basic auth for the page. Without a password the page is
+    # open and listens on loopback only (it refuses any other address).
+    web_user: str = Field(default="cloudrec", min_length=1)
+    web_password: SecretStr | None = None
+
     @field_validator("storage")
     @classmethod
     def _keep_default_profile(

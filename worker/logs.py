@@ -150,7 +150,7 @@ class PlainFormatter(logging.Formatter):
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret the settings hold: customer secret, storage keys, vault key, webhook secret,
-    URL passwords, the dev API token."""
+    URL passwords, the dev API token, the web page's password."""
     values = [settings.customer_secret.get_secret_value()]
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
@@ -161,6 +161,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     values += [p for u in (settings.redis_url, settings.api_base_url) if (p := url_password(u))]
     if settings.dev_token is not None:
         values.append(settings.dev_token.get_secret_value())
+    if settings.web_password is not None:  # `cloudrec web`'s basic auth
+        values.append(settings.web_password.get_secret_value())
     return values
 
 

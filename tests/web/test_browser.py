@@ -1,0 +1,159 @@
+"""`cloudrec web` in Debian's headless chromium, against real jobs: real `cloudrec worker` and
+`cloudrec beat` processes recording from the emulator, submitted with `cloudrec record`.
+
+The list follows jobs without a reload, each job's page is linked from it, the player plays a
+finished recording and the live composite of one in progress (time advances, the picture has the
+canvas size), user-controlled text stays text, and the console stays free of errors and warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.support.browser import console_problems
+from tests.support.waiting import wait_for
+from tests.web.site import CANVAS, Site
+
+pytestmark = pytest.mark.e2e
+
+FINISHED_JOB = "web-finished"
+HOSTILE_CNAME = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(autouse=True)
+def no_console_problems(browser: WebDriver) -> Iterator[None]:
+    console_problems(browser)  # what an earlier test left is that test's
+    yield
+    assert console_problems(browser) == []
+
+
+def text_of(browser: WebDriver, selector: str) -> str:
+    found = browser.find_elements(By.CSS_SELECTOR, selector)
+    return found[0].text if found else ""
+
+
+def row_state(browser: WebDriver, job_id: str) -> str:
+    return text_of(browser, f'tr[data-job="{job_id}"] .state')
+
+
+def player(browser: WebDriver) -> dict[str, Any]:
+    video: dict[str, Any] = browser.execute_script(
+        "const v = document.getElementById('player');"
+        "return {time: v.currentTime, width: v.videoWidth, height: v.videoHeight,"
+        " source: v.dataset.source || null, error: v.dataset.error || null,"
+        " paused: v.paused};"
+    )
+    return video
+
+
+def play_until(browser: WebDriver, seconds: float, timeout: float = 60.0) -> dict[str, Any]:
+    """Start the player and wait until it has played ``seconds`` of the recording."""
+    wait_for(lambda: player(browser)["source"], timeout, 0.2, "the player to get a source")
+    browser.execute_script("document.getElementById('player').play()")
+
+    def played() -> dict[str, Any] | None:
+        state = player(browser)
+        assert state["error"] is None, state
+        return state if state["time"] >= seconds else None
+
+    return wait_for(played, timeout, 0.2, f"the player to play {seconds} s")
+
+
+def test_the_list_follows_a_job_without_reloading(site: Site, browser: WebDriver) -> None:
+    browser.get(f"{site.url}/")
+    browser.execute_script("window.notReloaded = true;")
+
+    site.record("web-list", FINISHED_JOB, duration=8)
+    wait_for(lambda: row_state(browser, FINISHED_JOB) == "recording", 60, 0.2, "recording")
+    countdown = text_of(browser, f'tr[data-job="{FINISHED_JOB}"] .countdown')
+    assert countdown.endswith("left"), countdown
+    assert text_of(browser, f'tr[data-job="{FINISHED_JOB}"] .cname') == "web-list"
+    wait_for(lambda: row_state(browser, FINISHED_JOB) == "completed", 90, 0.2, "completed")
+
+    assert site.job(FINISHED_JOB).state == "completed"
+    assert browser.execute_script("return window.notReloaded === true;"), "the page reloaded"
+    assert text_of(browser, f'tr[data-job="{FINISHED_JOB}"] .countdown') == "-"
+
+
+def test_the_job_page_is_linked_from_the_list(site: Site, browser: WebDriver) -> None:
+    site.wait_state(FINISHED_JOB, "completed")
+    browser.get(f"{site.url}/")
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{FINISHED_JOB}"] a').click()
+    wait_for(lambda: text_of(browser, "h1 .job-id") == FINISHED_JOB, 30, 0.2, "the job's page")
+
+    job = site.job(FINISHED_JOB)
+    history = text_of(browser, "#history")
+    for entry in job.history:
+        assert str(entry.state) in history
+    files = text_of(browser, "#files")
+    assert job.files and all(f.fileName in files for f in job.files)
+    assert "completed" in text_of(browser, "#summary")
+    assert job.sid and job.sid in text_of(browser, "#summary")
+    problems = text_of(browser, "#problems")
+    assert "error\nnone" in problems and "callback\nnone" in problems
+    # Each file's link is the job's own file, served.
+    link = browser.find_element(By.CSS_SELECTOR, "#files a").get_attribute("href")
+    assert link == f"{site.url}/jobs/{FINISHED_JOB}/files/{job.files[0].fileName}"
+
+
+def test_the_player_plays_a_finished_recording(site: Site, browser: WebDriver) -> None:
+    site.wait_state(FINISHED_JOB, "completed")
+    browser.get(f"{site.url}/jobs/{FINISHED_JOB}")
+    state = play_until(browser, 2.0)
+    assert (state["width"], state["height"]) == CANVAS
+    assert state["source"].endswith(".m3u8")
+
+
+def test_the_player_plays_the_live_composite_of_a_recording(site: Site, browser: WebDriver) -> None:
+    job_id = "web-live"
+    site.record("web-live", job_id, duration=60)
+    site.wait_state(job_id, "recording", timeout=60)
+    browser.get(f"{site.url}/jobs/{job_id}")
+    wait_for(lambda: "recording now" in text_of(browser, "#sources"), 60, 0.2, "the live source")
+
+    first = play_until(browser, 1.0)
+    later = play_until(browser, first["time"] + 3.0)
+    assert site.job(job_id).state == "recording", "played while the recording went on"
+    assert (later["width"], later["height"]) == CANVAS
+    assert later["source"] == f"/jobs/{job_id}/files/{site.job(job_id).sid}_web-live.m3u8"
+
+    site.cli("stop", job_id)
+    site.wait_state(job_id, "completed")
+    wait_for(lambda: "completed" in text_of(browser, "#summary .state"), 30, 0.2, "completed")
+
+
+def test_what_users_write_is_shown_as_text(site: Site, browser: WebDriver) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    spec = {
+        "job_id": "web-hostile",
+        "start_at": later,
+        "duration": 60,
+        "labels": {"note": "<script>alert(2)</script>"},
+    }
+    site.submit_spec(HOSTILE_CNAME, spec)
+    for url in (f"{site.url}/", f"{site.url}/jobs/web-hostile"):
+        browser.get(url)
+        wait_for(lambda: HOSTILE_CNAME in text_of(browser, "main"), 30, 0.2, "the job shown")
+        assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
+        scripts = [s.get_attribute("src") for s in browser.find_elements(By.TAG_NAME, "script")]
+        assert all(src and "/static/" in src for src in scripts), scripts
+        # Through one refresh of the live parts, too.
+        before = int(browser.execute_script("return Number(document.body.dataset.refreshed||0)"))
+        wait_for(
+            lambda b=before: (
+                browser.execute_script("return Number(document.body.dataset.refreshed||0)") > b
+            ),
+            30,
+            0.2,
+            "a refresh",
+        )
+        assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
+        assert HOSTILE_CNAME in text_of(browser, "main")
+    assert "<script>alert(2)</script>" in text_of(browser, "#summary")
+    site.cli("cancel", "web-hostile")
