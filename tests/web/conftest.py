@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import boto3  # type: ignore[import-untyped]  # no stubs
 import pytest
 import redis
+from moto.server import ThreadedMotoServer
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.support.browser import chromium
@@ -21,7 +23,7 @@ from tests.support.processes import (
     wait_http,
 )
 from tests.support.redis_db import TEST_REDIS_URL
-from tests.web.site import PASSWORD, USER, Site
+from tests.web.site import PASSWORD, S3_BUCKET, USER, Site, s3_settings
 from worker.devapi import DevApiClient
 from worker.store import JobStore
 
@@ -34,9 +36,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     logs = base / "logs"
     logs.mkdir()
     storage = base / "storage"
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    endpoint = "http://{}:{}".format(*s3.get_host_and_port())
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="admin", aws_secret_access_key="admin",
+    ).create_bucket(Bucket=S3_BUCKET)  # fmt: skip
     server = start_emulator(storage)
     env = cloudrec_env(
-        TEST_REDIS_URL, server.base_url, CLOUDREC_WEB_USER=USER, CLOUDREC_WEB_PASSWORD=PASSWORD
+        TEST_REDIS_URL,
+        server.base_url,
+        CLOUDREC_WEB_USER=USER,
+        CLOUDREC_WEB_PASSWORD=PASSWORD,
+        **s3_settings(endpoint),
     )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -50,6 +63,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             yield Site(url, env, DevApiClient(server.base_url), JobStore(client), storage, logs)
     finally:
         server.stop()
+        s3.stop()
         client.flushdb()
         client.close()
 

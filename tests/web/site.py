@@ -15,6 +15,20 @@ from worker.store import JobRecord, JobStore
 USER = "viewer"
 PASSWORD = "page-password-for-tests"
 CANVAS = (160, 120)  # the recordings' canvas: what the player must show
+S3_PROFILE = "s3"  # a storage profile on an S3-protocol server (moto on loopback)
+S3_BUCKET = "web-s3"
+
+
+def s3_settings(endpoint: str) -> dict[str, str]:
+    """The S3 profile, as workers and the page get it from their environment."""
+    prefix = f"CLOUDREC_STORAGE__{S3_PROFILE.upper()}__"
+    return {
+        f"{prefix}VENDOR": "11",
+        f"{prefix}BUCKET": S3_BUCKET,
+        f"{prefix}ENDPOINT": endpoint,
+        f"{prefix}ACCESS_KEY": "web-test-access",
+        f"{prefix}SECRET_KEY": "web-test-secret",
+    }
 
 
 @dataclass
@@ -31,13 +45,13 @@ class Site:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def record(self, cname: str, job_id: str, duration: int) -> str:
+    def record(self, cname: str, job_id: str, duration: int, *more: str) -> str:
         """A real job through the real submit path (`cloudrec record`), one user publishing."""
         self.dev.join(cname, "7", video={"color": "#3060C0"}, audio={"tone": 440})
         width, height = CANVAS
         return self.cli(
             "record", cname, "--job-id", job_id, "--duration", str(duration),
-            "--size", f"{width}x{height}", "--fps", "10", "--bitrate", "200",
+            "--size", f"{width}x{height}", "--fps", "10", "--bitrate", "200", *more,
         )  # fmt: skip
 
     def submit_spec(self, cname: str, spec: dict[str, Any]) -> str:

@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.support.browser import console_problems
 from tests.support.waiting import wait_for
-from tests.web.site import CANVAS, Site
+from tests.web.site import CANVAS, PASSWORD, S3_PROFILE, USER, Site
 
 pytestmark = pytest.mark.e2e
 
@@ -157,3 +158,31 @@ def test_what_users_write_is_shown_as_text(site: Site, browser: WebDriver) -> No
         assert HOSTILE_CNAME in text_of(browser, "main")
     assert "<script>alert(2)</script>" in text_of(browser, "#summary")
     site.cli("cancel", "web-hostile")
+
+
+def test_a_recording_in_s3_plays_through_the_page(site: Site, browser: WebDriver) -> None:
+    job_id = "web-s3"
+    site.record("web-s3", job_id, 6, "--storage", S3_PROFILE, "--files", "hls,mp4")
+    job = site.wait_state(job_id, "completed")
+    on_disk = [p for p in site.storage_dir.rglob(f"*{job.sid}_*") if ".staging" not in p.parts]
+    assert on_disk == [], "the files went to S3, not to the disk"
+    browser.get(f"{site.url}/jobs/{job_id}")
+    state = play_until(browser, 2.0)
+    assert (state["width"], state["height"]) == CANVAS
+    assert state["source"].endswith(".m3u8")
+
+    mp4 = browser.find_element(By.CSS_SELECTOR, 'a.source[data-kind="mp4"]')
+    mp4.click()
+    wait_for(lambda: player(browser)["source"].endswith(".mp4"), 30, 0.2, "the MP4 chosen")
+    state = play_until(browser, 1.0)
+    assert (state["width"], state["height"]) == CANVAS
+
+    # Byte ranges pass through the page to S3 (the player seeks in an MP4 with them).
+    part = requests.get(
+        f"{site.url}{state['source']}",
+        headers={"Range": "bytes=0-99"},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    assert part.status_code == 206 and len(part.content) == 100
+    assert part.headers["content-range"].startswith("bytes 0-99/")

@@ -97,7 +97,9 @@ def test_a_file_is_read_only_inside_the_storage_directory(tmp_path: Path) -> Non
     (root / "recordings" / "a" / "link.ts").symlink_to(tmp_path / "outside.ts")
     recordings = Recordings(Settings(), root)
     record = job()
-    assert recordings.path_of(record, "a/in.ts") == (root / "recordings/a/in.ts").resolve()
+    path = recordings.local.path_of("recordings", "a/in.ts")
+    assert path == (root / "recordings/a/in.ts").resolve()
+    assert recordings.exists(record, "a/in.ts")
     for key in (
         "a/link.ts",
         "../outside.ts",
@@ -106,8 +108,9 @@ def test_a_file_is_read_only_inside_the_storage_directory(tmp_path: Path) -> Non
         "a",
         "a//in.ts",
     ):
-        assert recordings.path_of(record, key) is None, key
-    assert recordings.path_of(job(storage="no-such-profile"), "a/in.ts") is None
+        assert recordings.local.path_of("recordings", key) is None, key
+        assert not recordings.exists(record, key)
+    assert not recordings.exists(job(storage="no-such-profile"), "a/in.ts")
 
 
 def test_sources_are_the_files_that_exist_best_first(tmp_path: Path) -> None:

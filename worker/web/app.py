@@ -25,7 +25,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -40,7 +39,7 @@ from worker.states import JobState
 from worker.store import JobRecord, JobStore, iso
 from worker.web import pages
 from worker.web.access import BasicAuth, password_of
-from worker.web.media import Recordings, media_type
+from worker.web.media import Recordings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8720
@@ -153,12 +152,10 @@ def build_app(settings: Settings, storage_dir: Path, store: JobStore | None = No
     def job_file(request: Request) -> Response:
         job = jobs.find(request.path_params["job_id"])
         name = request.path_params["name"]
-        status = job.status_json() if job is not None else {}
-        key = recordings.key_of(job, name, status) if job is not None else None
-        path = recordings.path_of(job, key) if job is not None and key is not None else None
-        if path is None:
+        key = recordings.key_of(job, name, job.status_json()) if job is not None else None
+        if job is None or key is None:
             return PlainTextResponse("no such file\n", status_code=404)
-        response = FileResponse(path, media_type=media_type(name))
+        response = recordings.response(job, key, name, request.headers.get("range"))
         if name.endswith(".m3u8"):  # a live playlist grows: never a cached version
             response.headers["cache-control"] = "no-store"
         return response

@@ -6,21 +6,26 @@ while it records, the playlist and slices being written under its prefix (their 
 the job's sid and channel, ``docs/service/files.md#naming``). Nothing else in the bucket, and no
 path: a name is one path segment.
 
-Files are read from the emulator's local storage back-end, ``<storage-dir>/<bucket>/<key>``
-(``cloudrec emulator --storage-dir``, ``./recordings`` by default), with the bucket of the job's
-storage profile. The page proxies them (HLS playlists name their slices relative to themselves,
-so a proxy under one path serves the whole recording).
+Where the files are read, per storage profile: a profile with an ``endpoint`` (S3-compatible,
+vendor 11, or S3 at a given endpoint) from its bucket over S3 with the profile's own keys; any
+other from the emulator's local storage back-end, ``<storage-dir>/<bucket>/<key>`` (``cloudrec
+emulator --storage-dir``, ``./recordings`` by default). The page proxies them either way (an HLS
+playlist names its slices relative to itself, so one path serves the whole recording; byte
+ranges pass through for MP4 seeking), and never shows a key or credential.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from config import Settings
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+
+from config import Settings, StorageProfile
 from contract.naming import sanitize_cname
 from worker.recording import expected_playlist_name
 from worker.store import JobRecord
@@ -77,11 +82,12 @@ def _live_name(job: JobRecord) -> re.Pattern[str] | None:
 
 
 class Recordings:
-    """A deployment's recording files, read from the local storage directory."""
+    """A deployment's recording files: which a job may serve, and where each one is."""
 
     def __init__(self, settings: Settings, storage_dir: Path) -> None:
         self.settings = settings
-        self.root = storage_dir.resolve()
+        self.local = LocalFiles(storage_dir)
+        self.s3 = S3Files()
 
     def key_of(self, job: JobRecord, name: str, status: dict[str, Any]) -> str | None:
         """The object key of the job's file ``name``; None unless the page may serve it."""
@@ -98,23 +104,29 @@ class Recordings:
             return "/".join([*_prefix(job), name])
         return None
 
-    def path_of(self, job: JobRecord, key: str) -> Path | None:
-        """Where object ``key`` of the job's bucket is on disk; None if it is not a file there."""
+    def profile_of(self, job: JobRecord) -> StorageProfile | None:
         try:
-            bucket = self.settings.storage_profile(job.storage).bucket
+            return self.settings.storage_profile(job.storage)
         except KeyError:
             return None
-        parts = [bucket, *key.split("/")]
-        if any(p in ("", ".", "..") or "\\" in p for p in parts):
-            return None
-        path = self.root.joinpath(*parts)
-        try:
-            resolved = path.resolve(strict=True)
-        except OSError:
-            return None
-        if not resolved.is_relative_to(self.root) or not resolved.is_file():
-            return None
-        return resolved
+
+    def exists(self, job: JobRecord, key: str) -> bool:
+        profile = self.profile_of(job)
+        if profile is None:
+            return False
+        if profile.endpoint:
+            return self.s3.exists(profile, key)
+        return self.local.path_of(profile.bucket, key) is not None
+
+    def response(self, job: JobRecord, key: str, name: str, byte_range: str | None) -> Response:
+        """The file as an HTTP answer (404 when it is not there)."""
+        profile = self.profile_of(job)
+        if profile is not None and profile.endpoint:
+            return self.s3.response(profile, key, media_type(name), byte_range)
+        path = self.local.path_of(profile.bucket, key) if profile is not None else None
+        if path is None:
+            return PlainTextResponse("no such file\n", status_code=404)
+        return FileResponse(path, media_type=media_type(name))
 
     def sources(self, job: JobRecord, status: dict[str, Any]) -> list[Source]:
         """What the player can play, best first: the merged MP4, the playlists, the MP4s.
@@ -137,7 +149,111 @@ class Recordings:
 
     def _exists(self, job: JobRecord, name: str, status: dict[str, Any]) -> bool:
         key = self.key_of(job, name, status)
-        return key is not None and self.path_of(job, key) is not None
+        return key is not None and self.exists(job, key)
+
+
+class LocalFiles:
+    """The emulator's local storage back-end: ``<root>/<bucket>/<key>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path_of(self, bucket: str, key: str) -> Path | None:
+        """Where object ``key`` of ``bucket`` is; None unless it is a regular file inside the
+        root (no ``..``, no symlink out of it)."""
+        parts = [bucket, *key.split("/")]
+        if any(p in ("", ".", "..") or "\\" in p for p in parts):
+            return None
+        try:
+            resolved = self.root.joinpath(*parts).resolve(strict=True)
+        except OSError:
+            return None
+        if not resolved.is_relative_to(self.root) or not resolved.is_file():
+            return None
+        return resolved
+
+
+S3_TIMEOUT = 5.0  # seconds to connect and per read: a page must not hang on a dead endpoint
+CHUNK = 256 * 1024
+
+
+def s3_endpoint(profile: StorageProfile) -> str | None:
+    """The profile's endpoint as a URL (a bare host name is HTTPS, as the service reads it)."""
+    host = profile.endpoint
+    if not host:
+        return None
+    return host if "://" in host else f"https://{host}"
+
+
+class S3Files:
+    """Objects read over S3 with each profile's own keys (boto3, one client per profile)."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str | None, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, profile: StorageProfile) -> Any:
+        endpoint = s3_endpoint(profile)
+        access = profile.access_key.get_secret_value()
+        with self._lock:
+            client = self._clients.get((endpoint, access))
+            if client is None:
+                import boto3  # type: ignore[import-untyped]  # no stubs
+                from botocore.config import Config  # type: ignore[import-untyped]
+
+                client = boto3.session.Session().client(
+                    "s3",
+                    endpoint_url=endpoint,
+                    region_name="us-east-1",  # S3-compatible servers; S3 redirects to its own
+                    aws_access_key_id=access,
+                    aws_secret_access_key=profile.secret_key.get_secret_value(),
+                    config=Config(
+                        connect_timeout=S3_TIMEOUT,
+                        read_timeout=S3_TIMEOUT,
+                        retries={"max_attempts": 2},
+                    ),
+                )
+                self._clients[(endpoint, access)] = client
+        return client
+
+    def exists(self, profile: StorageProfile, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        try:
+            self._client(profile).head_object(Bucket=profile.bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            return False
+        return True
+
+    def response(
+        self, profile: StorageProfile, key: str, content_type: str, byte_range: str | None
+    ) -> Response:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        request: dict[str, Any] = {"Bucket": profile.bucket, "Key": key}
+        if byte_range:
+            request["Range"] = byte_range
+        try:
+            found = self._client(profile).get_object(**request)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return PlainTextResponse("no such file\n", status_code=404)
+            if code == "InvalidRange":
+                return PlainTextResponse("range not satisfiable\n", status_code=416)
+            return PlainTextResponse(f"storage refused: {code}\n", status_code=502)
+        except BotoCoreError as exc:  # its messages name the endpoint, never a key
+            return PlainTextResponse(f"storage unavailable: {exc}\n", status_code=502)
+        headers = {"accept-ranges": "bytes", "content-length": str(found["ContentLength"])}
+        if found.get("ContentRange"):
+            headers["content-range"] = found["ContentRange"]
+        body = found["Body"]
+        return StreamingResponse(
+            body.iter_chunks(CHUNK),
+            status_code=206 if found.get("ContentRange") else 200,
+            headers=headers,
+            media_type=content_type,
+        )
 
 
 def media_type(name: str) -> str:
