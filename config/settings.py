@@ -11,6 +11,7 @@ import base64
 import binascii
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -226,6 +227,9 @@ class Settings(BaseSettings):
     # open and listens on loopback only (it refuses any other address).
     web_user: str = Field(default="cloudrec", min_length=1)
     web_password: SecretStr | None = None
+    # Where the page reads recordings of profiles without an endpoint: the emulator's local
+    # storage (`cloudrec emulator --storage-dir`, ./recordings by default).
+    web_storage_dir: Path = Path("recordings")
 
     @field_validator("storage")
     @classmethod

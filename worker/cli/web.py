@@ -15,14 +15,12 @@ from worker.cli.base import CliError, Exit, cli, runtime_for, settings_for, setu
 @click.option("--port", default=8720, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--storage-dir",
-    default="recordings",
-    show_default=True,
-    envvar="CLOUDREC_WEB_STORAGE_DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="the emulator's local storage (its --storage-dir): recordings are read from here",
+    help="the emulator's local storage (its --storage-dir), where recordings are read "
+    "[default: CLOUDREC_WEB_STORAGE_DIR, else ./recordings]",
 )
 @click.pass_context
-def web(ctx: click.Context, host: str, port: int, storage_dir: Path) -> None:
+def web(ctx: click.Context, host: str, port: int, storage_dir: Path | None) -> None:
     """The jobs list at http://HOST:PORT/, a page per job with its player. Basic auth with
     CLOUDREC_WEB_USER / CLOUDREC_WEB_PASSWORD; without a password, loopback only."""
     from worker.web.access import listen_problem, password_of
@@ -37,4 +35,4 @@ def web(ctx: click.Context, host: str, port: int, storage_dir: Path) -> None:
     auth = "basic auth" if password_of(settings) else "no password: loopback only"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"cloudrec web on http://{shown}:{port}/ ({auth})", err=True)
-    serve(settings, storage_dir, host, port)
+    serve(settings, storage_dir or settings.web_storage_dir, host, port)
