@@ -35,8 +35,25 @@ def no_console_problems(browser: WebDriver) -> Iterator[None]:
 
 
 def text_of(browser: WebDriver, selector: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, selector)
-    return found[0].text if found else ""
+    """The rendered text of the first match (one script call: the live refresh replaces
+    elements between two WebDriver calls)."""
+    text: str = browser.execute_script(
+        "const found = document.querySelector(arguments[0]);return found ? found.innerText : '';",
+        selector,
+    )
+    return text
+
+
+def click(browser: WebDriver, selector: str) -> None:
+    """Click the first match, found and clicked in one script call (see :func:`text_of`)."""
+    browser.execute_script("document.querySelector(arguments[0]).click();", selector)
+
+
+def shown_jobs(browser: WebDriver) -> set[str]:
+    jobs: list[str] = browser.execute_script(
+        "return [...document.querySelectorAll('tr.job')].map(r => r.dataset.job);"
+    )
+    return set(jobs)
 
 
 def row_state(browser: WebDriver, job_id: str) -> str:
@@ -85,7 +102,7 @@ def test_the_list_follows_a_job_without_reloading(site: Site, browser: WebDriver
 def test_the_job_page_is_linked_from_the_list(site: Site, browser: WebDriver) -> None:
     site.wait_state(FINISHED_JOB, "completed")
     browser.get(f"{site.url}/")
-    browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{FINISHED_JOB}"] a').click()
+    click(browser, f'tr[data-job="{FINISHED_JOB}"] a')
     wait_for(lambda: text_of(browser, "h1 .job-id") == FINISHED_JOB, 30, 0.2, "the job's page")
 
     job = site.job(FINISHED_JOB)
@@ -96,11 +113,42 @@ def test_the_job_page_is_linked_from_the_list(site: Site, browser: WebDriver) ->
     assert job.files and all(f.fileName in files for f in job.files)
     assert "completed" in text_of(browser, "#summary")
     assert job.sid and job.sid in text_of(browser, "#summary")
-    problems = text_of(browser, "#problems")
-    assert "error\nnone" in problems and "callback\nnone" in problems
+    assert " ".join(text_of(browser, "#problems").split()) == "error none callback none"
     # Each file's link is the job's own file, served.
-    link = browser.find_element(By.CSS_SELECTOR, "#files a").get_attribute("href")
+    link = browser.execute_script("return document.querySelector('#files a').href;")
     assert link == f"{site.url}/jobs/{FINISHED_JOB}/files/{job.files[0].fileName}"
+
+
+def test_the_list_finds_jobs_by_channel_job_id_or_label(site: Site, browser: WebDriver) -> None:
+    site.wait_state(FINISHED_JOB, "completed")
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    spec = {"job_id": "web-labelled", "start_at": later, "labels": {"course": "Physics 101"}}
+    site.submit_spec("other-channel", spec)
+    browser.get(f"{site.url}/")
+    for text, expected in (
+        ("web-LIST", {FINISHED_JOB}),  # the channel, any case
+        ("physics", {"web-labelled"}),  # a label's value
+        ("labelled", {"web-labelled"}),  # the job id
+        ("web-", {FINISHED_JOB, "web-labelled"}),
+    ):
+        search = browser.find_element(By.CSS_SELECTOR, 'input[name="q"]')
+        search.clear()
+        search.send_keys(text)
+        browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
+        wait_for(lambda t=text: f"q={t}" in browser.current_url, 30, 0.2, "the search")
+        assert shown_jobs(browser) == expected, text
+        # The live refresh keeps the search.
+        refreshed = int(browser.execute_script("return Number(document.body.dataset.refreshed||0)"))
+        wait_for(
+            lambda r=refreshed: (
+                browser.execute_script("return Number(document.body.dataset.refreshed||0)") > r
+            ),
+            30,
+            0.2,
+            "a refresh",
+        )
+        assert shown_jobs(browser) == expected, text
+    site.cli("cancel", "web-labelled")
 
 
 def test_the_player_plays_a_finished_recording(site: Site, browser: WebDriver) -> None:
@@ -170,9 +218,14 @@ def test_a_recording_in_s3_plays_through_the_page(site: Site, browser: WebDriver
     state = play_until(browser, 2.0)
     assert (state["width"], state["height"]) == CANVAS
     assert state["source"].endswith(".m3u8")
+    shown = (
+        browser.page_source
+        + requests.get(f"{site.url}/api/jobs/{job_id}", auth=(USER, PASSWORD), timeout=30).text
+    )
+    for secret in (site.env[f"CLOUDREC_STORAGE__S3__{k}"] for k in ("ACCESS_KEY", "SECRET_KEY")):
+        assert secret not in shown
 
-    mp4 = browser.find_element(By.CSS_SELECTOR, 'a.source[data-kind="mp4"]')
-    mp4.click()
+    click(browser, 'a.source[data-kind="mp4"]')
     wait_for(lambda: player(browser)["source"].endswith(".mp4"), 30, 0.2, "the MP4 chosen")
     state = play_until(browser, 1.0)
     assert (state["width"], state["height"]) == CANVAS

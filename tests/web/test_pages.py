@@ -12,6 +12,7 @@ from config import Settings
 from worker.states import JobState
 from worker.store import FileRecord, JobRecord
 from worker.web import pages
+from worker.web.app import ListQuery
 from worker.web.media import Recordings, Source
 
 HOSTILE = "<img src=x onerror=alert(1)>\"'&"
@@ -64,7 +65,7 @@ def test_hostile_text_is_escaped_everywhere() -> None:
     source = Source(HOSTILE, HOSTILE, "hls", "/jobs/x/files/" + HOSTILE)
     for html in (
         pages.job_page(status, [source], time.time()),
-        pages.jobs_page([status], time.time(), "all", 100),
+        pages.jobs_page([status], time.time(), ListQuery(text=HOSTILE)),
         *pages.job_sections(status, [source], time.time()).values(),
     ):
         parsed = parse(html)

@@ -17,8 +17,10 @@ plain functions (Starlette runs them in its thread pool: the store's reads block
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import redis
 from starlette.applications import Starlette
@@ -45,6 +47,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8720
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+SEARCH_SCAN = 10_000  # jobs a text search looks through, newest first
+MAX_SEARCH = 128
 REDIS_TIMEOUT = 3.0
 # The page's own files only; hls.js feeds the <video> through MediaSource (blob: URLs) and runs
 # its transmuxer in a worker it makes from a blob.
@@ -82,24 +86,51 @@ class Jobs:
     def __init__(self, store: JobStore) -> None:
         self.store = store
 
-    def listing(self, state: str, limit: int) -> list[JobRecord]:
-        active = state == "active"
-        chosen = None if state in ("all", "active") else JobState(state)
-        pages_ = self.store.iter_ids(chosen, limit=limit, active=active)
-        return [job for ids in pages_ for job in self.store.listed_records(ids)]
+    def listing(self, query: ListQuery) -> list[JobRecord]:
+        """The newest jobs in the query's state; with a text, the newest ``limit`` of them that
+        match it, looking through at most :data:`SEARCH_SCAN` jobs."""
+        active = query.state == "active"
+        chosen = None if query.state in ("all", "active") else JobState(query.state)
+        if not query.text:
+            found = self.store.iter_ids(chosen, limit=query.limit, active=active)
+            return [job for ids in found for job in self.store.listed_records(ids)]
+        matches: list[JobRecord] = []
+        for ids in self.store.iter_ids(chosen, limit=SEARCH_SCAN, active=active):
+            matches += [job for job in self.store.listed_records(ids) if query.matches(job)]
+            if len(matches) >= query.limit:
+                break
+        return matches[: query.limit]
 
     def find(self, job_id: str) -> JobRecord | None:
         return self.store.find(job_id)
 
 
-def _state_param(request: Request) -> str:
-    state = request.query_params.get("state") or "all"
-    return state if state in pages.STATE_CHOICES else "all"
+@dataclass(frozen=True)
+class ListQuery:
+    """What the list shows: a state (all, active or one), how many, and an optional text
+    found in the job id, the channel or a label."""
 
+    state: str = "all"
+    limit: int = DEFAULT_LIMIT
+    text: str = ""
 
-def _limit_param(request: Request) -> int:
-    raw = request.query_params.get("limit") or ""
-    return min(max(int(raw), 1), MAX_LIMIT) if raw.isdigit() else DEFAULT_LIMIT
+    @classmethod
+    def of(cls, request: Request) -> ListQuery:
+        params = request.query_params
+        state = params.get("state") or "all"
+        raw = params.get("limit") or ""
+        limit = min(max(int(raw), 1), MAX_LIMIT) if raw.isdigit() else DEFAULT_LIMIT
+        text = (params.get("q") or "").strip()[:MAX_SEARCH]
+        return cls(state if state in pages.STATE_CHOICES else "all", limit, text)
+
+    def matches(self, job: JobRecord) -> bool:
+        needle = self.text.casefold()
+        labels = job.spec.get("labels") or {}
+        haystack = [job.job_id, job.cname, *map(str, labels.keys()), *map(str, labels.values())]
+        return any(needle in value.casefold() for value in haystack)
+
+    def params(self) -> str:
+        return urlencode({"state": self.state, "limit": self.limit, "q": self.text})
 
 
 def build_app(settings: Settings, storage_dir: Path, store: JobStore | None = None) -> Starlette:
@@ -114,13 +145,13 @@ def build_app(settings: Settings, storage_dir: Path, store: JobStore | None = No
     recordings = Recordings(settings, storage_dir)
 
     def list_page(request: Request) -> Response:
-        state, limit = _state_param(request), _limit_param(request)
-        statuses = [j.status_json() for j in jobs.listing(state, limit)]
-        return HTMLResponse(pages.jobs_page(statuses, time.time(), state, limit))
+        query = ListQuery.of(request)
+        statuses = [j.status_json() for j in jobs.listing(query)]
+        return HTMLResponse(pages.jobs_page(statuses, time.time(), query))
 
     def list_json(request: Request) -> Response:
         now = time.time()
-        listed = jobs.listing(_state_param(request), _limit_param(request))
+        listed = jobs.listing(ListQuery.of(request))
         statuses = [j.status_json() for j in listed]
         return _no_store(
             JSONResponse({"now": iso(now), "jobs": statuses, "rows": pages.job_rows(statuses, now)})

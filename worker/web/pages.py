@@ -14,11 +14,14 @@ import math
 from collections.abc import Iterable
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from worker.states import TERMINAL_STATES, JobState
 from worker.web.media import Source, file_url, merged_of
+
+if TYPE_CHECKING:
+    from worker.web.app import ListQuery
 
 TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 STATE_CHOICES = ("all", "active", *(s.value for s in JobState))
@@ -93,22 +96,24 @@ def page(title: str, body: str, *, scripts: Iterable[str] = (), data: dict[str, 
 
 
 # -- the jobs list ------------------------------------------------------------------------------
-def jobs_page(statuses: list[dict[str, Any]], now: float, state: str, limit: int) -> str:
+def jobs_page(statuses: list[dict[str, Any]], now: float, query: ListQuery) -> str:
     options = "".join(
-        f'<option value="{e(c)}"{" selected" if c == state else ""}>{e(c)}</option>'
+        f'<option value="{e(c)}"{" selected" if c == query.state else ""}>{e(c)}</option>'
         for c in STATE_CHOICES
     )
     body = (
         '<form class="filter" method="get" action="/"><label>state '
-        f'<select name="state">{options}</select></label>'
-        f'<input type="hidden" name="limit" value="{limit}">'
+        f'<select name="state">{options}</select></label> '
+        '<label>find <input type="search" name="q" placeholder="job, channel or label" '
+        f'value="{e(query.text)}"></label>'
+        f'<input type="hidden" name="limit" value="{query.limit}">'
         '<button type="submit">show</button>'
         '<span class="refresh" id="refresh">live</span></form>'
         '<table class="jobs"><thead><tr><th>job</th><th>state</th><th>channel</th>'
         "<th>deadline</th><th>stop at</th><th>files</th></tr></thead>"
         f'<tbody id="jobs">{job_rows(statuses, now)}</tbody></table>'
     )
-    data = {"page": "jobs", "poll": f"/api/jobs?state={quote(state)}&limit={limit}"}
+    data = {"page": "jobs", "poll": f"/api/jobs?{query.params()}"}
     return page("jobs", body, scripts=["app.js"], data=data)
 
 
