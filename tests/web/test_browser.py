@@ -17,7 +17,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.support.browser import console_problems
+from tests.support.browser import chromium, console_problems
 from tests.support.waiting import wait_for
 from tests.web.site import CANVAS, PASSWORD, S3_PROFILE, USER, Site
 
@@ -239,3 +239,13 @@ def test_a_recording_in_s3_plays_through_the_page(site: Site, browser: WebDriver
     )
     assert part.status_code == 206 and len(part.content) == 100
     assert part.headers["content-range"].startswith("bytes 0-99/")
+
+
+def test_a_browser_without_the_credentials_is_refused(site: Site) -> None:
+    site.wait_state(FINISHED_JOB, "completed")
+    with chromium() as anonymous:
+        for path in ("/", f"/jobs/{FINISHED_JOB}", "/api/jobs"):
+            anonymous.get(f"{site.url}{path}")
+            problems = console_problems(anonymous)
+            assert any("status of 401" in p["message"] for p in problems), problems
+            assert FINISHED_JOB not in anonymous.page_source
