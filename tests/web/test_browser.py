@@ -87,7 +87,8 @@ def test_the_list_follows_a_job_without_reloading(site: Site, browser: WebDriver
     browser.get(f"{site.url}/")
     browser.execute_script("window.notReloaded = true;")
 
-    site.record("web-list", FINISHED_JOB, duration=8)
+    # Recording for several seconds: several refreshes of the list see it.
+    site.record("web-list", FINISHED_JOB, duration=15)
     wait_for(lambda: row_state(browser, FINISHED_JOB) == "recording", 60, 0.2, "recording")
     countdown = text_of(browser, f'tr[data-job="{FINISHED_JOB}"] .countdown')
     assert countdown.endswith("left"), countdown
@@ -210,7 +211,7 @@ def test_what_users_write_is_shown_as_text(site: Site, browser: WebDriver) -> No
 
 def test_a_recording_in_s3_plays_through_the_page(site: Site, browser: WebDriver) -> None:
     job_id = "web-s3"
-    site.record("web-s3", job_id, 6, "--storage", S3_PROFILE, "--files", "hls,mp4")
+    site.record("web-s3", job_id, 10, "--storage", S3_PROFILE, "--files", "hls,mp4")
     job = site.wait_state(job_id, "completed")
     on_disk = [p for p in site.storage_dir.rglob(f"*{job.sid}_*") if ".staging" not in p.parts]
     assert on_disk == [], "the files went to S3, not to the disk"
