@@ -132,3 +132,18 @@ def test_sources_are_the_files_that_exist_best_first(tmp_path: Path) -> None:
         ("mp4", "job-1.mp4"),
         ("hls", live_name),
     ]
+
+
+def test_after_a_failover_the_live_playlist_is_the_new_one(tmp_path: Path) -> None:
+    recordings = Recordings(Settings(), tmp_path)
+    folder = tmp_path / "recordings" / "a" / "b"
+    folder.mkdir(parents=True)
+    (folder / f"{SID}_class-42.m3u8").write_text("#EXTM3U\n")
+    record = job(failover_uids=["900000002"])  # NCS told of one HA failover
+    assert [s.name for s in recordings.sources(record, record.status_json())] == [
+        f"{SID}_class-42.m3u8"  # the new server has written nothing yet
+    ]
+    (folder / f"bak0_{SID}_class-42.m3u8").write_text("#EXTM3U\n")
+    assert [s.name for s in recordings.sources(record, record.status_json())] == [
+        f"bak0_{SID}_class-42.m3u8"
+    ]

@@ -26,8 +26,7 @@ from urllib.parse import quote
 from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 
 from config import Settings, StorageProfile
-from contract.naming import sanitize_cname
-from worker.recording import expected_playlist_name
+from contract.naming import failover_prefix, playlist_name, sanitize_cname
 from worker.store import JobRecord
 
 Kind = Literal["hls", "mp4"]
@@ -136,16 +135,28 @@ class Recordings:
         if merged is not None:
             name = merged["key"].rpartition("/")[2]
             found.append(Source("merged MP4", name, "mp4", file_url(job.job_id, name)))
-        live = expected_playlist_name(job.sid, job.cname) if job.sid else None
-        if live is not None and not job.terminal:  # the composite being written, as it grows
+        live = self._live_playlist(job, status) if not job.terminal else None
+        if live is not None:  # the composite being written, as it grows
             found.append(Source("live", live, "hls", file_url(job.job_id, live), live=True))
         for f in job.files:
             kind: Kind | None = "hls" if f.fileName.endswith(".m3u8") else None
             if f.fileName.endswith(".mp4"):
                 kind = "mp4"
-            if kind is not None and not (f.fileName == live and not job.terminal):
+            if kind is not None and f.fileName != live:
                 found.append(Source(f.fileName, f.fileName, kind, file_url(job.job_id, f.fileName)))
         return [s for s in found if self._exists(job, s.name, status)]
+
+    def _live_playlist(self, job: JobRecord, status: dict[str, Any]) -> str | None:
+        """The playlist a live recording writes now: after its n-th HA failover (NCS told of
+        each, ``failover_uids``) the ``bak<n-1>_`` one, else the first; the newest that exists."""
+        if not job.sid:
+            return None
+        prefixes = [failover_prefix(n) for n in reversed(range(len(job.failover_uids)))]
+        for prefix in [*prefixes, ""]:
+            name = playlist_name(job.sid, job.cname, prefix)
+            if self._exists(job, name, status):
+                return name
+        return None
 
     def _exists(self, job: JobRecord, name: str, status: dict[str, Any]) -> bool:
         key = self.key_of(job, name, status)
