@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.fleet import RedisServer
 from tests.support.ports import free_port
 from tests.support.processes import Proc, cloudrec_env, run_cli, spawn, wait_http
 from tests.support.redis_db import TEST_REDIS_URL
@@ -141,3 +142,26 @@ def test_the_credential_check() -> None:
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_a_redis_that_goes_away_is_a_503_and_the_page_recovers(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    private = RedisServer(tmp_path / "redis").start()
+    try:
+        port = free_port()
+        env = cloudrec_env(private.url, NO_API)
+        argv = ["web", "--port", str(port), "--storage-dir", str(tmp_path / "storage")]
+        proc = spawn("web", argv, env, tmp_path)
+        try:
+            url = f"http://127.0.0.1:{port}/api/jobs"
+            wait_http(url)
+            private.kill()
+            answer = requests.get(url, timeout=30)
+            assert answer.status_code == 503 and "Redis does not answer" in answer.text
+            private.start()
+            assert wait_http(url).json()["jobs"] == []
+            assert "Traceback" not in proc.output()
+        finally:
+            proc.stop()
+    finally:
+        private.stop()

@@ -16,6 +16,7 @@ plain functions (Starlette runs them in its thread pool: the store's reads block
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ from worker.store import JobRecord, JobStore, iso
 from worker.web import pages
 from worker.web.access import BasicAuth, password_of
 from worker.web.media import Recordings
+
+log = logging.getLogger("cloudrec.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8720
@@ -203,7 +206,17 @@ def build_app(settings: Settings, storage_dir: Path, store: JobStore | None = No
     password = password_of(settings)
     if password is not None:
         middleware.append(Middleware(BasicAuth, user=settings.web_user, password=password))
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={redis.RedisError: _redis_down},
+    )
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    # The page polls on: it shows "not updating" until Redis answers again.
+    log.warning("web: Redis does not answer: %s", type(exc).__name__)
+    return PlainTextResponse("503: Redis does not answer\n", status_code=503)
 
 
 def _no_store(response: Response) -> Response:
