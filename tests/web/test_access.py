@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from config import Settings
 from tests.support.fleet import RedisServer
 from tests.support.ports import free_port
 from tests.support.processes import Proc, cloudrec_env, run_cli, spawn, wait_http
 from tests.support.redis_db import TEST_REDIS_URL
 from tests.support.waiting import wait_for
+from worker.logs import settings_secrets
 from worker.web.access import credentials_match, is_loopback
 
 USER = "viewer"
@@ -165,3 +167,9 @@ def test_a_redis_that_goes_away_is_a_503_and_the_page_recovers(tmp_path: Path) -
             proc.stop()
     finally:
         private.stop()
+
+
+def test_the_password_is_one_of_the_secrets_logs_redact() -> None:
+    settings = Settings(web_password=PASSWORD)
+    assert PASSWORD in settings_secrets(settings)
+    assert PASSWORD not in repr(settings)
