@@ -11,6 +11,7 @@ import base64
 import binascii
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -255,6 +256,13 @@ class Settings(BaseSettings):
                 f"project's App ID, 32 hexadecimal characters (got {self.app_id!r})"
             )
         return self
+    # `cloudrec web` (worker.web): HTTP basic auth for the page. Without a password the page is
+    # open and listens on loopback only (it refuses any other address).
+    web_user: str = Field(default="cloudrec", min_length=1)
+    web_password: SecretStr | None = None
+    # Where the page reads recordings of profiles without an endpoint: the emulator's local
+    # storage (`cloudrec emulator --storage-dir`, ./recordings by default).
+    web_storage_dir: Path = Path("recordings")
 
     @field_validator("storage")
     @classmethod

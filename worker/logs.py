@@ -155,7 +155,7 @@ class PlainFormatter(logging.Formatter):
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret the settings hold: customer secret, storage keys, vault key, webhook secret,
-    URL passwords, the dev API token, the App Certificate."""
+    URL passwords, the dev API token, the App Certificate, the web page's password."""
     values = [settings.customer_secret.get_secret_value()]
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
@@ -168,6 +168,8 @@ def settings_secrets(settings: Settings) -> list[str]:
         values.append(settings.dev_token.get_secret_value())
     if settings.app_certificate is not None:
         values.append(settings.app_certificate.get_secret_value())
+    if settings.web_password is not None:  # `cloudrec web`'s basic auth
+        values.append(settings.web_password.get_secret_value())
     return values
 
 

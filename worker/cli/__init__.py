@@ -7,7 +7,8 @@ README's "Command line" section).
 One module per command group, each registering its commands on the root group :data:`cli`
 (:mod:`worker.cli.base`): ``services`` (emulator, worker, beat, metrics, health), ``channels``,
 ``recordings`` (record, stop, cancel), ``live`` (status, jobs, the ``--wait`` progress),
-``schedules``, ``ncs``, ``tools`` (render, demo; the demo itself is :mod:`worker.cli.demo`).
+``schedules``, ``ncs``, ``tools`` (render, demo; the demo itself is :mod:`worker.cli.demo`),
+``web`` (the page, :mod:`worker.web`).
 The CLI sits on top: it imports the worker and the tasks, nothing imports it.
 
 Settings, Redis and HTTP clients are imported where a command needs them: ``cloudrec render``
@@ -16,12 +17,12 @@ and ``--help`` should not pay for pydantic-settings, redis-py and requests at st
 
 from __future__ import annotations
 
-from worker.cli import channels, live, ncs, recordings, schedules, services, tools
+from worker.cli import channels, live, ncs, recordings, schedules, services, tools, web
 from worker.cli.base import CliError, Exit, cli, main, state_exit
 from worker.cli.live import follow_job, job_view
 from worker.cli.recordings import build_spec, read_spec_file
 
-COMMAND_MODULES = (channels, live, ncs, recordings, schedules, services, tools)
+COMMAND_MODULES = (channels, live, ncs, recordings, schedules, services, tools, web)
 
 __all__ = [
     "COMMAND_MODULES",
