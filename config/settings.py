@@ -256,6 +256,7 @@ class Settings(BaseSettings):
                 f"project's App ID, 32 hexadecimal characters (got {self.app_id!r})"
             )
         return self
+
     # `cloudrec web` (worker.web): HTTP basic auth for the page. Without a password the page is
     # open and listens on loopback only (it refuses any other address).
     web_user: str = Field(default="cloudrec", min_length=1)
