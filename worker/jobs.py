@@ -106,6 +106,8 @@ class JobSpec(BaseModel):
     stop_at: datetime | None = None
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     callback: Callback | None = None
+    # One merged MP4 of the whole recording (worker.merge); None: CLOUDREC_MERGE_DEFAULT.
+    merge: bool | None = None
 
     @field_validator("token", mode="before")
     @classmethod

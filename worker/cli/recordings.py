@@ -44,6 +44,7 @@ def build_spec(
     prefix: str | None = None,
     uid: str | None = None,
     job_id: str | None = None,
+    merge: bool | None = None,
 ) -> dict[str, Any]:
     """A job spec from ``cloudrec record`` flags, on top of an optional ``--spec`` file."""
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
@@ -67,7 +68,13 @@ def build_spec(
         rc["maxIdleTime"] = max_idle
     if files is not None:
         spec["recordingFileConfig"] = {"avFileType": [f.strip() for f in files.split(",") if f]}
-    optional = {"duration": duration, "storage": storage, "uid": uid, "job_id": job_id}
+    optional = {
+        "duration": duration,
+        "storage": storage,
+        "uid": uid,
+        "job_id": job_id,
+        "merge": merge,
+    }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if prefix is not None:
         spec["fileNamePrefix"] = [p for p in prefix.split("/") if p]
@@ -99,6 +106,12 @@ def _parse_size(size: str) -> tuple[int, int]:
 @click.option("--prefix", help="fileNamePrefix as a/b/c")
 @click.option("--uid", help="recorder uid (default: from the configured range)")
 @click.option("--job-id", help="idempotency key")
+@click.option(
+    "--merge/--no-merge",
+    default=None,
+    help="one merged MP4 of the whole recording, <prefix>/<job id>.mp4 "
+    "[default: CLOUDREC_MERGE_DEFAULT]",
+)
 @click.option("--spec", "spec_file", type=click.File("r"), help="job spec JSON; flags override")
 @click.option("--wait", is_flag=True, help="follow the job to its end; exit 0 only if completed")
 @click.option("--json", "as_json", is_flag=True)
@@ -119,6 +132,7 @@ def record(
     prefix: str | None,
     uid: str | None,
     job_id: str | None,
+    merge: bool | None,
     spec_file: Any,
     wait: bool,
     as_json: bool,
@@ -146,6 +160,7 @@ def record(
         prefix=prefix,
         uid=uid,
         job_id=job_id,
+        merge=merge,
     )
     rt = runtime_for(ctx)
     try:
