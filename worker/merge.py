@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 from contract.naming import sanitize_cname
 from worker.errors import MergeError
-from worker.merge_media import AUDIO, VIDEO, Part, merge_parts, verify
 from worker.merge_storage import JobStorage, storage_for
 from worker.states import JobState
 from worker.steps import Step
@@ -50,6 +49,7 @@ from worker.store import JobRecord
 
 if TYPE_CHECKING:
     from config import Settings
+    from worker.merge_media import Part
     from worker.runtime import Runtime
 
 log = logging.getLogger("cloudrec.merge")
@@ -129,6 +129,9 @@ def merge_job(
     """Fetch, join, verify and store the job's merged MP4; returns what the job records."""
     if job.sid is None:
         raise MergeError("the job has no recording (no sid)")
+    # PyAV is imported by merges only: the CLI and the callbacks read this module too.
+    from worker.merge_media import merge_parts, verify
+
     storage = storage or storage_for(settings.storage_profile(job.storage))
     prefix = key_prefix(job)
     segments = segments_of(storage.names(prefix), job.sid, job.cname)
@@ -154,7 +157,7 @@ def _kinds(job: JobRecord) -> list[str]:
     """The streams the merged file must have: the recording's streamTypes (0 audio, 1 video,
     2 both)."""
     stream_types = job.job_spec.recordingConfig.streamTypes
-    return {0: [AUDIO], 1: [VIDEO]}.get(int(stream_types), [AUDIO, VIDEO])
+    return {0: ["audio"], 1: ["video"]}.get(int(stream_types), ["audio", "video"])
 
 
 def _fetch_parts(
@@ -162,6 +165,8 @@ def _fetch_parts(
 ) -> list[Part]:
     """Download each segment's parts; the first part of a segment carries its wall-clock start,
     the others follow it (``start`` None)."""
+    from worker.merge_media import Part
+
     parts: list[Part] = []
     for segment in segments:
         if segment.playlist is None:
@@ -209,7 +214,7 @@ def merge_step(rt: Runtime, job_id: str) -> float | None:
     """Merge a finished job's files if it asked for it and has no ``merged`` yet. Returns None
     when done (or nothing to do), else seconds after which to try again (no free slot)."""
     job = rt.store.find(job_id)
-    if job is None or not _wants_merge(job):
+    if job is None or not merge_pending(job):
         rt.store.unschedule(Step.MERGE, job_id)
         return None
     with merge_slot(rt.settings) as got:
@@ -223,7 +228,8 @@ def merge_step(rt: Runtime, job_id: str) -> float | None:
     return None
 
 
-def _wants_merge(job: JobRecord) -> bool:
+def merge_pending(job: JobRecord) -> bool:
+    """The job asked for a merge, ended in a state that has one, and has no outcome yet."""
     return job.merge and job.state in MERGE_STATES and job.merged is None
 
 
@@ -261,7 +267,7 @@ def callback_wait(job: JobRecord, settings: Settings, now: float) -> float | Non
     """Seconds a finished job's callback should wait for its merge (None: deliver now). It
     waits while the merge is pending, at most ``CLOUDREC_MERGE_CALLBACK_WAIT`` after the job
     ended."""
-    if not _wants_merge(job):
+    if not merge_pending(job):
         return None
     ended = job.history[-1].at if job.history else job.created_at
     left = ended + settings.merge_callback_wait - now

@@ -168,7 +168,9 @@ def record(
     except CloudrecError as exc:
         raise CliError(str(exc)) from None
     if wait:
-        job = follow_job(rt.store, job.job_id, quiet=as_json)
+        job = follow_job(
+            rt.store, job.job_id, quiet=as_json, merge_wait=rt.settings.merge_callback_wait
+        )
     click.echo(json.dumps(job.status_json(), indent=2) if as_json else job.job_id)
     if wait:
         sys.exit(state_exit(job.state))
