@@ -10,8 +10,9 @@ rolls over (``_0.mp4``, ``_1.mp4``...). The merge, in order:
 2. per segment (the original, then bak0, bak1...), reads the playlist: the first TS slice's name
    is the segment's wall-clock start, to the millisecond (``<sid>_<cname>_<utc>.ts``,
    docs/service/files.md#naming); the segment's parts are its MP4s in index order, or, for a job
-   recorded as HLS only, its TS slices in playlist order. A segment's parts follow each other
-   without a gap (an MP4 rolls over at a slice boundary);
+   recorded as HLS only (or a segment whose MP4 is missing), the TS slices of every segment in
+   playlist order. A segment's parts follow each other without a gap (an MP4 rolls over at a
+   slice boundary);
 3. joins the parts (:mod:`worker.merge_media`): remuxed, not re-encoded, on the wall clock, a
    failover's gap kept as a gap (held picture, silence);
 4. verifies the file, puts it beside the parts, and records
@@ -164,9 +165,11 @@ def _fetch_parts(
     storage: JobStorage, prefix: str, segments: list[Segment], workdir: Path
 ) -> list[Part]:
     """Download each segment's parts; the first part of a segment carries its wall-clock start,
-    the others follow it (``start`` None)."""
+    the others follow it (``start`` None). The parts are the MP4s if every segment has some,
+    else the TS slices everywhere (an MP4 and a TS slice carry AAC differently: one kind only)."""
     from worker.merge_media import Part
 
+    use_mp4 = all(segment.mp4s for segment in segments)
     parts: list[Part] = []
     for segment in segments:
         if segment.playlist is None:
@@ -175,7 +178,9 @@ def _fetch_parts(
         storage.fetch(prefix + segment.playlist, playlist)
         text = playlist.read_text(encoding="utf-8", errors="replace")
         start: Fraction | None = segment_start(text)
-        names = [segment.mp4s[i] for i in sorted(segment.mp4s)] or playlist_slices(text)
+        names = [segment.mp4s[i] for i in sorted(segment.mp4s)]
+        if not use_mp4:
+            names = playlist_slices(text)
         for name in names:
             local = workdir / name
             storage.fetch(prefix + name, local)

@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +136,9 @@ def _rgb(frame: np.ndarray) -> tuple[int, int, int]:
     return int(median[0]), int(median[1]), int(median[2])
 
 
-def test_failover_and_rollovers_merge_into_one_wall_clock_file(stack, redis_client):
+def test_failovers_and_rollovers_merge_into_one_wall_clock_file(stack, redis_client):
     stack.dev.join("mroom", "1", video={"color": "#00FF00"}, audio={"tone": BEFORE})
-    spec = _spec("mroom", callback={"task": "tests.e2e.on_merged_recording"})
+    spec = _spec("mroom", duration=20, callback={"task": "tests.e2e.on_merged_recording"})
     job, _ = submit_and_start(stack.runtime, spec)
     job = _wait(stack, job.job_id, lambda j: j.sid, 30, "the recording's sid")
     folder = stack.storage_dir / "recordings" / "merge" / "mroom"
@@ -150,6 +151,10 @@ def test_failover_and_rollovers_merge_into_one_wall_clock_file(stack, redis_clie
     stack.dev.failover(job.sid, 3.0)
     stack.dev.leave("mroom", "1")
     stack.dev.join("mroom", "2", video={"color": "#FF0000"}, audio={"tone": AFTER})
+    wait_for(lambda: (folder / f"bak0_{base}.m3u8").exists(), 30, 0.2, "bak0_'s first slice")
+    time.sleep(1.0)
+    # A second one, as fault injection makes it: the 404 window of every live task.
+    stack.dev.set_faults({"notFoundSeconds": 2.0, "failover": True})
 
     job = _wait(stack, job.job_id, lambda j: j.terminal, 60, "the job to end")
     assert job.state == "completed", job.error
@@ -157,54 +162,65 @@ def test_failover_and_rollovers_merge_into_one_wall_clock_file(stack, redis_clie
     merged = job.merged
     assert "error" not in merged, merged
 
-    # The parts really are split: a rollover in the original segment, a bak0_ segment.
+    # The parts really are split: a rollover in the original segment, two bak segments.
     names = sorted(p.name for p in folder.iterdir())
     assert f"{base}_0.mp4" in names and f"{base}_1.mp4" in names, names
-    assert f"bak0_{base}.m3u8" in names and f"bak0_{base}_0.mp4" in names, names
+    for prefix in ("bak0_", "bak1_"):
+        assert f"{prefix}{base}.m3u8" in names and f"{prefix}{base}_0.mp4" in names, names
     parts = [n for n in names if n.endswith(".mp4") and job.sid in n]
-    assert merged["parts"] == len(parts) >= 3
+    assert merged["parts"] == len(parts) >= 4
 
     # Written beside them, as recorded on the job.
     out = folder / f"{job.job_id}.mp4"
     assert merged["key"] == f"merge/mroom/{job.job_id}.mp4"
     assert out.stat().st_size == merged["size"]
 
-    # The wall clock: from the original segment's start to bak0's end; the gap between them.
-    start, original_end = _segment_span(folder / f"{base}.m3u8")
-    resumed, end = _segment_span(folder / f"bak0_{base}.m3u8")
-    assert resumed - original_end >= 3.0 - 0.05  # the failover's 3 s of nothing
+    # The wall clock: from the original segment's start to bak1's end; a gap between segments
+    # as long as each failover recorded nothing.
+    spans = [_segment_span(folder / f"{p}{base}.m3u8") for p in ("", "bak0_", "bak1_")]
+    start, end = spans[0][0], spans[-1][1]
+    expected_gaps = [(a[1] - start, b[0] - start) for a, b in pairwise(spans)]
+    assert expected_gaps[0][1] - expected_gaps[0][0] >= 3.0 - 0.05
+    assert expected_gaps[1][1] - expected_gaps[1][0] >= 2.0 - 0.05
     span = end - start
     video = decode_video(out)
     audio = decode_audio(out)
     assert abs(merged["duration"] - span) <= FRAME + 0.01, (merged, span)
     assert abs(video.duration - span) <= FRAME + 0.01, (video.duration, span)
     assert abs(audio.duration - span) <= FRAME + 0.01, (audio.duration, span)
-    [[gap_from, gap_to]] = merged["gaps"]
-    assert abs(gap_from - (original_end - start)) <= FRAME + 0.01, (merged["gaps"], original_end)
-    assert abs(gap_to - (resumed - start)) <= FRAME + 0.01, (merged["gaps"], resumed)
+    assert len(merged["gaps"]) == 2, merged["gaps"]
+    for (gap_from, gap_to), (want_from, want_to) in zip(merged["gaps"], expected_gaps, strict=True):
+        assert abs(gap_from - want_from) <= FRAME + 0.01, (merged["gaps"], expected_gaps)
+        assert abs(gap_to - want_to) <= FRAME + 0.01, (merged["gaps"], expected_gaps)
 
     # Timestamps monotonic, both streams there.
     counts = _monotonic(out)
     assert counts["video"] > 0 and counts["audio"] > 0
 
-    # Picture: green before; held (no new frame, still green) through the gap; red after.
-    inside = [t for t in video.times if gap_from + FRAME / 2 < t < gap_to - 0.01]
-    assert inside == [], inside
-    assert close_to(_rgb(video.frame_at(gap_from - 0.5)), GREEN)
-    assert close_to(_rgb(video.frame_at((gap_from + gap_to) / 2)), GREEN)  # held
-    assert close_to(_rgb(video.frame_at(gap_to + 0.5)), RED)
-
-    # Sound: 440 Hz before, silence in the gap, 880 Hz after.
     rate = audio.sample_rate
 
     def window(a: float, b: float) -> np.ndarray:
         return audio.samples[:, int(a * rate) : int(b * rate)]
 
-    before = tone_levels(window(0.3, gap_from - 0.2), rate, [BEFORE, AFTER])
-    assert before[BEFORE] > 0.9 and before[AFTER] < 0.1, before
-    assert float(np.abs(window(gap_from + 0.1, gap_to - 0.1)).max()) < 1e-3
-    after = tone_levels(window(gap_to + 0.2, span - 0.3), rate, [BEFORE, AFTER])
-    assert after[AFTER] > 0.9 and after[BEFORE] < 0.1, after
+    # Picture: no frame made up in a gap, the last one held; sound: silence in a gap.
+    for (gap_from, gap_to), colour in zip(merged["gaps"], (GREEN, RED), strict=True):
+        inside = [t for t in video.times if gap_from + FRAME / 2 < t < gap_to - 0.01]
+        assert inside == [], inside
+        assert close_to(_rgb(video.frame_at(gap_from - 0.3)), colour)
+        assert close_to(_rgb(video.frame_at((gap_from + gap_to) / 2)), colour)  # held
+        assert float(np.abs(window(gap_from + 0.1, gap_to - 0.1)).max()) < 1e-3
+    # Green and 440 Hz before the first failover; red and 880 Hz after it, on both sides of the
+    # second one.
+    (first_from, first_to), (second_from, second_to) = merged["gaps"]
+    assert close_to(_rgb(video.frame_at(first_to + 0.3)), RED)
+    assert close_to(_rgb(video.frame_at(second_to + 0.3)), RED)
+    for a, b, heard, silent in (
+        (0.3, first_from - 0.2, BEFORE, AFTER),
+        (first_to + 0.2, second_from - 0.2, AFTER, BEFORE),
+        (second_to + 0.2, span - 0.3, AFTER, BEFORE),
+    ):
+        levels = tone_levels(window(a, b), rate, [heard, silent])
+        assert levels[heard] > 0.9 and levels[silent] < 0.1, (a, b, levels)
 
     # The callback came after the merge and carries it.
     raw = wait_for(lambda: redis_client.lrange(CALLBACK_KEY, 0, -1), 15, 0.1, "the callback")
