@@ -130,9 +130,11 @@ def run_callbacks(
         rt.store.unschedule(Step.CALLBACK, job_id)
         return None
     wait = callback_wait(job, rt.settings, now)
-    if wait is not None:  # the summary carries the merged file: wait for the merge
-        rt.store.extend_due(Step.CALLBACK, job_id, now + wait + rt.settings.stop_lease)
-        return wait
+    if wait is not None:
+        # The summary carries the merged file: the entry waits for the merge, which makes it
+        # due again when it is done (worker.merge), or for the end of the wait; nothing polls.
+        rt.store.extend_due(Step.CALLBACK, job_id, now + wait)
+        return None
     wanted = job.job_spec.callback or StoredCallback()
     status = dict(job.callback_status or {})
     body = summary(job)

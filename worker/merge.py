@@ -269,11 +269,11 @@ def _merge_and_record(rt: Runtime, job: JobRecord) -> None:
 
 
 def callback_wait(job: JobRecord, settings: Settings, now: float) -> float | None:
-    """Seconds a finished job's callback should wait for its merge (None: deliver now). It
-    waits while the merge is pending, at most ``CLOUDREC_MERGE_CALLBACK_WAIT`` after the job
-    ended."""
+    """Seconds a finished job's callback should still wait for its merge (None: deliver now):
+    while the merge is pending, until ``CLOUDREC_MERGE_CALLBACK_WAIT`` after the job ended. The
+    merge makes the callback due as soon as it has an outcome."""
     if not merge_pending(job):
         return None
     ended = job.history[-1].at if job.history else job.created_at
     left = ended + settings.merge_callback_wait - now
-    return min(SLOT_WAIT * 2, left) if left > 0 else None
+    return left if left > 0 else None

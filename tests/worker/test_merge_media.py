@@ -40,8 +40,10 @@ def _record(
     color: str = "#00FF00",
     tone: float = 440.0,
     width: int = 160,
+    streams: int = 2,
 ) -> None:
     config = MediaConfig(
+        stream_types=streams,
         width=width,
         height=120,
         fps=FPS,
@@ -113,6 +115,24 @@ def test_parts_join_on_the_wall_clock_with_a_held_picture_and_silence(tmp_path, 
     after = tone_levels(audio.samples[:, int((b + 0.1) * rate) :], rate, [440.0, 880.0])
     assert before[440.0] > 0.9 > 0.1 > before[880.0], before
     assert after[880.0] > 0.9 > 0.1 > after[440.0], after
+
+
+def test_audio_only_parts_join_with_silence_between(tmp_path):
+    folder = tmp_path / "rec"
+    _record(folder, ("hls", "mp4"), start_ms=T0, seconds=3.0, streams=0)
+    _record(folder, ("hls", "mp4"), start_ms=T0 + 5000, seconds=2.0, prefix="bak0_", streams=0)
+    out = tmp_path / "merged.mp4"
+    span, gaps = merge_parts(_parts(folder, tmp_path / "work"), out)
+    [(a, b)] = gaps
+    assert abs(a - 3.0) < 0.03 and abs(b - 5.0) < 0.002 and abs(float(span) - 7.0) < 0.03
+    assert verify(out, span, ["audio"]).duration == pytest.approx(float(span), abs=0.03)
+    audio = decode_audio(out)
+    assert audio.duration == pytest.approx(float(span), abs=0.03)
+    rate = audio.sample_rate
+    assert (
+        float(np.abs(audio.samples[:, int((a + 0.05) * rate) : int((b - 0.05) * rate)]).max())
+        < 1e-3
+    )
 
 
 def test_parts_that_differ_are_refused_not_re_encoded(tmp_path):
