@@ -181,7 +181,8 @@ def test_failovers_and_rollovers_merge_into_one_wall_clock_file(stack, redis_cli
     start, end = spans[0][0], spans[-1][1]
     expected_gaps = [(a[1] - start, b[0] - start) for a, b in pairwise(spans)]
     assert expected_gaps[0][1] - expected_gaps[0][0] >= 3.0 - 0.05
-    assert expected_gaps[1][1] - expected_gaps[1][0] >= 2.0 - 0.05
+    # The faults' window fails tasks over at the emulator's next tick, for what is left of it.
+    assert expected_gaps[1][1] - expected_gaps[1][0] >= 1.0
     span = end - start
     video = decode_video(out)
     audio = decode_audio(out)
