@@ -19,7 +19,7 @@ packet that would overlap the previous one is dropped (21 ms, never a video fram
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -159,14 +159,13 @@ def _copy_part(
 ) -> Fraction:
     """Remux every packet of ``part`` at ``offset``; returns where the part ends."""
     end = offset
+    zero = _media_zero(part, list(tracks))
     with av.open(str(part.path)) as source:
-        inputs = {kind: _input_stream(source, kind, part, templates) for kind in tracks}
-        zero = _media_zero(source, inputs)
-        for packet in source.demux([s for s in inputs.values() if s is not None]):
+        inputs = [_input_stream(source, kind, part, templates) for kind in tracks]
+        for packet in source.demux(inputs):
             if packet.dts is None or packet.size == 0:
                 continue  # the demuxer's flush packets
-            kind = packet.stream.type
-            track = tracks[kind]
+            track = tracks[packet.stream.type]
             shift = round((offset - zero) / track.time_base)
             packet_end = _write(packet, track, shift)
             if packet_end is not None:
@@ -187,21 +186,19 @@ def _input_stream(source: Any, kind: str, part: Part, templates: dict[str, Any])
     return streams[0]
 
 
-def _media_zero(source: Any, inputs: dict[str, Any]) -> Fraction:
+def _media_zero(part: Part, kinds: list[str]) -> Fraction:
     """The media time (seconds) of the part's wall-clock start: its first video frame (a part
-    starts on an IDR frame, at the start of a slice), else its first audio frame."""
-    for kind in (VIDEO, AUDIO):
-        stream = inputs.get(kind)
-        if stream is None:
-            continue
+    starts on an IDR frame, at the start of a slice), else its first audio frame. (A pass of
+    its own over the first packets: seeking back is not exact in every container.)"""
+    kind = VIDEO if VIDEO in kinds else AUDIO
+    with av.open(str(part.path)) as source:
+        stream = next(s for s in source.streams if s.type == kind)
         for packet in source.demux(stream):
             if packet.pts is not None:
                 zero = Fraction(packet.pts) * Fraction(stream.time_base)
-                source.seek(0, any_frame=True)
                 # An MP4's AAC priming sits before 0 (its edit list): 0 is the start there.
                 return max(zero, Fraction(0)) if kind == AUDIO else zero
-        source.seek(0, any_frame=True)
-    return Fraction(0)
+    raise MergeError(f"{part.name}: no {kind} packet")
 
 
 def _write(packet: Any, track: _Track, shift: int) -> Fraction | None:
@@ -326,43 +323,45 @@ def verify(path: Path, expected: Fraction, kinds: Sequence[str]) -> Merged:
 
 
 def _scan(path: Path) -> tuple[dict[str, StreamCheck], float]:
-    """Per stream: first pts, end, packet count; checks dts strictly increase."""
-    found: dict[str, StreamCheck] = {}
+    """Per stream, in one pass: first pts, end, packet count; checks dts strictly increase."""
     frame_seconds = 0.0
     with av.open(str(path)) as source:
-        for stream in source.streams:
-            if stream.type not in (VIDEO, AUDIO):
-                continue
+        streams = [s for s in source.streams if s.type in (VIDEO, AUDIO)]
+        for stream in streams:
             if stream.type == VIDEO and stream.average_rate:
                 frame_seconds = float(1 / stream.average_rate)
-            found[stream.type] = _scan_stream(source, stream)
-    return found, frame_seconds
+        seen = {s.type: _StreamScan(s.type, Fraction(s.time_base)) for s in streams}
+        for packet in source.demux(streams):
+            if packet.dts is not None and packet.size:
+                seen[packet.stream.type].add(packet)
+    return {kind: scan.result() for kind, scan in seen.items()}, frame_seconds
 
 
-def _scan_stream(source: Any, stream: Any) -> StreamCheck:
-    tb = Fraction(stream.time_base)
+@dataclass
+class _StreamScan:
+    kind: str
+    time_base: Fraction
     first: int | None = None
-    end = 0
+    end: int = 0
     last_dts: int | None = None
-    count = 0
-    for packet in _packets(source, stream):
-        if last_dts is not None and packet.dts <= last_dts:
-            raise MergeError(f"merged file: {stream.type} timestamps are not monotonic")
-        last_dts = packet.dts
-        pts = packet.pts if packet.pts is not None else packet.dts
-        first = pts if first is None else min(first, pts)
-        end = max(end, pts + (packet.duration or 0))
-        count += 1
-    source.seek(0, any_frame=True)
-    if first is None:
-        raise MergeError(f"merged file: the {stream.type} stream is empty")
-    return StreamCheck(stream.type, float(max(first, 0) * tb), float(end * tb), count)
+    count: int = 0
 
+    def add(self, packet: Any) -> None:
+        if self.last_dts is not None and packet.dts <= self.last_dts:
+            raise MergeError(f"merged file: {self.kind} timestamps are not monotonic")
+        self.last_dts = int(packet.dts)
+        pts = int(packet.pts if packet.pts is not None else packet.dts)
+        self.first = pts if self.first is None else min(self.first, pts)
+        self.end = max(self.end, pts + int(packet.duration or 0))
+        self.count += 1
 
-def _packets(source: Any, stream: Any) -> Iterator[Any]:
-    for packet in source.demux(stream):
-        if packet.dts is not None and packet.size:
-            yield packet
+    def result(self) -> StreamCheck:
+        if self.first is None:
+            raise MergeError(f"merged file: the {self.kind} stream is empty")
+        tb = self.time_base
+        return StreamCheck(
+            self.kind, float(max(self.first, 0) * tb), float(self.end * tb), self.count
+        )
 
 
 def _decode_ends(path: Path, checks: dict[str, StreamCheck]) -> None:
