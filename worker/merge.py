@@ -258,6 +258,7 @@ def _merge_and_record(rt: Runtime, job: JobRecord) -> None:
     if job.has_callback:
         rt.store.schedule(Step.CALLBACK, job_id, time.time())  # it was waiting for this
     outcome = "error" if "error" in merged else "merged"
+    rt.metrics.merge(outcome)
     log.info(
         "job %s: merge %s in %.1f s: %s",
         job_id,

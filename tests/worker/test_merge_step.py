@@ -17,6 +17,7 @@ from worker.callbacks import run_callbacks
 from worker.cli.recordings import build_spec
 from worker.errors import JobSpecError
 from worker.merge import callback_wait, merge_step
+from worker.metrics import MERGES, read_counters
 from worker.runtime import Runtime
 from worker.states import JobState
 
@@ -87,6 +88,7 @@ def test_a_failed_merge_is_recorded_and_changes_nothing_else(rt_default_merge):
     assert rt.store.due_at("callback", job_id) > time.time() + rt.settings.merge_callback_wait - 60
 
     assert merge_step(rt, job_id) is None
+    assert read_counters(rt.redis).counters[MERGES] == {("error",): 1.0}
     job = rt.store.get(job_id)
     assert job.state == S.COMPLETED
     assert "no file of recording sid1" in job.merged["error"], job.merged
