@@ -135,9 +135,11 @@ def merge_job(
 
     storage = storage or storage_for(settings.storage_profile(job.storage))
     prefix = key_prefix(job)
-    segments = segments_of(storage.names(prefix), job.sid, job.cname)
+    names = storage.names(prefix)
+    segments = segments_of(names, job.sid, job.cname)
     if not segments:
         raise MergeError(f"no file of recording {job.sid} under {prefix or 'the bucket root'!r}")
+    _check_listed_files(job, set(names))
     with tempfile.TemporaryDirectory(prefix="cloudrec-merge-") as tmp:
         workdir = Path(tmp)
         parts = _fetch_parts(storage, prefix, segments, workdir)
@@ -152,6 +154,20 @@ def merge_job(
         "parts": len(parts),
         "gaps": [[round(a, 3), round(b, 3)] for a, b in gaps],
     }
+
+
+def _check_listed_files(job: JobRecord, stored: set[str]) -> None:
+    """Every file the service reported for the job must be in storage: a merge of what is there
+    would silently miss the rest (files still in the service's backup, ``backuped``,
+    docs/service/files.md#failover)."""
+    missing = [f.fileName for f in job.files if f.fileName not in stored]
+    if missing:
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        raise MergeError(
+            f"not in storage: {shown} (uploading_status {job.uploading_status or 'unknown'})"
+        )
 
 
 def _kinds(job: JobRecord) -> list[str]:
@@ -186,7 +202,33 @@ def _fetch_parts(
             storage.fetch(prefix + name, local)
             parts.append(Part(local, start, name))
             start = None
+        if use_mp4:
+            _check_mp4_cover(segment, text, [workdir / n for n in names])
     return parts
+
+
+def _check_mp4_cover(segment: Segment, playlist: str, mp4s: list[Path]) -> None:
+    """A segment's MP4s must last as long as its playlist's slices (within half a slice; they
+    hold the same media): an MP4 missing in the middle would otherwise shift the rest of the
+    segment, unseen."""
+    import av
+
+    lengths = [float(line.split(":", 1)[1].split(",")[0]) for line in _extinf_lines(playlist)]
+    if not lengths:
+        return
+    covered = 0.0
+    for path in mp4s:
+        with av.open(str(path)) as container:
+            covered += float(container.duration or 0) / av.time_base
+    if abs(covered - sum(lengths)) > max(lengths) / 2 + 0.25:
+        raise MergeError(
+            f"segment {_segment_name(segment)}: its MP4s last {covered:.1f} s, its playlist "
+            f"{sum(lengths):.1f} s: an MP4 is missing"
+        )
+
+
+def _extinf_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("#EXTINF:")]
 
 
 def _segment_name(segment: Segment) -> str:

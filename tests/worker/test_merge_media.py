@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import boto3  # type: ignore[import-untyped]
@@ -16,14 +17,15 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
-from config.settings import StorageProfile
+from config.settings import Settings, StorageProfile
 from emulator.media import CompositeRecorder
 from emulator.media.models import AudioSource, MediaConfig, UserSnapshot, VideoSource
 from tests.support.mediadecode import close_to, decode_audio, decode_video, tone_levels
 from worker.errors import MergeError
-from worker.merge import segment_start, segments_of
+from worker.merge import merge_job, segment_start, segments_of
 from worker.merge_media import Part, adts_frame, merge_parts, verify
 from worker.merge_storage import LocalStorage, S3Storage, storage_for
+from worker.store import JobRecord
 
 T0 = 1_700_000_000_000  # the recording's first media, epoch ms
 GAP = 1.5  # seconds between the original segment's end and bak0_'s start
@@ -240,3 +242,45 @@ def test_s3_storage_uses_the_profiles_endpoint_and_keys(tmp_path, s3):
     with pytest.raises(MergeError, match=expected) as err:
         storage.fetch("p/q/none.ts", tmp_path / "none")
     assert "sk" not in str(err.value)
+
+
+def _job(files: list[str], **fields: Any) -> JobRecord:
+    return JobRecord.model_validate(
+        {
+            "job_id": "j1",
+            "state": "completed",
+            "cname": "room",
+            "uid": "1",
+            "spec": {"cname": "room"},
+            "created_at": 0.0,
+            "stop_at": 1.0,
+            "sid": "sid",
+            "merge": True,
+            "files": [{"fileName": n, "key": n} for n in files],
+            **fields,
+        }
+    )
+
+
+def test_merge_job_puts_the_file_beside_the_parts(tmp_path):
+    _recording(tmp_path / "b", ("hls", "mp4"))
+    storage = LocalStorage(tmp_path / "b")
+    merged = merge_job(Settings(), _job(["sid_room.m3u8", "sid_room_0.mp4"]), storage)
+    assert merged["key"] == "j1.mp4" and merged["parts"] == 4 and len(merged["gaps"]) == 1
+    assert (tmp_path / "b" / "j1.mp4").stat().st_size == merged["size"]
+
+
+def test_a_file_the_service_listed_but_storage_lacks_fails_the_merge(tmp_path):
+    _recording(tmp_path / "b", ("hls", "mp4"))
+    job = _job(["sid_room.m3u8", "bak0_sid_room_2.mp4"], uploading_status="backuped")
+    with pytest.raises(MergeError, match=r"not in storage: bak0_sid_room_2.mp4 \(uploading_status"):
+        merge_job(Settings(), job, LocalStorage(tmp_path / "b"))
+
+
+def test_a_missing_mp4_in_a_segment_fails_the_merge(tmp_path):
+    _recording(tmp_path / "b", ("hls", "mp4"))
+    (tmp_path / "b" / "sid_room_1.mp4").unlink()  # the original segment's second MP4
+    with pytest.raises(
+        MergeError, match=r"segment original: its MP4s last 2\.0 s, its playlist 3\.1 s"
+    ):
+        merge_job(Settings(), _job([]), LocalStorage(tmp_path / "b"))
