@@ -113,6 +113,10 @@ class StorageProfile(BaseModel):
     access_key: SecretStr = SecretStr("demo-access-key")
     secret_key: SecretStr = SecretStr("demo-secret-key")
     endpoint: str | None = None  # required by vendor 11 (S3-compatible)
+    # Where the worker reads and writes this profile's files to merge a job's recording
+    # (worker.merge_storage): a directory holding <bucket>/<key> (the emulator's --storage-dir,
+    # its local back-end), instead of the bucket over S3 (endpoint, or Amazon S3 by region).
+    local_dir: str | None = None
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         return _redacted_repr_args(iter(super().__repr_args__()))
@@ -186,6 +190,13 @@ class Settings(BaseSettings):
     # the worker's pool, at least one.
     callback_slots: int | None = Field(default=None, ge=1)
     callback_queue: str = "celery"  # where callback tasks go: the caller's workers consume it
+
+    # One merged MP4 per job (worker.merge): jobs merge unless their spec says "merge": false
+    # when this is on. A job's completion callback waits for its merge, at most this long after
+    # the job ended (then it is delivered without it); a worker merges this many jobs at once.
+    merge_default: bool = False
+    merge_callback_wait: float = Field(default=3600.0, ge=0)
+    merge_slots: int = Field(default=1, ge=1)
 
     # The public intake (worker.celery_app): the one queue callers send recording.submit,
     # status, cancel and stop_now to. Internal steps keep their own queues.

@@ -27,37 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from contract.models import STS_VENDORS, VENDOR_S3_COMPATIBLE, StorageConfig
+from contract.s3 import S3_REGIONS as S3_REGIONS
+from contract.s3 import VENDOR_S3 as VENDOR_S3
 
-VENDOR_S3 = 1
-# docs/service/api-contract.md#storageconfig, S3 (vendor 1) region codes. 23 comes from the
-# 2021-07-30 release notes.
-S3_REGIONS: dict[int, str] = {
-    0: "us-east-1",
-    1: "us-east-2",
-    2: "us-west-1",
-    3: "us-west-2",
-    4: "eu-west-1",
-    5: "eu-west-2",
-    6: "eu-west-3",
-    7: "eu-central-1",
-    8: "ap-southeast-1",
-    9: "ap-southeast-2",
-    10: "ap-northeast-1",
-    11: "ap-northeast-2",
-    12: "sa-east-1",
-    13: "ca-central-1",
-    14: "ap-south-1",
-    15: "cn-north-1",
-    16: "cn-northwest-1",
-    18: "af-south-1",
-    19: "ap-east-1",
-    20: "ap-northeast-3",
-    21: "eu-north-1",
-    22: "me-south-1",
-    23: "us-gov-east-1",
-    24: "ap-southeast-3",
-    25: "eu-south-1",
-}
 _SSE = {"kms": "aws:kms", "aes256": "AES256"}  # extensionParams.sse -> S3 ServerSideEncryption
 
 

@@ -30,7 +30,7 @@ from celery import Task, chain, signals
 from celery.exceptions import Retry
 from celery.signals import worker_init
 
-from worker import callbacks, recording
+from worker import callbacks, merge, recording
 from worker.celery_app import PRIORITY_STEPS, RECORDING_QUEUE, app, runtime
 from worker.errors import (
     Action,
@@ -316,6 +316,15 @@ def callback(self: Task, job_id: str) -> None:
         raise self.retry(countdown=retry_in, max_retries=None)
 
 
+@app.task(name=task_name(Step.MERGE), bind=True, priority=priority(Step.MERGE), max_retries=None)
+def merge_job(self: Task, job_id: str) -> None:
+    """Join a finished job's files into one MP4 (:mod:`worker.merge`), in one of this process's
+    merge slots; its outcome (or error) is recorded on the job, never changing its state."""
+    retry_in = merge.merge_step(runtime(), job_id)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in, max_retries=None)
+
+
 _worker: dict[str, Any] = {}
 
 
@@ -338,7 +347,7 @@ def _send_callback_task(name: str, args: list[Any]) -> None:
 
 @app.task(name=task_name(Step.DISPATCH), ignore_result=True, priority=priority(Step.DISPATCH))
 def dispatch() -> int:
-    """Beat, every second: fire the scheduled starts, stop deadlines and callbacks that are due
+    """Beat, every second: fire the scheduled starts, stop deadlines, callbacks and merges due
     (or due within the lookahead: those are sent to run at their second)."""
     rt = runtime()
     restore_lost_messages(rt)
@@ -517,6 +526,10 @@ def _send_callback(job_id: str, countdown: float | None, producer: Any) -> None:
     callback.apply_async((job_id,), producer=producer)
 
 
+def _send_merge(job_id: str, countdown: float | None, producer: Any) -> None:
+    merge_job.apply_async((job_id,), producer=producer)
+
+
 # Keyed by step, looked up by a due entry's action too (the same strings).
 SENDERS: dict[str, Sender] = {
     Step.ACQUIRE: _send_start_chain,
@@ -524,6 +537,7 @@ SENDERS: dict[str, Sender] = {
     Step.WATCH: _send_watch,
     Step.STOP: _send_stop,
     Step.CALLBACK: _send_callback,
+    Step.MERGE: _send_merge,
 }
 
 
@@ -535,6 +549,7 @@ __all__ = [
     "dispatch",
     "fire_times",
     "follow",
+    "merge_job",
     "reconcile",
     "send_due",
     "start",

@@ -23,8 +23,9 @@ callback but never loses it. Delivery is therefore *at least once*: receivers de
 the ``webhook-id`` header, the same for every attempt of one job's callback.
 
 The summary is the job's ``cloudrec status --json`` document: ids, state, times, files, error,
-labels. It holds no secret by construction (the token lives in the vault, storage keys in the
-settings).
+labels, and ``merged``: a job that asked for a merged MP4 (:mod:`worker.merge`) has its callbacks
+wait for the merge's outcome (at most ``CLOUDREC_MERGE_CALLBACK_WAIT`` after it ended). It holds
+no secret by construction (the token lives in the vault, storage keys in the settings).
 
 Signature (Standard Webhooks): headers ``webhook-id``, ``webhook-timestamp`` (unix seconds of the
 attempt) and ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<raw body>">``,
@@ -51,6 +52,7 @@ from worker import webhook_http
 from worker.errors import WebhookError, WebhookRefused
 from worker.jobs import StoredCallback
 from worker.keys import callback_slots_key
+from worker.merge import callback_wait
 from worker.steps import Step
 from worker.store import JobRecord
 
@@ -126,6 +128,12 @@ def run_callbacks(
     job = rt.store.find(job_id)
     if job is None or not job.terminal or not job.has_callback:
         rt.store.unschedule(Step.CALLBACK, job_id)
+        return None
+    wait = callback_wait(job, rt.settings, now)
+    if wait is not None:
+        # The summary carries the merged file: the entry waits for the merge, which makes it
+        # due again when it is done (worker.merge), or for the end of the wait; nothing polls.
+        rt.store.extend_due(Step.CALLBACK, job_id, now + wait)
         return None
     wanted = job.job_spec.callback or StoredCallback()
     status = dict(job.callback_status or {})

@@ -103,6 +103,13 @@ class WebhookRefused(WebhookError):
         self.rule = rule
 
 
+class MergeError(CloudrecError):
+    """A job's files could not be merged into one MP4 (:mod:`worker.merge`): the files are not
+    in its storage, cannot be read or written there, or cannot be joined without re-encoding.
+    Recorded on the job (``merged.error``); the job's own state is not changed by it. Never
+    carries a storage credential."""
+
+
 class ApiError(CloudrecError):
     """A call to the recording API failed. Never carries credentials or tokens."""
 

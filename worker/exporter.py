@@ -42,6 +42,7 @@ from worker.metrics import (
     CALLBACKS,
     COUNTER_LABELS,
     LIMITER_WAITS,
+    MERGES,
     NCS_EVENTS,
     NCS_REJECTED,
     RETRIES,
@@ -69,6 +70,7 @@ _COUNTERS = {
     RETRIES: ("cloudrec_retries", "Step retries by step and kind of failure"),
     LIMITER_WAITS: ("cloudrec_limiter_waits", "API calls deferred by the shared rate limiter"),
     CALLBACKS: ("cloudrec_callbacks", "Completion callback deliveries by kind and outcome"),
+    MERGES: ("cloudrec_merges", "Merged MP4s of finished jobs by outcome (merged, error)"),
     NCS_EVENTS: ("cloudrec_ncs_events", "NCS notifications received by event type and outcome"),
     NCS_REJECTED: ("cloudrec_ncs_rejected", "NCS posts refused (unsigned, bad signature, ...)"),
     SID_UNKNOWN: (

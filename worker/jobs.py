@@ -108,6 +108,8 @@ class JobSpec(BaseModel):
     stop_early_max: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     callback: Callback | None = None
+    # One merged MP4 of the whole recording (worker.merge); None: CLOUDREC_MERGE_DEFAULT.
+    merge: bool | None = None
 
     @field_validator("token", mode="before")
     @classmethod

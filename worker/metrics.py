@@ -27,6 +27,7 @@ STOP_LATENESS = metrics_key("stop_lateness")  # histogram: field "le=<bound>", "
 NCS_EVENTS = metrics_key("ncs_events")  # field "<event type>|<outcome: stored, duplicate>"
 NCS_REJECTED = metrics_key("ncs_rejected")  # field "<reason>"
 SID_UNKNOWN = metrics_key("sid_unknown")  # field "total": jobs ended "sid unknown"
+MERGES = metrics_key("merges")  # field "<outcome: merged, error>" (worker.merge)
 
 # Seconds between a job's stop_at and the moment the service answered its stop.
 LATENESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -53,6 +54,9 @@ class Metrics:
 
     def callback(self, kind: str, outcome: str) -> None:
         self._incr(CALLBACKS, f"{kind}|{outcome}")
+
+    def merge(self, outcome: str) -> None:
+        self._incr(MERGES, outcome)
 
     def ncs_event(self, event_type: int, outcome: str) -> None:
         self._incr(NCS_EVENTS, f"{event_type}|{outcome}")
@@ -93,6 +97,7 @@ COUNTER_LABELS: dict[str, tuple[str, ...]] = {
     NCS_EVENTS: ("event_type", "outcome"),
     NCS_REJECTED: ("reason",),
     SID_UNKNOWN: (),
+    MERGES: ("outcome",),
 }
 
 

@@ -3,7 +3,8 @@
 Layout (read by :mod:`worker.celery_app`, polled in this order): ``cloudrec.control`` (stops,
 the dispatcher), ``cloudrec.recording`` (the steps of jobs under way), the public intake
 (``CLOUDREC_INTAKE_QUEUE``, default ``cloudrec``), where callers send the public tasks, then
-``cloudrec.callbacks`` (completion deliveries).
+``cloudrec.callbacks`` (completion deliveries), ``cloudrec.merge`` (merged MP4s, long work that
+must never delay anything else).
 
 A caller that forgets ``queue="cloudrec"`` (a plain ``send_task``, another language's Celery
 client with its defaults) puts ``recording.submit`` on Celery's default queue ``celery``, where it
@@ -30,6 +31,7 @@ from config import Settings
 CONTROL_QUEUE = "cloudrec.control"
 RECORDING_QUEUE = "cloudrec.recording"
 CALLBACKS_QUEUE = "cloudrec.callbacks"  # completion deliveries (worker.callbacks)
+MERGE_QUEUE = "cloudrec.merge"  # merged MP4s of finished jobs (worker.merge), polled last
 DEFAULT_INTAKE_QUEUE = "cloudrec"
 CELERY_DEFAULT_QUEUE = "celery"  # where a send_task without a queue (or route) lands
 # The tasks callers may send to the intake; nothing else is served from it.
@@ -50,7 +52,7 @@ def intake_queues(settings: Settings) -> list[str]:
 
 def queue_layout(settings: Settings) -> list[str]:
     """Every queue a cloudrec worker serves, in the order it polls them."""
-    return [CONTROL_QUEUE, RECORDING_QUEUE, *intake_queues(settings), CALLBACKS_QUEUE]
+    return [CONTROL_QUEUE, RECORDING_QUEUE, *intake_queues(settings), CALLBACKS_QUEUE, MERGE_QUEUE]
 
 
 @dataclass(frozen=True)

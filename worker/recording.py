@@ -120,6 +120,7 @@ def submit(
         storage=spec.storage.lower(),
         has_token=token is not None,
         has_callback=spec.has_callback,
+        merge=rt.settings.merge_default if spec.merge is None else spec.merge,
         created_at=now,
         start_at=times.start_at,
         stop_at=times.stop_at,

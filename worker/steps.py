@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from worker.queues import CALLBACKS_QUEUE, CONTROL_QUEUE, RECORDING_QUEUE
+from worker.queues import CALLBACKS_QUEUE, CONTROL_QUEUE, MERGE_QUEUE, RECORDING_QUEUE
 
 
 class Step(enum.StrEnum):
@@ -34,6 +34,7 @@ class Step(enum.StrEnum):
     WATCH = "watch"
     STOP = "stop"
     CALLBACK = "callback"
+    MERGE = "merge"  # one merged MP4 of a finished job (worker.merge)
     # the beat's periodic tasks
     DISPATCH = "dispatch"
     RECONCILE = "reconcile"
@@ -80,6 +81,9 @@ STEPS: dict[Step, StepSpec] = {
     Step.WATCH: StepSpec(RECORDING_QUEUE, 0, attempts=20),
     Step.STOP: StepSpec(CONTROL_QUEUE, 0, attempts=10_000),
     Step.CALLBACK: StepSpec(CALLBACKS_QUEUE, 6, lease=120.0),
+    # A merge in progress keeps its lease alive on a heartbeat (worker.leases); this is how
+    # long a claimed one may wait in its queue behind others before it is sent again.
+    Step.MERGE: StepSpec(MERGE_QUEUE, 6, lease=600.0),
     Step.DISPATCH: StepSpec(CONTROL_QUEUE, 0),
     # Not on the control queue: a round over 10,000 jobs takes a second of CPU, and that second
     # belongs to the stops.

@@ -15,7 +15,8 @@ Layout (all keys under ``cloudrec:``)::
                              the records
     state:<state>     set    ids of jobs in each *active* state (reconciler, metrics)
     due               zset   "<action>:<id>" scored by due time: scheduled starts ("start"),
-                             stop deadlines ("stop"), pending completion callbacks ("callback")
+                             stop deadlines ("stop"), pending completion callbacks ("callback"),
+                             pending merges ("merge", worker.merge)
     deliveries:<id>   hash   how many times each step of a job was delivered (redelivery cap)
     checked           zset   job id -> when the reconciler last queried its recording (only the
                              last ``reconcile_check_interval``: bounded by the query budget)
@@ -31,7 +32,8 @@ Transitions are compare-and-set in one Lua script: the state moves only if it is
 expected states, the history gets an entry, and the state index follows, atomically. Entering a
 terminal state also, in the same script: drops the job's scheduled start; drops its stop deadline,
 *unless* the job holds a sid whose stop was never sent (a cancel or failure that raced a start),
-in which case the stop becomes due at once; makes its completion callback due (if it has one);
+in which case the stop becomes due at once; makes its completion callback due (if it has one),
+and its merge (if it asked for one and ended completed or idle_exit);
 and forgets its delivery counts and reconciler bookkeeping. A job that reaches a terminal state
 keeps its record for ``retention`` seconds (``CLOUDREC_JOB_RETENTION``), and its index entry as
 long. An active job's keys live until it ends (its deadline is at most ``CLOUDREC_MAX_START_AHEAD``
@@ -86,7 +88,9 @@ TERMINAL_RETENTION = 30 * 24 * 3600
 
 
 # Fields kept in the data blob rather than the hash (big, or growing).
-BIG_FIELDS = frozenset({"spec", "resource_id", "history", "files", "error", "callback_status"})
+BIG_FIELDS = frozenset(
+    {"spec", "resource_id", "history", "files", "error", "callback_status", "merged"}
+)
 
 
 def state_key(state: JobState | str) -> str:
@@ -194,6 +198,10 @@ class JobRecord(BaseModel):
     uploading_status: str | None = None
     error: dict[str, Any] | None = None
     callback_status: dict[str, Any] | None = None
+    # One merged MP4 per job (worker.merge): asked for, and its outcome ({"key", "size",
+    # "duration", ...} or {"error"}).
+    merge: bool = False
+    merged: dict[str, Any] | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
 
     @property
@@ -231,6 +239,7 @@ class JobRecord(BaseModel):
             "failover_uids": self.failover_uids,
             "labels": self.spec.get("labels") or {},
             "callback": self.callback_status,
+            "merged": self.merged,
             "history": [{"state": str(h.state), "at": iso(h.at)} for h in self.history],
         }
 
@@ -292,7 +301,7 @@ def _json_or_none(raw: Any) -> Any:
     return json.loads(text) if text else None
 
 
-DUE_ACTIONS = ("start", "stop", "callback")
+DUE_ACTIONS = ("start", "stop", "callback", "merge")
 RECORDS_PER_ROUND_TRIP = 200
 
 
@@ -302,7 +311,7 @@ RECORDS_PER_ROUND_TRIP = 200
 # {-1, ...} if there is no such job. cname and sid are JSON-encoded (or '').
 _TRANSITION_LUA = """
 local big = {spec=true, resource_id=true, history=true, files=true, error=true,
-             callback_status=true}
+             callback_status=true, merged=true}
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1, '', '', ''} end
 cur = cjson.decode(cur)
@@ -343,7 +352,7 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
   if ARGV[4] == '1' then
     local due = KEYS[2] .. 'due'
     local now = tonumber(ARGV[6])
-    local f = redis.call('HMGET', KEYS[1], 'sid', 'stop_sent_at', 'has_callback')
+    local f = redis.call('HMGET', KEYS[1], 'sid', 'stop_sent_at', 'has_callback', 'merge')
     local has_sid = f[1] and f[1] ~= 'null'
     local stop_sent = f[2] and f[2] ~= 'null'
     redis.call('ZREM', due, 'start:' .. id)
@@ -353,6 +362,9 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
       redis.call('ZREM', due, 'stop:' .. id)
     end
     if f[3] == 'true' then redis.call('ZADD', due, now, 'callback:' .. id) end
+    if f[4] == 'true' and (new == 'completed' or new == 'idle_exit') then
+      redis.call('ZADD', due, now, 'merge:' .. id)
+    end
     redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
     redis.call('ZREM', KEYS[2] .. 'checked', id)
     redis.call('ZADD', KEYS[2] .. 'ended', now, id)

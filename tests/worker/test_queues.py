@@ -41,7 +41,8 @@ def test_layout_polls_control_then_recording_then_the_intake() -> None:
         "cloudrec.control",
         "cloudrec.recording",
         "cloudrec",
-        "cloudrec.callbacks",  # deliveries last: a slow receiver never delays a job
+        "cloudrec.callbacks",  # deliveries late: a slow receiver never delays a job
+        "cloudrec.merge",  # merges last: minutes of work that must never delay anything else
     ]
     assert [q.name for q in config["task_queues"]] == queue_layout(settings)
     assert "celery" not in queue_layout(settings)
@@ -61,7 +62,7 @@ def test_public_tasks_route_to_the_intake_and_steps_do_not(redis_url: str) -> No
 
 def test_opt_in_adds_the_default_queue_to_the_intake() -> None:
     settings = Settings(intake_default_queue=True, callback_queue="myapp")
-    assert queue_layout(settings)[-3:-1] == ["cloudrec", "celery"]
+    assert queue_layout(settings)[-4:-2] == ["cloudrec", "celery"]
     assert watched_queues(settings) == []
     assert watched_queues(Settings()) == ["celery"]
     assert watched_queues(Settings(intake_queue="rec-in")) == ["celery", "cloudrec"]

@@ -6,7 +6,13 @@ from __future__ import annotations
 from config import Settings
 from worker import keys
 from worker.celery_app import celery_config
-from worker.queues import CALLBACKS_QUEUE, CONTROL_QUEUE, PUBLIC_TASKS, RECORDING_QUEUE
+from worker.queues import (
+    CALLBACKS_QUEUE,
+    CONTROL_QUEUE,
+    MERGE_QUEUE,
+    PUBLIC_TASKS,
+    RECORDING_QUEUE,
+)
 from worker.steps import PUBLIC_STEPS, STEPS, Step, StopReason, attempts, due_leases, task_name
 
 
@@ -25,6 +31,7 @@ def test_routing_reads_the_table():
         route = queue.get(f"recording.{name}", queue["recording.*"])
         assert route == RECORDING_QUEUE, name
     assert queue["recording.callback"] == CALLBACKS_QUEUE
+    assert queue["recording.merge"] == MERGE_QUEUE
     assert all(queue[name] == "intake-x" for name in PUBLIC_TASKS)
 
 
@@ -35,7 +42,7 @@ def test_retries_and_due_leases_read_the_table():
         20,
         10_000,
     ]
-    assert due_leases() == {"start": 300.0, "callback": 120.0}
+    assert due_leases() == {"start": 300.0, "callback": 120.0, "merge": 600.0}
 
 
 def test_stored_strings_are_unchanged():

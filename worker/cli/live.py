@@ -19,6 +19,7 @@ from worker.cli.base import (
     state_exit,
 )
 from worker.errors import JobNotFound
+from worker.merge import merge_pending
 from worker.states import JobState
 
 if TYPE_CHECKING:
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
     from worker.store import JobRecord, JobStore
 
 
-def follow_job(store: Any, job_id: str, *, quiet: bool = False, poll: float = 0.5) -> JobRecord:
-    """Poll a job to its terminal state with a progress bar to its deadline (on stderr)."""
+def follow_job(
+    store: Any, job_id: str, *, quiet: bool = False, poll: float = 0.5, merge_wait: float = 0.0
+) -> JobRecord:
+    """Poll a job to its terminal state with a progress bar to its deadline (on stderr); then,
+    for at most ``merge_wait`` seconds, to its merge's outcome if it asked for one."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
@@ -49,6 +53,11 @@ def follow_job(store: Any, job_id: str, *, quiet: bool = False, poll: float = 0.
             time.sleep(poll)
             job = store.get(job_id)
             _show_progress(progress, bar, job, time.time())
+        ended = time.time()
+        while merge_pending(job) and time.time() - ended < merge_wait:
+            progress.update(bar, state="merging")
+            time.sleep(poll)
+            job = store.get(job_id)
     return job
 
 
@@ -238,6 +247,16 @@ def _print_job(job: JobRecord) -> None:
         click.echo(f"  file {f['key']}")
     if job.error:
         click.echo(f"  error: {job.error}")
+    if job.merged is not None or merge_pending(job):
+        click.echo(f"  merged: {_merged_line(job.merged)}")
+
+
+def _merged_line(merged: dict[str, Any] | None) -> str:
+    if merged is None:
+        return "pending"
+    if "error" in merged:
+        return f"failed: {merged['error']}"
+    return f"{merged.get('key')}  {merged.get('duration')} s  {merged.get('size')} bytes"
 
 
 ACTIVE_CHOICE = "active"  # `jobs --state active`: every job that has not ended

@@ -45,6 +45,7 @@ def build_spec(
     uid: str | None = None,
     job_id: str | None = None,
     stop_early_max: float | None = None,
+    merge: bool | None = None,
 ) -> dict[str, Any]:
     """A job spec from ``cloudrec record`` flags, on top of an optional ``--spec`` file."""
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
@@ -74,6 +75,7 @@ def build_spec(
         "uid": uid,
         "job_id": job_id,
         "stop_early_max": stop_early_max,
+        "merge": merge,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if prefix is not None:
@@ -111,6 +113,12 @@ def _parse_size(size: str) -> tuple[int, int]:
     type=float,
     help="seconds the stop may go early when the API budget is short (default 0: never early)",
 )
+@click.option(
+    "--merge/--no-merge",
+    default=None,
+    help="one merged MP4 of the whole recording, <prefix>/<job id>.mp4 "
+    "[default: CLOUDREC_MERGE_DEFAULT]",
+)
 @click.option("--spec", "spec_file", type=click.File("r"), help="job spec JSON; flags override")
 @click.option("--wait", is_flag=True, help="follow the job to its end; exit 0 only if completed")
 @click.option("--json", "as_json", is_flag=True)
@@ -132,6 +140,7 @@ def record(
     uid: str | None,
     job_id: str | None,
     stop_early_max: float | None,
+    merge: bool | None,
     spec_file: Any,
     wait: bool,
     as_json: bool,
@@ -160,6 +169,7 @@ def record(
         uid=uid,
         job_id=job_id,
         stop_early_max=stop_early_max,
+        merge=merge,
     )
     rt = runtime_for(ctx)
     try:
@@ -167,7 +177,9 @@ def record(
     except CloudrecError as exc:
         raise CliError(str(exc)) from None
     if wait:
-        job = follow_job(rt.store, job.job_id, quiet=as_json)
+        job = follow_job(
+            rt.store, job.job_id, quiet=as_json, merge_wait=rt.settings.merge_callback_wait
+        )
     click.echo(json.dumps(job.status_json(), indent=2) if as_json else job.job_id)
     if wait:
         sys.exit(state_exit(job.state))

@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 @click.option("--customer-secret", default=None, help="[default: CLOUDREC_CUSTOMER_SECRET]")
 @click.option("--qps", default=10, show_default=True, type=int, help="0 = unlimited")
 @click.option("--slice-seconds", default=15.0, show_default=True, type=float)
+@click.option(
+    "--mp4-rollover",
+    default=7200.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds of media per MP4 file before the next one starts (the service: ~2 h)",
+)
 @click.option("--s3-endpoint", default=None, help="upload vendor-1 (S3) storage to this URL")
 @click.option("--ncs-url", default=None, help="POST notification events here, signed")
 @click.option("--ncs-secret", default=None, help="HMAC key of the notification signatures")
@@ -79,6 +86,7 @@ def emulator(
     customer_secret: str | None,
     qps: int,
     slice_seconds: float,
+    mp4_rollover: float,
     s3_endpoint: str | None,
     ncs_url: str | None,
     ncs_secret: str | None,
@@ -103,6 +111,7 @@ def emulator(
         customer_secret=customer_secret or settings.customer_secret.get_secret_value(),
         qps=qps,
         slice_seconds=slice_seconds,
+        mp4_max_seconds=mp4_rollover,
         s3_endpoint_url=s3_endpoint,
         ncs_url=ncs_url,
         ncs_secret=ncs_secret or EmulatorConfig.ncs_secret,

@@ -50,6 +50,8 @@ class JobStatus:
     stop_reason: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     callback: dict[str, Any] | None = None
+    # The merged MP4 of a job that asked for one: {"key", "size", "duration", ...} or {"error"}
+    merged: dict[str, Any] | None = None
     history: tuple[HistoryEntry, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -77,6 +79,7 @@ class JobStatus:
             stop_reason=doc.get("stop_reason"),
             labels=dict(doc.get("labels") or {}),
             callback=doc.get("callback"),
+            merged=doc.get("merged"),
             history=tuple(
                 HistoryEntry(state=h.get("state", ""), at=parse_time(h.get("at")))
                 for h in doc.get("history") or []
