@@ -16,6 +16,8 @@ no name here may change. Everything lives under ``cloudrec:``::
     callback-slots:<node>                          webhook delivery slots (worker.callbacks)
     schedules, schedule:<name>[:slot:<t>]          recurring recordings (worker.schedules)
     redbeat:...                                    celery-redbeat's own keys (its prefix)
+    durable                                        the marker a replicated submit waits on
+                                                   (worker.redis_conn)
 
 The job store's transition script (worker.store) builds ``state:``, ``due``, ``deliveries:``,
 ``checked`` and ``ended`` from :data:`PREFIX` inside Redis: those names are written there too.
@@ -24,6 +26,9 @@ The job store's transition script (worker.store) builds ``state:``, ``due``, ``d
 from __future__ import annotations
 
 PREFIX = "cloudrec:"
+
+# Written before each WAIT (worker.redis_conn): its offset is after every earlier write.
+DURABLE_KEY = PREFIX + "durable"
 
 # -- the job store (worker.store) -----------------------------------------------------------
 JOBS_KEY = PREFIX + "jobs"

@@ -44,4 +44,46 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
         self.cycle = _Poller()
 
 
+class _SentinelChannel(kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """kombu's Sentinel channel, able to put its unacknowledged messages back while its
+    connection is being closed after a failover.
+
+    Closing a channel rebuilds its connection pool to restore the messages it holds; the
+    Sentinel channel builds that pool from its transport's ``client``, which kombu may have
+    cleared by then (seen when the master died under a consuming worker): the
+    ``AttributeError`` ended the worker ("Unrecoverable error"). The channel keeps what it was
+    opened with and uses that instead.
+    """
+
+    def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
+        self._conninfo = connection.client
+        super().__init__(connection, *args, **kwargs)
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None and self._conninfo is not None:
+            self.connection.client = self._conninfo
+        return super()._get_pool(asynchronous)
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+    """kombu's Sentinel transport (a Redis transport whose channels find the master through
+    Sentinel, ``sentinel://`` URLs) with the same :class:`_Poller`: the hole is the same."""
+
+    Channel = _SentinelChannel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = _Poller()
+
+
 TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The transport for a broker URL: ours for Redis and Sentinel, kombu's choice otherwise."""
+    if broker_url.startswith("redis://"):
+        return TRANSPORT
+    if broker_url.startswith("sentinel://"):
+        return SENTINEL_TRANSPORT
+    return None
