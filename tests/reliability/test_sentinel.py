@@ -12,12 +12,15 @@ deadline stops, and those due during the failover) is printed. The full size and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import requests
 
 from config import Settings
 from tests.support.failover import Plan, run_failover
+from tests.support.processes import cloudrec_env, run_cli
 from tests.support.sentinel import SentinelGroup
 from worker.celery_app import celery_config
 from worker.errors import NotDurable
@@ -65,6 +68,40 @@ def test_a_submit_is_not_acknowledged_without_a_replica(tmp_path: Path):
         confirm_replicated(client, ["cloudrec:job:probe"], 1, 0.3)
         assert client.get("cloudrec:job:probe") == b"1"
         assert client.connection_pool.connection_kwargs["db"] == 3  # the URL's db applies
+        client.close()
+    finally:
+        group.stop()
+
+
+def test_the_cli_and_the_exporter_work_through_the_sentinels(tmp_path: Path):
+    """Commands and the exporter, given only the sentinel settings (the URL's host resolves
+    nowhere): they read and write the master the sentinels name, also after a failover."""
+    group = SentinelGroup(tmp_path / "sentinel").start()
+    try:
+        env = cloudrec_env(group.redis_url, "http://127.0.0.1:9", **group.env())
+        spec = tmp_path / "spec.json"
+        spec.write_text(json.dumps({"cname": "weekly", "duration": 60}))
+        added = run_cli(["schedule", "add", "weekly", "--every", "3600", "--spec", str(spec)], env)
+        assert added.returncode == 0, added.stderr
+        old = group.kill_master()
+        group.wait_failover(old)
+        listed = run_cli(["schedule", "list", "--json"], env)
+        assert listed.returncode == 0, listed.stderr
+        assert [s["name"] for s in json.loads(listed.stdout)] == ["weekly"]
+        health = run_cli(["health", "--json"], env)
+        assert json.loads(health.stdout) == {"ok": True, "problems": []}, health.stderr
+        jobs = run_cli(["jobs", "--json"], env)
+        assert jobs.returncode == 0 and json.loads(jobs.stdout) == [], jobs.stderr
+        from worker.exporter import serve_metrics
+
+        settings = Settings(**group.settings())
+        server, _ = serve_metrics(settings.redis_url, "127.0.0.1", 0, settings)
+        try:
+            page = requests.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert page.status_code == 200 and "cloudrec_schedules" in page.text, page.text[:500]
     finally:
         group.stop()
 

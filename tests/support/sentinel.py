@@ -137,12 +137,13 @@ class SentinelGroup:
         for sentinel in self.sentinels:
             if not sentinel.alive():
                 continue
+            client = redis.Redis(port=sentinel.port, socket_timeout=1)
             try:
-                client = redis.Redis(port=sentinel.port, socket_timeout=1)
                 host_port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
-                client.close()
             except redis.RedisError:
                 continue
+            finally:
+                client.close()
             if host_port:
                 return int(host_port[1])
         return None
@@ -163,10 +164,10 @@ class SentinelGroup:
         def moved() -> bool:
             ports = set()
             for sentinel in self.sentinels:
+                client = redis.Redis(port=sentinel.port, socket_timeout=1)
                 with contextlib.suppress(redis.RedisError):
-                    client = redis.Redis(port=sentinel.port, socket_timeout=1)
                     ports.add(int(client.sentinel_get_master_addr_by_name(MASTER_NAME)[1]))
-                    client.close()
+                client.close()
             return len(ports) == 1 and old.port not in ports
 
         self._wait(moved, timeout, "the sentinels to promote the replica")
@@ -184,26 +185,25 @@ class SentinelGroup:
         node.start()
         self._wait(lambda: self._replica_linked(node), timeout, f"{node.name} to rejoin")
 
-    def data_client(self, node: Node) -> redis.Redis:
-        return redis.Redis(port=node.port, password=PASSWORD, db=DB, socket_timeout=2)
-
     def _replica_linked(self, node: Node) -> bool:
+        client = redis.Redis(port=node.port, password=PASSWORD, socket_timeout=1)
         try:
-            info = redis.Redis(port=node.port, password=PASSWORD, socket_timeout=1).info(
-                "replication"
-            )
+            info = client.info("replication")
         except redis.RedisError:
             return False
+        finally:
+            client.close()
         return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
     def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
+            client = redis.Redis(port=sentinel.port, socket_timeout=1)
             try:
-                state = redis.Redis(port=sentinel.port, socket_timeout=1).sentinel_master(
-                    MASTER_NAME
-                )
+                state = client.sentinel_master(MASTER_NAME)
             except redis.RedisError:
                 return False
+            finally:
+                client.close()
             if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                 return False
         return True
