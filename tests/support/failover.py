@@ -104,6 +104,7 @@ class Report:
             f"jobs acknowledged: {len(self.acked)}; stored on the new master: "
             f"{self.stored_on_new_master}; refused submits by cause: {self.refusals}",
             f"jobs not terminal: {len(v.not_terminal)}; states: {dict(v.states)}",
+            f"end reasons: {dict(v.reasons)}",
             f"recordings: {len(v.recordings)}; left live: {len(v.left_live)}; "
             f"started twice: {len(v.started_twice)}",
             f"stop lateness, every deadline stop: {figures(v.lateness)}",
