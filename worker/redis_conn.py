@@ -53,6 +53,14 @@ PUBLISH_RETRY_POLICY = {
 }
 
 
+CELERY_PUBLISH_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_max": 1,
+    "interval_step": 0.2,
+}
+
+
 def uses_sentinel(settings: Settings) -> bool:
     return bool(settings.redis_sentinels)
 
@@ -100,6 +108,10 @@ def celery_redis_config(settings: Settings, transport_options: dict[str, Any]) -
             "broker_url": settings.redis_url,
             "broker_transport_options": transport_options,
             "result_backend": settings.redis_url,
+            # Celery's defaults, set again: a process re-configured from Sentinel to a URL
+            # (the tests) must not keep the Sentinel values.
+            "result_backend_transport_options": {},
+            "task_publish_retry_policy": CELERY_PUBLISH_RETRY_POLICY,
             "redbeat_redis_url": settings.redis_url,
             # Without this redbeat warns that it will stop reading broker_transport_options.
             "redbeat_redis_options": {},
