@@ -104,6 +104,30 @@ def parse_networks(value: Any) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def parse_sentinels(value: Any) -> tuple[str, ...]:
+    """CLOUDREC_REDIS_SENTINELS: comma-separated ``host:port`` (``[::1]:26379`` for IPv6)."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    sentinels = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        host, _, port = text.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"CLOUDREC_REDIS_SENTINELS: {text!r} is not host:port; give comma-separated "
+                "sentinel addresses such as 10.0.0.1:26379,10.0.0.2:26379"
+            )
+        sentinels.append(f"{host}:{int(port)}")
+    return tuple(sentinels)
+
+
+def sentinel_address(text: str) -> tuple[str, int]:
+    """One ``host:port`` of :func:`parse_sentinels` as (host, port), IPv6 brackets removed."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class StorageProfile(BaseModel):
     """Credentials and location of one bucket. Jobs name a profile; they never carry keys."""
 
@@ -219,6 +243,37 @@ class Settings(BaseSettings):
     # The emulator's dev API token (`cloudrec emulator --dev-token`, required when it listens
     # beyond loopback); sent as "Authorization: Bearer" by every dev API client.
     dev_token: SecretStr | None = None
+
+    # Redis through Sentinel (worker.redis_conn): with sentinels, every client (job store,
+    # broker, result backend, schedules, exporter, CLI) asks them for the master of the service
+    # named ``redis_master``; ``redis_url`` then gives only the db number and the password. A
+    # submit is acknowledged only once ``redis_wait_replicas`` replicas hold it (Redis WAIT,
+    # at most ``redis_wait_timeout`` s): None means 1 with sentinels, 0 (no WAIT) without.
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = ()
+    redis_master: str | None = None
+    redis_wait_replicas: int | None = Field(default=None, ge=0)
+    redis_wait_timeout: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_list(cls, value: Any) -> tuple[str, ...]:
+        return parse_sentinels(value)
+
+    @model_validator(mode="after")
+    def _sentinels_name_their_master(self) -> Settings:
+        if bool(self.redis_sentinels) != bool(self.redis_master):
+            raise ValueError(
+                "CLOUDREC_REDIS_SENTINELS and CLOUDREC_REDIS_MASTER go together: the sentinels' "
+                "addresses (host:port,host:port) and the name of the master they watch"
+            )
+        return self
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas a submit waits for (Redis WAIT) before it is acknowledged; 0: none."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
 
     @field_validator("webhook_secret")
     @classmethod

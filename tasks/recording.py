@@ -37,6 +37,7 @@ from worker.errors import (
     ApiError,
     JobNotFound,
     JobSpecError,
+    NotDurable,
     RateLimitedByService,
     RateLimitWait,
     TransportError,
@@ -45,6 +46,7 @@ from worker.keys import job_key
 from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import Next
+from worker.redis_conn import confirm_replicated
 from worker.restorer import Holdings, dead_workers, kombu_restorer, restore_dead_workers
 from worker.runtime import Runtime
 from worker.states import TERMINAL_STATES, JobState
@@ -186,6 +188,12 @@ def submit_and_start(
             rt.store.delete(job.job_id)
             rt.vault.delete(job.job_id)
             raise
+    # Acknowledged only once a replica holds the job, its deadline and its first message
+    # (CLOUDREC_REDIS_WAIT_REPLICAS): a failover then loses no job its caller was told of.
+    # NotDurable otherwise; the same spec submitted again returns this job (job_id).
+    confirm_replicated(
+        rt.redis, [job_key(job.job_id)], rt.settings.wait_replicas, rt.settings.redis_wait_timeout
+    )
     return job, created
 
 
@@ -217,7 +225,7 @@ def request_stop(rt: Runtime, job_id: str, reason: StopReason) -> JobRecord:
 # -- the public tasks: served on the intake queue (docs/tasks.md is their contract) ----------
 # A caller's mistake (a bad spec, an unknown id) is an expected outcome (``throws``): the worker
 # logs it in one line, without a traceback, and the caller gets it as exc_type/exc_message.
-CALLER_ERRORS = (JobSpecError, JobNotFound)
+CALLER_ERRORS = (JobSpecError, JobNotFound, NotDurable)
 
 
 @app.task(

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError
 
 from tasks.recording import submit_and_start
 from worker.celery_app import app, runtime
+from worker.errors import NotDurable
 from worker.runtime import Runtime
 from worker.schedules import FIRE_TASK, FIRED_AT_HEADER, ScheduleBook, fired_at_header
 
@@ -31,8 +32,9 @@ def schedule_book(rt: Runtime) -> ScheduleBook:
     name=FIRE_TASK,
     bind=True,
     ignore_result=True,
-    # Redis briefly away: try again (the retry keeps the firing's header, so the same job id).
-    autoretry_for=(redis.RedisError, OperationalError),
+    # Redis briefly away, or no replica confirmed the job yet (NotDurable, Redis Sentinel): try
+    # again (the retry keeps the firing's header, so the same job id).
+    autoretry_for=(redis.RedisError, OperationalError, NotDurable),
     retry_backoff=1,
     retry_backoff_max=30,
     max_retries=8,

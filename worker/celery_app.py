@@ -64,9 +64,10 @@ from worker.queues import PUBLIC_TASKS as PUBLIC_TASKS
 from worker.queues import RECORDING_QUEUE as RECORDING_QUEUE
 from worker.queues import intake_queues as intake_queues
 from worker.queues import queue_layout as queue_layout
+from worker.redis_conn import celery_redis_config
 from worker.runtime import Runtime
 from worker.steps import STEPS, Step, priority, task_name
-from worker.transport import TRANSPORT
+from worker.transport import transport_for
 
 DISPATCH_INTERVAL = 1.0
 RECONCILE_INTERVAL = 30.0
@@ -126,14 +127,25 @@ def _queue(name: str) -> Queue:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from cloudrec's settings."""
-    return {
-        "broker_url": settings.redis_url,
-        # kombu's Redis transport, except that a message Redis already popped into a worker's
-        # socket is read at once, never left there for a SIGKILL to lose (worker.transport).
-        "broker_transport": TRANSPORT if settings.redis_url.startswith("redis://") else None,
-        # The result backend only serves callers of send_task("recording.submit") who wait for
-        # the job id; job state lives in the job store, never in Celery results.
-        "result_backend": settings.redis_url,
+    # Where Redis is (a URL, or Sentinel): broker_url, result_backend, redbeat_redis_url and
+    # their options, from the one place that knows (worker.redis_conn). The result backend only
+    # serves callers of send_task("recording.submit") who wait for the job id; job state lives
+    # in the job store, never in Celery results.
+    where = celery_redis_config(
+        settings,
+        {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "priority_steps": PRIORITY_STEPS,
+            # A worker on both queues serves by priority first, then queue order (control
+            # first), instead of round robin.
+            "queue_order_strategy": "priority",
+        },
+    )
+    return where | {
+        # kombu's Redis (or Sentinel) transport, except that a message Redis already popped
+        # into a worker's socket is read at once, never left there for a SIGKILL to lose
+        # (worker.transport).
+        "broker_transport": transport_for(where["broker_url"]),
         "result_expires": 86_400,
         "task_ignore_result": True,
         "task_serializer": "json",
@@ -143,13 +155,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT,
-            "priority_steps": PRIORITY_STEPS,
-            # A worker on both queues serves by priority first, then queue order (control
-            # first), instead of round robin.
-            "queue_order_strategy": "priority",
-        },
         "task_default_priority": priority(Step.ACQUIRE),
         "worker_send_task_events": True,
         # No task-sent events: every step a worker or the dispatcher sends would publish one
@@ -163,14 +168,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [_queue(name) for name in queue_layout(settings)],
         "task_routes": task_routes(settings),
         "worker_hijack_root_logger": False,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": settings.redis_url,
+        # redbeat's scheduler, riding through a Redis failover (worker.schedules).
+        "beat_scheduler": "worker.schedules:SteadyScheduler",
         "redbeat_key_prefix": REDBEAT_PREFIX,
         # A killed beat's lock lives this long, and a standby checks about once a second, so a
         # standby takes over within lock_timeout + ~2 s: 25 keeps that under 30 s.
         "redbeat_lock_timeout": 25,
-        # Without this redbeat warns that it will stop reading broker_transport_options.
-        "redbeat_redis_options": {},
         "beat_max_loop_interval": 1,
         "beat_schedule": {
             "cloudrec-dispatch": {
@@ -205,12 +208,16 @@ def configure(settings: Settings) -> Celery:
     global _settings, _runtime
     if _runtime is not None:
         _runtime.close()
-    moved = _settings is not None and _settings.redis_url != settings.redis_url
+    moved = _settings is not None and _redis_place(_settings) != _redis_place(settings)
     _settings, _runtime = settings, None
     app.conf.update(celery_config(settings))
     if moved:
         _forget_connections(app)
     return app
+
+
+def _redis_place(settings: Settings) -> tuple[object, ...]:
+    return settings.redis_url, settings.redis_sentinels, settings.redis_master
 
 
 def _forget_connections(celery: Celery) -> None:

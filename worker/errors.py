@@ -11,6 +11,7 @@ Every failure a caller or a task can see is one of these classes. Third-party er
     ├── JobSpecError              invalid job spec: names the field and the rule (nothing was sent)
     ├── JobNotFound               no job record with that id
     ├── RateLimitWait             the shared API budget is spent: try again after ``retry_after``
+    ├── NotDurable                no Redis replica confirmed a submit in time: not acknowledged
     ├── WebhookError              a completion webhook was not delivered (:mod:`worker.callbacks`)
     │   └── WebhookRefused        its target is not allowed (not public, credentials): never sent
     └── ApiError                  the recording API failed; carries operation, status, code, reason,
@@ -78,6 +79,13 @@ class RateLimitWait(CloudrecError):
         super().__init__(f"API rate limit budget spent; retry in {retry_after:.2f} s")
         self.retry_after = retry_after
         self.priority = priority
+
+
+class NotDurable(CloudrecError):
+    """A submit was written to the Redis master but not confirmed by the replicas it must wait
+    for (``CLOUDREC_REDIS_WAIT_REPLICAS``, Redis ``WAIT``) in time, or its record was gone once
+    a failover had moved the master: the job is not acknowledged. Submitting the same spec
+    (with its ``job_id``) again is safe: it returns the job once a replica holds it."""
 
 
 class WebhookError(CloudrecError):

@@ -52,6 +52,7 @@ from worker.metrics import (
 )
 from worker.ncs import UNCLAIMED_GRACE, NcsLedger
 from worker.queues import stranded_counts
+from worker.redis_conn import redis_client
 from worker.schedules import SCHEDULES_KEY, schedule_key
 from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from worker.store import DUE_KEY, job_key, state_key
@@ -311,7 +312,10 @@ def serve_metrics(
     settings: Settings | None = None,
 ) -> tuple[WSGIServer, Thread]:
     """Serve ``/metrics`` in a daemon thread; returns the server (``.shutdown()``) and thread."""
-    registry = build_registry(redis.Redis.from_url(redis_url, socket_timeout=5), settings=settings)
+    where = Settings(redis_url=redis_url) if settings is None else settings
+    if where.redis_url != redis_url:
+        where = where.model_copy(update={"redis_url": redis_url})
+    registry = build_registry(redis_client(where, socket_timeout=5), settings=settings)
     server, thread = start_http_server(port, addr=host, registry=registry)
     return server, thread
 

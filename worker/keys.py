@@ -18,6 +18,8 @@ no name here may change. Everything lives under ``cloudrec:``::
     callback-slots:<node>                          webhook delivery slots (worker.callbacks)
     schedules, schedule:<name>[:slot:<t>]          recurring recordings (worker.schedules)
     redbeat:...                                    celery-redbeat's own keys (its prefix)
+    durable                                        the marker a replicated submit waits on
+                                                   (worker.redis_conn)
 
 The job store's transition script (worker.store) builds ``state:``, ``due``, ``deliveries:``,
 ``checked``, ``ended`` and ``ended-count:`` from :data:`PREFIX` inside Redis: those names are
@@ -27,6 +29,9 @@ written there too.
 from __future__ import annotations
 
 PREFIX = "cloudrec:"
+
+# Written before each WAIT (worker.redis_conn): its offset is after every earlier write.
+DURABLE_KEY = PREFIX + "durable"
 
 # -- the job store (worker.store) -----------------------------------------------------------
 JOBS_KEY = PREFIX + "jobs"

@@ -34,6 +34,7 @@ from worker.ncs import (
     NcsLedger,
     signature_problem,
 )
+from worker.redis_conn import redis_client
 
 log = logging.getLogger("cloudrec.ncs")
 
@@ -67,8 +68,8 @@ def build_app(settings: Settings, client: redis.Redis | None = None) -> Starlett
             "set for the NCS webhook in Agora's console)"
         )
     secret = settings.ncs_secret.get_secret_value()
-    client = client or redis.Redis.from_url(
-        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    client = client or redis_client(
+        settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
     )
     ledger = NcsLedger(client, settings.ncs_ttl)
     metrics = Metrics(client)

@@ -22,6 +22,7 @@ from worker.locator import RecordingLocator, sid_of_resource
 from worker.metrics import Metrics
 from worker.ncs import NcsLedger
 from worker.planner import StopPlan, budget_key
+from worker.redis_conn import redis_client
 from worker.store import JobStore
 from worker.vault import TokenVault
 
@@ -55,7 +56,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings)
         limiter = ApiRateLimiter(
             client,
             settings.api_rate_limit,

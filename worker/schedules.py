@@ -38,7 +38,7 @@ import redis
 from celery import Celery
 from celery.schedules import crontab, schedule
 from pydantic import BaseModel, SecretStr
-from redbeat import RedBeatSchedulerEntry
+from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf
 
 from config import Settings
@@ -446,8 +446,12 @@ def _refresh_redbeat(app: Celery) -> None:
     """redbeat caches its settings and connection on the app; re-read them after a
     ``configure`` (the CLI and tests point the app at another Redis)."""
     conf = getattr(app, "redbeat_conf", None)
-    if conf is not None and conf.redis_url != app.conf.get("redbeat_redis_url"):
+    if conf is not None and (
+        conf.redis_url != app.conf.get("redbeat_redis_url")
+        or conf.redbeat_redis_options != app.conf.get("redbeat_redis_options")
+    ):
         app.redbeat_redis = None
+        app.redbeat_sentinel = None  # redbeat's cached Sentinel, when it uses one
         del app.redbeat_conf
     ensure_conf(app)
 
@@ -461,6 +465,29 @@ def fired_at_header(headers: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+# -- beat's scheduler ---------------------------------------------------------------------------
+# A tick that cannot reach Redis is tried again this soon (seconds).
+UNREACHABLE_RETRY = 0.5
+
+
+class SteadyScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat is untyped
+    """redbeat's scheduler, except that a tick that cannot reach Redis (a Sentinel failover: the
+    master is dead and not replaced yet) is tried again shortly instead of ending beat.
+
+    redbeat reads and writes the schedule through a retrying connection, but extends its lock
+    through the plain client: one refused connection there raised out of ``tick`` and beat
+    exited, leaving every stop deadline undispatched until someone restarted it. The lock's
+    key (``redbeat_lock_timeout``, 25 s) outlives a failover, so it is still ours after."""
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            interval: float = super().tick(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("beat: Redis does not answer (%s); trying again", exc)
+            return UNREACHABLE_RETRY
+        return interval
 
 
 # -- beat health ------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ slot, one message over the prefetch limit at most (no new ``BRPOP`` is sent with
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 
@@ -44,4 +46,76 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
         self.cycle = _Poller()
 
 
+# How long a channel closing after a failover keeps trying to put its messages back: longer
+# than a failover takes (the sentinels' vote and the promotion).
+RESTORE_PATIENCE = 30.0
+
+
+class _FailoverQoS(kombu_redis.QoS):  # type: ignore[misc]
+    """kombu's QoS, whose restore of the unacknowledged messages waits for the new master.
+
+    A consumer whose connection broke (the master died) closes its channel, and kombu puts the
+    messages it held (running, or waiting for their countdown) back on their queues at once,
+    then forgets them. Against a dead master that restore fails, and the messages waited in the
+    ``unacked`` hash for the visibility timeout (5 minutes): measured, a job whose acquire or
+    start was among them started only when the reconciler re-drove it, past a short deadline.
+    Retried until the sentinels name a new master, the restore succeeds (each message is put
+    back at most once: its ``unacked`` entry is removed in the same transaction).
+    """
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        deadline = time.monotonic() + RESTORE_PATIENCE
+        while True:
+            try:
+                return super().restore_unacked(client)
+            except redis.ConnectionError:
+                if client is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
+
+class _SentinelChannel(kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """kombu's Sentinel channel, able to put its unacknowledged messages back while its
+    connection is being closed after a failover.
+
+    Closing a channel rebuilds its connection pool to restore the messages it holds; the
+    Sentinel channel builds that pool from its transport's ``client``, which kombu may have
+    cleared by then (seen when the master died under a consuming worker): the
+    ``AttributeError`` ended the worker ("Unrecoverable error"). The channel keeps what it was
+    opened with and uses that instead.
+    """
+
+    QoS = _FailoverQoS
+
+    def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
+        self._conninfo = connection.client
+        super().__init__(connection, *args, **kwargs)
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None and self._conninfo is not None:
+            self.connection.client = self._conninfo
+        return super()._get_pool(asynchronous)
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]
+    """kombu's Sentinel transport (a Redis transport whose channels find the master through
+    Sentinel, ``sentinel://`` URLs) with the same :class:`_Poller`: the hole is the same."""
+
+    Channel = _SentinelChannel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = _Poller()
+
+
 TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The transport for a broker URL: ours for Redis and Sentinel, kombu's choice otherwise."""
+    if broker_url.startswith("redis://"):
+        return TRANSPORT
+    if broker_url.startswith("sentinel://"):
+        return SENTINEL_TRANSPORT
+    return None

@@ -138,16 +138,18 @@ def runtime_for(ctx: click.Context) -> Any:
 
     settings = settings_for(ctx)
     configure(settings)
-    problem = redis_problem(settings.redis_url)
+    problem = redis_problem(settings)
     if problem is not None:
         raise CliError(problem, Exit.REDIS_DOWN)
     return runtime()
 
 
-def redis_problem(url: str) -> str | None:
+def redis_problem(settings: Settings) -> str | None:
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, retry=None)
+    from worker.redis_conn import redis_client
+
+    client = redis_client(settings, socket_connect_timeout=3, socket_timeout=3, retry=None)
     try:
         client.ping()
     except redis.RedisError as exc:

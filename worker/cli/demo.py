@@ -45,8 +45,10 @@ def free_port() -> int:
         return port
 
 
-def redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+def redis_answers(settings: Settings) -> bool:
+    from worker.redis_conn import redis_client
+
+    client = redis_client(settings, socket_connect_timeout=1, retry=None)
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -87,7 +89,8 @@ def private_redis() -> Iterator[str]:
         )
         url = f"redis://127.0.0.1:{port}/0"
         try:
-            wait_until(lambda: redis_answers(url), 10, "the private redis-server to start")
+            plain = Settings(redis_url=url, redis_sentinels=(), redis_master=None)
+            wait_until(lambda: redis_answers(plain), 10, "the private redis-server to start")
             yield url
         finally:
             stop_process(proc)
@@ -126,15 +129,18 @@ def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 
 def run_demo(settings: Settings, *, duration: int, storage_dir: Path) -> None:
     with contextlib.ExitStack() as stack:
-        redis_url = settings.redis_url
-        if not redis_answers(redis_url):
-            redis_url = stack.enter_context(private_redis())
         port = free_port()
         api_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, CLOUDREC_REDIS_URL=redis_url, CLOUDREC_API_BASE_URL=api_url)
-        demo_settings = settings.model_copy(
-            update={"redis_url": redis_url, "api_base_url": api_url}
-        )
+        env = dict(os.environ, CLOUDREC_REDIS_URL=settings.redis_url, CLOUDREC_API_BASE_URL=api_url)
+        demo_settings = settings.model_copy(update={"api_base_url": api_url})
+        if not redis_answers(settings):
+            # A private Redis, plain: no sentinel of the configuration applies to it.
+            private = stack.enter_context(private_redis())
+            env.update(CLOUDREC_REDIS_URL=private, CLOUDREC_REDIS_SENTINELS="")
+            env.pop("CLOUDREC_REDIS_MASTER", None)
+            demo_settings = demo_settings.model_copy(
+                update={"redis_url": private, "redis_sentinels": (), "redis_master": None}
+            )
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cloudrec-demo-")))
         storage_dir = storage_dir.resolve()
         children = [

@@ -38,12 +38,11 @@ def ncs(ctx: click.Context, host: str, port: int) -> None:
 
 
 def _ledger(ctx: click.Context) -> Any:
-    import redis
-
     from worker.ncs import NcsLedger
+    from worker.redis_conn import redis_client
 
     settings = settings_for(ctx)
-    return NcsLedger(redis.Redis.from_url(settings.redis_url), settings.ncs_ttl)
+    return NcsLedger(redis_client(settings), settings.ncs_ttl)
 
 
 @ncs.command("unclaimed")

@@ -223,7 +223,7 @@ def health(ctx: click.Context, check_beat: bool, max_age: float, as_json: bool) 
 
     settings = settings_for(ctx)
     configure(settings)
-    problem = redis_problem(settings.redis_url)
+    problem = redis_problem(settings)
     if problem is None:
         problem = _stranded_problem(settings)  # a caller sending to a queue nobody serves
     if problem is None and check_beat:
@@ -242,11 +242,10 @@ def _health_json(problems: list[str]) -> NoReturn:
 
 
 def _stranded_problem(settings: Settings) -> str | None:
-    import redis
-
     from worker.queues import find_stranded
+    from worker.redis_conn import redis_client
 
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    client = redis_client(settings, socket_connect_timeout=3, socket_timeout=3)
     try:
         stranded = find_stranded(client, settings)
     finally:
