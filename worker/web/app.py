@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
+from worker.redis_conn import redis_client
 from worker.states import JobState
 from worker.store import JobRecord, JobStore, iso
 from worker.web import pages
@@ -140,8 +141,8 @@ def build_app(settings: Settings, storage_dir: Path, store: JobStore | None = No
     """The page's app, reading jobs from ``store`` (default: the settings' Redis) and
     recordings from ``storage_dir``."""
     if store is None:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        client = redis_client(
+            settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
         )
         store = JobStore(client, retention=settings.job_retention)
     jobs = Jobs(store)
