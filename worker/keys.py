@@ -9,7 +9,7 @@ no name here may change. Everything lives under ``cloudrec:``::
     vault:<id>                                     an RTC token, encrypted (worker.vault)
     sid_unknown                                    jobs that ended "sid unknown" (worker.recording)
     reconcile:scanned                              the reconciler's round marker
-    ratelimit:api                                  the shared API budget (worker.limiter)
+    ratelimit:api[:<app id>]                       an App ID's shared API budget (worker.limiter)
     metrics:<name>                                 counters (worker.metrics)
     ncs:...                                        the NCS ledger (worker.ncs)
     workers, worker:<id>:held, reaping:<id>        message holdings (worker.restorer)
@@ -73,6 +73,13 @@ def vault_key(owner: str) -> str:
 SID_UNKNOWN_KEY = PREFIX + "sid_unknown"  # zset job id -> when it ended "sid unknown"
 SCANNED_KEY = PREFIX + "reconcile:scanned"
 LIMITER_KEY = PREFIX + "ratelimit:api"
+
+
+def limiter_key(app_id: str, default_app_id: str) -> str:
+    """The budget of one App ID. The default app's keeps the name it had before there were
+    several apps, so old and new workers of a rolling upgrade share one budget."""
+    return LIMITER_KEY if app_id == default_app_id else f"{LIMITER_KEY}:{app_id}"
+
 
 # -- metrics (worker.metrics) ------------------------------------------------------------------
 METRICS_PREFIX = PREFIX + "metrics:"

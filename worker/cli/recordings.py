@@ -44,6 +44,7 @@ def build_spec(
     prefix: str | None = None,
     uid: str | None = None,
     job_id: str | None = None,
+    app: str | None = None,
 ) -> dict[str, Any]:
     """A job spec from ``cloudrec record`` flags, on top of an optional ``--spec`` file."""
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
@@ -67,7 +68,13 @@ def build_spec(
         rc["maxIdleTime"] = max_idle
     if files is not None:
         spec["recordingFileConfig"] = {"avFileType": [f.strip() for f in files.split(",") if f]}
-    optional = {"duration": duration, "storage": storage, "uid": uid, "job_id": job_id}
+    optional = {
+        "duration": duration,
+        "storage": storage,
+        "uid": uid,
+        "job_id": job_id,
+        "app": app,
+    }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if prefix is not None:
         spec["fileNamePrefix"] = [p for p in prefix.split("/") if p]
@@ -96,6 +103,7 @@ def _parse_size(size: str) -> tuple[int, int]:
 @click.option("--streams", type=click.Choice(list(STREAMS)))
 @click.option("--max-idle", type=int, help="maxIdleTime, seconds")
 @click.option("--storage", help="storage profile name")
+@click.option("--app", help="app profile (Agora project) to record with [default: default]")
 @click.option("--prefix", help="fileNamePrefix as a/b/c")
 @click.option("--uid", help="recorder uid (default: from the configured range)")
 @click.option("--job-id", help="idempotency key")
@@ -116,6 +124,7 @@ def record(
     streams: str | None,
     max_idle: int | None,
     storage: str | None,
+    app: str | None,
     prefix: str | None,
     uid: str | None,
     job_id: str | None,
@@ -146,6 +155,7 @@ def record(
         prefix=prefix,
         uid=uid,
         job_id=job_id,
+        app=app,
     )
     rt = runtime_for(ctx)
     try:

@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 @click.option("--customer-id", default=None, help="[default: CLOUDREC_CUSTOMER_ID]")
 @click.option("--customer-secret", default=None, help="[default: CLOUDREC_CUSTOMER_SECRET]")
 @click.option("--qps", default=10, show_default=True, type=int, help="0 = unlimited")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="APPID:CUSTOMER_ID:SECRET[:QPS]",
+    help="serve this App ID with its own credentials and requests per second (repeatable); "
+    "other App IDs use --customer-id/--customer-secret/--qps",
+)
 @click.option("--slice-seconds", default=15.0, show_default=True, type=float)
 @click.option("--s3-endpoint", default=None, help="upload vendor-1 (S3) storage to this URL")
 @click.option("--ncs-url", default=None, help="POST notification events here, signed")
@@ -72,6 +80,7 @@ def emulator(
     customer_id: str | None,
     customer_secret: str | None,
     qps: int,
+    apps: tuple[str, ...],
     slice_seconds: float,
     s3_endpoint: str | None,
     ncs_url: str | None,
@@ -82,10 +91,14 @@ def emulator(
     dev_token: str | None,
 ) -> None:
     """Run the recording-service emulator (REST API + dev API)."""
-    from emulator.config import EmulatorConfig
+    from emulator.config import EmulatorApp, EmulatorConfig
     from emulator.devauth import DevTokenMissing
     from emulator.server import serve
 
+    try:
+        served = tuple(EmulatorApp.parse(text) for text in apps)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--app") from None
     settings = settings_for(ctx)
     setup_cli_logging(settings, logging.INFO)
     config = EmulatorConfig(
@@ -95,6 +108,7 @@ def emulator(
         customer_id=customer_id or settings.customer_id,
         customer_secret=customer_secret or settings.customer_secret.get_secret_value(),
         qps=qps,
+        apps=served,
         slice_seconds=slice_seconds,
         s3_endpoint_url=s3_endpoint,
         ncs_url=ncs_url,
