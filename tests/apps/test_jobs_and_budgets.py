@@ -13,16 +13,18 @@ from pathlib import Path
 import pytest
 import redis
 
+from contract.models import AcquireClientRequest
 from emulator import EmulatorServer
 from emulator.config import EmulatorApp
-from tests.support.emulator import STEP_EMULATOR, serving
+from tests.support.emulator import STEP_EMULATOR, Api, serving, start_request
 from tests.support.specs import small_spec
 from tests.support.stack import make_settings
 from worker import keys
 from worker.devapi import DevApiClient
 from worker.errors import JobSpecError, RateLimitWait
 from worker.limiter import Priority
-from worker.recording import acquire_step, start_step, stop_step, submit
+from worker.reconcile import reconcile
+from worker.recording import acquire_step, build_start_request, start_step, stop_step, submit
 from worker.runtime import Runtime
 
 SCHOOL = EmulatorApp("school-app-id", "school-customer", "school-customer-secret", qps=0)
@@ -122,3 +124,29 @@ def test_each_app_id_has_its_own_budget(rt: Runtime, redis_client: redis.Redis) 
     # The default App ID keeps the budget key it always had (old and new workers share it).
     assert redis_client.zcard(keys.LIMITER_KEY) == 50
     assert redis_client.zcard(keys.LIMITER_KEY + ":school-app-id") == 2
+
+
+def test_the_reconciler_stops_orphans_of_each_app_and_leaves_other_projects_alone(
+    redis_url: str, emulator: EmulatorServer
+) -> None:
+    profile = {**SCHOOL_PROFILE, "api_rate_limit": 100}
+    rt = Runtime.build(
+        make_settings(redis_url, emulator.base_url, orphan_grace=2, apps={"school": profile})
+    )
+    dev = DevApiClient(emulator.base_url)
+    try:
+        job, _ = submit(rt, small_spec("orphan-school", app="school"))  # for a valid start body
+        request = build_start_request(rt, rt.store.get(job.job_id))
+        for app, cname in (("school", "orphan-school"), ("default", "orphan-default")):
+            client = rt.client_for(app)
+            resource = client.acquire(cname, "4242", AcquireClientRequest()).resourceId
+            client.start(resource, cname, "4242", request)
+        # A project this deployment does not know (its recordings are not ours to stop).
+        foreign = Api(emulator, appid="foreign-app")
+        foreign.start("orphan-foreign", "4242", start_request())
+        assert reconcile(rt, now=time.time() + 3).orphans_stopped == 2
+        live = {(r["cname"], r["appId"]) for r in dev.recordings() if r["live"]}
+        assert live == {("orphan-foreign", "foreign-app")}
+    finally:
+        dev.close()
+        rt.close()
