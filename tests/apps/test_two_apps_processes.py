@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 
 from config import Settings
 from emulator import EmulatorServer
@@ -55,6 +56,21 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
     config = replace(PROCESS_EMULATOR, storage_dir=tmp_path / "storage", qps=3, apps=(BUSY, QUIET))
     with serving(config) as server:
         yield server
+
+
+def everything_in(client: redis.Redis) -> bytes:
+    """Every value in the database, as bytes (records, indexes, what the broker still holds)."""
+    read = {
+        b"string": lambda k: [client.get(k)],
+        b"hash": lambda k: [*client.hgetall(k).keys(), *client.hgetall(k).values()],
+        b"list": lambda k: client.lrange(k, 0, -1),
+        b"set": lambda k: list(client.smembers(k)),
+        b"zset": lambda k: client.zrange(k, 0, -1),
+    }
+    values: list[bytes] = []
+    for key in client.scan_iter():
+        values += [key, *(v for v in read.get(client.type(key), lambda k: [])(key) if v)]
+    return b"\n".join(values)
 
 
 def app_env(name: str, app: EmulatorApp) -> dict[str, str]:
@@ -123,6 +139,10 @@ def test_a_busy_app_never_slows_another_apps_stops(
         dev = DevApiClient(emulator.base_url)
         seen = {r["sid"]: r for r in dev.recordings()}
         dev.close()
+    logs = "".join(p.read_text(errors="replace") for p in log_dir.iterdir())
+    stored = everything_in(rt.redis)
+    for secret in (BUSY.customer_secret, QUIET.customer_secret):  # not in logs, records, broker
+        assert secret not in logs and secret.encode() not in stored
 
     lateness: dict[str, list[float]] = {"busy": [], "quiet": []}
     for job_id, app in jobs.items():
