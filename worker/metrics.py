@@ -29,12 +29,13 @@ LIMITER_WAITS = metrics_key("limiter_waits")  # field "<priority>[|<app>]"
 CALLBACKS = metrics_key("callbacks")  # field "<kind>|<outcome>"
 # histogram: field "[<app>|]le=<bound>", "[<app>|]count", "[<app>|]sum"
 STOP_LATENESS = metrics_key("stop_lateness")
-DEFAULT_APP = "default"
-# Counters whose last label is the app (absent from the default app's fields).
-APP_COUNTERS = frozenset({API_CALLS, RETRIES, LIMITER_WAITS})
-NCS_EVENTS = metrics_key("ncs_events")  # field "<event type>|<outcome: stored, duplicate>"
+# field "<event type>|<outcome: stored, duplicate>[|<app>]"
+NCS_EVENTS = metrics_key("ncs_events")
 NCS_REJECTED = metrics_key("ncs_rejected")  # field "<reason>"
 SID_UNKNOWN = metrics_key("sid_unknown")  # field "total": jobs ended "sid unknown"
+DEFAULT_APP = "default"
+# Counters whose last label is the app (absent from the default app's fields).
+APP_COUNTERS = frozenset({API_CALLS, RETRIES, LIMITER_WAITS, NCS_EVENTS})
 
 # Seconds between a job's stop_at and the moment the service answered its stop.
 LATENESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -64,8 +65,8 @@ class Metrics:
     def callback(self, kind: str, outcome: str) -> None:
         self._incr(CALLBACKS, f"{kind}|{outcome}")
 
-    def ncs_event(self, event_type: int, outcome: str) -> None:
-        self._incr(NCS_EVENTS, f"{event_type}|{outcome}")
+    def ncs_event(self, event_type: int, outcome: str, app: str = DEFAULT_APP) -> None:
+        self._incr(NCS_EVENTS, f"{event_type}|{outcome}" + _app_suffix(app))
 
     def ncs_rejected(self, reason: str) -> None:
         self._incr(NCS_REJECTED, reason)
@@ -105,7 +106,7 @@ COUNTER_LABELS: dict[str, tuple[str, ...]] = {
     RETRIES: ("step", "kind", "app"),
     LIMITER_WAITS: ("priority", "app"),
     CALLBACKS: ("kind", "outcome"),
-    NCS_EVENTS: ("event_type", "outcome"),
+    NCS_EVENTS: ("event_type", "outcome", "app"),
     NCS_REJECTED: ("reason",),
     SID_UNKNOWN: (),
 }

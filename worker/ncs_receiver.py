@@ -128,7 +128,7 @@ def build_app(settings: Settings, client: redis.Redis | None = None) -> Starlett
             return JSONResponse({"ok": False, "error": "store unavailable"}, status_code=503)
         duplicate = outcome == 0
         await run_in_threadpool(
-            metrics.ncs_event, envelope.event_type, "duplicate" if duplicate else "stored"
+            metrics.ncs_event, envelope.event_type, "duplicate" if duplicate else "stored", app
         )
         log.info(
             "ncs: event %s of %s (app %s)%s",

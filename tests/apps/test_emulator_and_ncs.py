@@ -17,7 +17,7 @@ from emulator.config import EmulatorApp, EmulatorConfig
 from tests.support.emulator import FAST, serving
 from tests.worker.test_ncs import envelope, post
 from worker.cli import cli
-from worker.metrics import NCS_REJECTED
+from worker.metrics import NCS_EVENTS, NCS_REJECTED
 from worker.ncs_receiver import ReceiverThread
 
 SCHOOL = EmulatorApp("school-app", "school-customer", "school-secret", qps=3)
@@ -128,6 +128,9 @@ def test_the_receiver_verifies_each_apps_notifications_with_its_secret(
     assert unsigned.status_code == 401 and unsigned.json()["error"] == "unsigned"
     rejected = {k.decode(): int(v) for k, v in redis_client.hgetall(NCS_REJECTED).items()}
     assert rejected == {"bad_signature": 1, "unsigned": 1}
+    # Each event counted under the app whose secret signed it.
+    events = {k.decode(): int(v) for k, v in redis_client.hgetall(NCS_EVENTS).items()}
+    assert events == {"40|stored": 1, "40|stored|school": 1}
 
 
 def test_another_apps_ncs_secret_alone_lets_the_receiver_start(redis_url: str) -> None:
