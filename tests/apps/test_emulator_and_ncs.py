@@ -3,8 +3,10 @@ unchanged), and the NCS receiver telling the apps' notifications apart by their 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,6 +17,8 @@ from config import Settings
 from emulator import EmulatorServer
 from emulator.config import EmulatorApp, EmulatorConfig
 from tests.support.emulator import FAST, serving
+from tests.support.ports import free_port
+from tests.support.processes import processes, spawn, wait_http
 from tests.worker.test_ncs import envelope, post
 from worker.cli import cli
 from worker.metrics import NCS_EVENTS, NCS_REJECTED
@@ -31,32 +35,40 @@ def emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
-def acquire(server: EmulatorServer, app_id: str, auth: tuple[str, str]) -> requests.Response:
+def acquire(base: str, app_id: str, auth: tuple[str, str]) -> requests.Response:
     return requests.post(
-        f"{server.base_url}/v1/apps/{app_id}/cloud_recording/acquire",
+        f"{base}/v1/apps/{app_id}/cloud_recording/acquire",
         json={"cname": "room", "uid": "1", "clientRequest": {}},
         auth=auth,
         timeout=10,
     )
 
 
+SCHOOL_AUTH = ("school-customer", "school-secret")
+CLINIC_AUTH = ("clinic-customer", "clinic-secret")
+DEFAULT_AUTH = ("demo", "demo-secret")
+
+
+def codes(base: str, app_id: str, auth: tuple[str, str], times: int = 1) -> list[int]:
+    return [acquire(base, app_id, auth).status_code for _ in range(times)]
+
+
 def test_each_app_id_takes_its_own_credentials(emulator: EmulatorServer) -> None:
-    assert acquire(emulator, "school-app", ("school-customer", "school-secret")).status_code == 200
-    assert acquire(emulator, "clinic-app", ("clinic-customer", "clinic-secret")).status_code == 200
-    assert acquire(emulator, "other-app", ("demo", "demo-secret")).status_code == 200
+    base = emulator.base_url
+    assert codes(base, "school-app", SCHOOL_AUTH) == [200]
+    assert codes(base, "clinic-app", CLINIC_AUTH) == [200]
+    assert codes(base, "other-app", DEFAULT_AUTH) == [200]
     # Another app's credentials (or the default ones) do not open an App ID that has its own.
-    assert acquire(emulator, "school-app", ("clinic-customer", "clinic-secret")).status_code == 401
-    assert acquire(emulator, "school-app", ("demo", "demo-secret")).status_code == 401
-    assert acquire(emulator, "other-app", ("school-customer", "school-secret")).status_code == 401
+    assert codes(base, "school-app", CLINIC_AUTH) == [401]
+    assert codes(base, "school-app", DEFAULT_AUTH) == [401]
+    assert codes(base, "other-app", SCHOOL_AUTH) == [401]
 
 
 def test_each_app_id_has_its_own_rate_limit(emulator: EmulatorServer) -> None:
-    school = [acquire(emulator, "school-app", ("school-customer", "school-secret")).status_code]
-    school += [acquire(emulator, "school-app", ("school-customer", "school-secret")).status_code
-               for _ in range(4)]  # fmt: skip
-    clinic = [acquire(emulator, "clinic-app", ("clinic-customer", "clinic-secret")).status_code
-              for _ in range(8)]  # fmt: skip
-    other = [acquire(emulator, "other-app", ("demo", "demo-secret")).status_code for _ in range(3)]
+    base = emulator.base_url
+    school = codes(base, "school-app", SCHOOL_AUTH, 5)
+    clinic = codes(base, "clinic-app", CLINIC_AUTH, 8)
+    other = codes(base, "other-app", DEFAULT_AUTH, 3)
     # All within about a second: school's 3/s, the default 2/s; clinic unlimited; the busy
     # buckets never took from the others.
     assert school.count(200) == 3 and school.count(429) == 2, school
@@ -67,10 +79,9 @@ def test_each_app_id_has_its_own_rate_limit(emulator: EmulatorServer) -> None:
 def test_an_allow_list_still_admits_the_apps() -> None:
     config = replace(FAST, app_ids=frozenset({"listed"}), apps=(SCHOOL,))
     with serving(config) as server:
-        school = acquire(server, "school-app", ("school-customer", "school-secret"))
-        assert school.status_code == 200
-        assert acquire(server, "listed", ("demo", "demo-secret")).status_code == 200
-        assert acquire(server, "unlisted", ("demo", "demo-secret")).status_code == 400
+        assert codes(server.base_url, "school-app", SCHOOL_AUTH) == [200]
+        assert codes(server.base_url, "listed", DEFAULT_AUTH) == [200]
+        assert codes(server.base_url, "unlisted", DEFAULT_AUTH) == [400]
 
 
 @pytest.mark.parametrize(
@@ -151,3 +162,19 @@ def test_another_apps_ncs_secret_alone_lets_the_receiver_start(redis_url: str) -
     finally:
         receiver.stop()
     assert signed.status_code == 200
+
+
+def test_the_emulator_command_serves_its_apps(tmp_path: Path) -> None:
+    port = free_port()
+    argv = ["emulator", "--port", str(port), "--storage-dir", str(tmp_path), "--qps", "0"]
+    argv += ["--app", "school-app:school-customer:school-secret:1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDREC_")}
+    with processes() as procs:
+        procs.append(spawn("emulator", argv, env, tmp_path))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/dev/recordings")
+        school = codes(base, "school-app", SCHOOL_AUTH, 2)
+        wrong = codes(base, "school-app", DEFAULT_AUTH)
+        others = codes(base, "other", DEFAULT_AUTH, 5)
+    assert school == [200, 429] and wrong == [401]
+    assert others == [200] * 5  # --qps 0 and today's credentials for any other App ID
