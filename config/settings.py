@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STORAGE_PROFILE = "default"
+DEFAULT_APP = "default"  # the app built from CLOUDREC_APP_ID, CLOUDREC_CUSTOMER_ID, ...
 REDACTED = "***"
 # Settings that are URLs and may carry a password in their userinfo (redis://:pw@host/0): kept
 # as plain strings because every client library takes them as such, so repr redacts them here.
@@ -146,6 +148,35 @@ class StorageProfile(BaseModel):
         return _redacted_repr_args(iter(super().__repr_args__()))
 
 
+# -- app profiles (several Agora projects) --------------------------------------------------------
+APP_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a job's "app", a metrics label, an env var part
+
+
+class AppProfile(BaseModel):
+    """One Agora project: the App ID in every REST path, the Basic-auth credentials of its
+    customer, its own share of the service's rate limit (per App ID), its NCS secret.
+
+    The app "default" is built from the top-level settings (``CLOUDREC_APP_ID``, ...); the
+    others come from ``CLOUDREC_APPS__<NAME>__APP_ID / __CUSTOMER_ID / __CUSTOMER_SECRET /
+    __API_RATE_LIMIT / __NCS_SECRET``.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    app_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    customer_secret: SecretStr
+    api_rate_limit: float = Field(default=10.0, gt=0)
+    ncs_secret: SecretStr | None = None
+
+    @field_validator("customer_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
 class Settings(BaseSettings):
     """cloudrec's configuration (environment variables ``CLOUDREC_*``)."""
 
@@ -173,6 +204,9 @@ class Settings(BaseSettings):
     storage: dict[str, StorageProfile] = Field(
         default_factory=lambda: {DEFAULT_STORAGE_PROFILE: StorageProfile()}
     )
+    # Further Agora projects, by name (the app "default" is the settings above; see
+    # AppProfile). A job names its app ("app" in the spec); each App ID has its own budget.
+    apps: dict[str, AppProfile] = Field(default_factory=dict)
 
     # Beyond the fixed names: tuning knobs with safe defaults.
     recorder_uid_min: int = Field(default=900_000_000, ge=1)
@@ -339,6 +373,42 @@ class Settings(BaseSettings):
         # Setting one CLOUDREC_STORAGE__X__... variable must not silently drop "default".
         return {DEFAULT_STORAGE_PROFILE: StorageProfile(), **profiles}
 
+    @field_validator("apps", mode="before")
+    @classmethod
+    def _app_names(cls, apps: Any) -> Any:
+        if not isinstance(apps, dict):
+            return apps
+        named: dict[str, Any] = {}
+        for name, profile in apps.items():
+            key = str(name).lower()
+            if key == DEFAULT_APP:
+                raise ValueError(
+                    "the app 'default' is CLOUDREC_APP_ID, CLOUDREC_CUSTOMER_ID, "
+                    "CLOUDREC_CUSTOMER_SECRET, CLOUDREC_API_RATE_LIMIT and CLOUDREC_NCS_SECRET; "
+                    "give other apps another name (CLOUDREC_APPS__<NAME>__APP_ID)"
+                )
+            if not re.fullmatch(APP_NAME_RE, key):
+                raise ValueError(
+                    f"app name {key[:64]!r}: must be 1-64 characters of a-z 0-9 _ - "
+                    "starting with a letter or digit"
+                )
+            named[key] = profile
+        return named
+
+    @model_validator(mode="after")
+    def _one_profile_per_app_id(self) -> Settings:
+        # Two profiles of one App ID would each think they own its budget: the service would
+        # see the sum (and 429s). One App ID, one profile.
+        owner: dict[str, str] = {}
+        for name, profile in self.app_profiles().items():
+            if profile.app_id in owner:
+                raise ValueError(
+                    f"apps.{name}.app_id: the App ID of app {owner[profile.app_id]!r} already; "
+                    "each App ID must be configured once (it has one rate-limit budget)"
+                )
+            owner[profile.app_id] = name
+        return self
+
     @field_validator("intake_queue")
     @classmethod
     def _intake_not_internal(cls, name: str) -> str:
@@ -378,3 +448,26 @@ class Settings(BaseSettings):
     def storage_profile(self, name: str) -> StorageProfile:
         """The named profile; KeyError if it is not configured."""
         return self.storage[name.lower()]
+
+    @property
+    def default_app(self) -> AppProfile:
+        """The app "default": today's single-app settings, under their names of always."""
+        # Not validated again: these fields are checked (or not) as they always were.
+        return AppProfile.model_construct(
+            app_id=self.app_id,
+            customer_id=self.customer_id,
+            customer_secret=self.customer_secret,
+            api_rate_limit=self.api_rate_limit,
+            ncs_secret=self.ncs_secret,
+        )
+
+    def app_profiles(self) -> dict[str, AppProfile]:
+        """Every configured app by name, "default" first."""
+        return {DEFAULT_APP: self.default_app, **self.apps}
+
+    def app_profile(self, name: str) -> AppProfile:
+        """The named app (case-insensitive); KeyError if it is not configured."""
+        key = name.lower()
+        if key == DEFAULT_APP:
+            return self.default_app
+        return self.apps[key]

@@ -7,6 +7,29 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class EmulatorApp:
+    """One App ID the emulator serves with its own customer credentials and its own QPS limit
+    (``cloudrec emulator --app APPID:CUSTOMER_ID:SECRET[:QPS]``)."""
+
+    app_id: str
+    customer_id: str
+    customer_secret: str
+    qps: int = 10  # 0 = unlimited
+
+    @classmethod
+    def parse(cls, text: str) -> EmulatorApp:
+        """``APPID:CUSTOMER_ID:SECRET[:QPS]``; ValueError naming the rule (never the secret)."""
+        parts = text.split(":")
+        qps = parts.pop() if len(parts) == 4 else "10"
+        if len(parts) != 3 or not all(parts) or not qps.isdigit():
+            raise ValueError(
+                "--app: must be APPID:CUSTOMER_ID:SECRET[:QPS] (three non-empty parts without "
+                "':', then optionally requests per second, 0 = unlimited)"
+            )
+        return cls(app_id=parts[0], customer_id=parts[1], customer_secret=parts[2], qps=int(qps))
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     """How the emulator listens, authenticates, paces recordings, stores files and notifies.
 
@@ -23,6 +46,9 @@ class EmulatorConfig:
     app_ids: frozenset[str] = frozenset()  # empty: any non-empty app id is accepted
     # REST requests per second per app id; 0 = unlimited (docs/service/api-contract.md#limits)
     qps: int = 10
+    # App IDs with their own credentials and limit. Any other App ID is served (if app_ids
+    # allows it) with customer_id/customer_secret and qps above, as with one app.
+    apps: tuple[EmulatorApp, ...] = ()
     # status 0 -> 5 after start (docs/service/api-contract.md#status-values)
     startup_seconds: float = 2.0
     # a resourceId must be used within this (docs/service/api-contract.md#acquire)
@@ -71,6 +97,13 @@ class EmulatorConfig:
     # a valid RTC token (AccessToken2) for the start's App ID, channel and uid, and is dropped
     # when it expires (emulator.tokens); one certificate for every App ID. None: no token needed.
     app_certificate: str | None = None
+
+    def app(self, app_id: str) -> EmulatorApp:
+        """How ``app_id`` is served: its own entry of ``apps``, else the default credentials."""
+        for app in self.apps:
+            if app.app_id == app_id:
+                return app
+        return EmulatorApp(app_id, self.customer_id, self.customer_secret, self.qps)
 
     @property
     def staging_root(self) -> Path:

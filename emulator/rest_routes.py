@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from contract import routes
 from emulator import errors
-from emulator.config import EmulatorConfig
+from emulator.config import EmulatorApp, EmulatorConfig
 from emulator.faults import Operation
 from emulator.limits import JsonTooDeep, load_json
 from emulator.ratelimit import SlidingWindowLimiter
@@ -40,15 +40,21 @@ class Gateway:
     def __init__(self, config: EmulatorConfig, service: RecordingService) -> None:
         self.config = config
         self.service = service
-        self.limiter = SlidingWindowLimiter(config.qps)
+        self.limiter = SlidingWindowLimiter(
+            config.qps, rates={app.app_id: app.qps for app in config.apps}
+        )
         # Every REST call that passed the auth checks, for GET /dev/api-requests (the last
         # API_LOG_LIMIT): when each operation reached the service, and whether the rate limit
         # let it in.
         self.api_log: deque[dict[str, Any]] = deque(maxlen=API_LOG_LIMIT)
-        expected = f"{config.customer_id}:{config.customer_secret}".encode()
-        self._expected = b"Basic " + base64.b64encode(expected)
 
-    def authenticate(self, request: Request) -> None:
+    def authenticate(self, request: Request, appid: str | None = None) -> None:
+        """HTTP Basic with the credentials of ``appid`` (``EmulatorConfig.app``); without an
+        App ID (the NCS IP route), those of any app served."""
+        if appid is not None:
+            expected = [self.config.app(appid)]
+        else:
+            expected = [self.config.app(""), *self.config.apps]
         header = request.headers.get("authorization")
         if not header:
             raise errors.unauthorized()
@@ -58,11 +64,14 @@ class Gateway:
             decoded = base64.b64decode(header[6:].strip(), validate=True)
         except (binascii.Error, ValueError):
             raise errors.invalid_credentials() from None
-        if not hmac.compare_digest(b"Basic " + base64.b64encode(decoded), self._expected):
+        given = b"Basic " + base64.b64encode(decoded)
+        matches = [hmac.compare_digest(given, _basic(app)) for app in expected]
+        if not any(matches):
             raise errors.invalid_credentials()
 
     def check_appid(self, appid: str) -> None:
-        if not appid.strip() or (self.config.app_ids and appid not in self.config.app_ids):
+        allowed = self.config.app_ids | {app.app_id for app in self.config.apps}
+        if not appid.strip() or (self.config.app_ids and appid not in allowed):
             raise errors.invalid_appid()
 
     async def call(
@@ -74,7 +83,7 @@ class Gateway:
         *,
         with_body: bool = True,
     ) -> JSONResponse:
-        self.authenticate(request)
+        self.authenticate(request, appid)
         self.check_appid(appid)
         admitted = self.limiter.allow(appid)
         self.api_log.append(
@@ -99,6 +108,10 @@ class Gateway:
             if delay:
                 await anyio.sleep(delay)
         return JSONResponse(payload, status_code=status)
+
+
+def _basic(app: EmulatorApp) -> bytes:
+    return b"Basic " + base64.b64encode(f"{app.customer_id}:{app.customer_secret}".encode())
 
 
 async def _api_body(request: Request) -> Any:

@@ -103,7 +103,7 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
         raise task.retry(countdown=backoff(task.request.retries or 0), max_retries=None) from None
     except RateLimitWait as exc:
         # Not a failure: the shared budget is spent. Come back later without holding the slot.
-        rt.metrics.limiter_wait(exc.priority or step)
+        rt.metrics.limiter_wait(exc.priority or step, exc.app)
         raise _retry(rt, task, step, job_id, exc.retry_after + random.uniform(0, 0.25)) from None
     except ApiError as exc:
         if exc.action not in (Action.RETRY, Action.AMBIGUOUS):
@@ -121,7 +121,7 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
             rt.store.forget_delivery(job_id, delivery)
             follow(job_id, recording.fail_job(rt, job_id, exc))
             return
-        rt.metrics.retry(step, type(exc).__name__)
+        rt.metrics.retry(step, type(exc).__name__, exc.app)
         raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc, step))) from None
     rt.store.forget_delivery(job_id, delivery)
     follow(job_id, nxt)

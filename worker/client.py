@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import requests
 from pydantic import BaseModel, ValidationError
 
-from config import Settings
+from config import DEFAULT_APP, Settings
 from contract import routes
 from contract.models import (
     AcquireClientRequest,
@@ -69,30 +69,32 @@ def _no_refund() -> None:
 
 
 class RecordingApiClient:
-    """Typed calls to acquire, start, query, update, updateLayout and stop."""
+    """Typed calls to acquire, start, query, update, updateLayout and stop, for one app."""
 
     def __init__(
         self,
         settings: Settings,
         *,
+        app: str = DEFAULT_APP,
         acquire_slot: AcquireSlot = _no_limit,
         refund_slot: RefundSlot = _no_refund,
         session: requests.Session | None = None,
         on_api_call: ApiCallHook = _not_counted,
     ) -> None:
-        """``on_api_call`` sees every call's outcome (e.g. ``Metrics.api_call``)."""
+        """``app`` names the app profile (App ID in the paths, its customer's Basic auth);
+        ``acquire_slot`` must be that App ID's limiter; ``on_api_call`` sees every call's
+        outcome (e.g. ``Metrics.api_call``)."""
+        profile = settings.app_profile(app)
+        self.app = app
         self._root = settings.api_base_url.rstrip("/")
-        self._app_id = settings.app_id
+        self._app_id = profile.app_id
         self._timeout = (settings.api_connect_timeout, settings.api_read_timeout)
         self._stop_timeout = (settings.api_connect_timeout, settings.api_stop_read_timeout)
         self._acquire_slot = acquire_slot
         self._refund_slot = refund_slot
         self._on_api_call = on_api_call
         self._session = session or requests.Session()
-        self._session.auth = (
-            settings.customer_id,
-            settings.customer_secret.get_secret_value(),
-        )
+        self._session.auth = (profile.customer_id, profile.customer_secret.get_secret_value())
         self._session.headers["Content-Type"] = "application/json;charset=utf-8"
 
     def close(self) -> None:
@@ -191,7 +193,9 @@ class RecordingApiClient:
         except requests.RequestException as exc:
             self._record_no_answer(operation, ids, type(exc).__name__)
             # The exception text may quote the URL, never the auth header or the body.
-            raise TransportError(operation, reason=type(exc).__name__) from exc
+            error: ApiError = TransportError(operation, reason=type(exc).__name__)
+            error.app = self.app
+            raise error from exc
         request_id = response.headers.get(routes.REQUEST_ID_HEADER)
         payload = _json_or_none(response)
         self._record_answer(operation, ids, response.status_code, payload, request_id)
@@ -199,7 +203,9 @@ class RecordingApiClient:
             self._refund_slot()
         if response.status_code == 200 and payload is not None:
             return payload
-        raise _to_error(operation, response.status_code, payload, request_id)
+        error = _to_error(operation, response.status_code, payload, request_id)
+        error.app = self.app
+        raise error
 
     def _record_answer(
         self,

@@ -72,13 +72,15 @@ class JobNotFound(CloudrecError, KeyError):
 class RateLimitWait(CloudrecError):
     """The shared API budget for this second is spent; the call was not made.
 
-    ``priority`` names the limiter priority that had to wait (``stop``, ``start``, ...).
+    ``priority`` names the limiter priority that had to wait (``stop``, ``start``, ...);
+    ``app`` the app whose budget it was (each App ID has its own).
     """
 
-    def __init__(self, retry_after: float, priority: str = "") -> None:
+    def __init__(self, retry_after: float, priority: str = "", app: str = "default") -> None:
         super().__init__(f"API rate limit budget spent; retry in {retry_after:.2f} s")
         self.retry_after = retry_after
         self.priority = priority
+        self.app = app
 
 
 class NotDurable(CloudrecError):
@@ -119,9 +121,13 @@ class MergeError(CloudrecError):
 
 
 class ApiError(CloudrecError):
-    """A call to the recording API failed. Never carries credentials or tokens."""
+    """A call to the recording API failed. Never carries credentials or tokens.
+
+    ``app`` names the app profile whose call it was (set by the client that made it).
+    """
 
     action: Action = Action.RETRY
+    app: str = "default"
 
     def __init__(
         self,

@@ -234,12 +234,14 @@ def counter_families(snapshot: CounterSnapshot) -> Iterator[Metric]:
 
 
 def lateness_family(snapshot: CounterSnapshot) -> Metric:
-    return HistogramMetricFamily(
+    family = HistogramMetricFamily(
         "cloudrec_stop_lateness_seconds",
-        "Seconds from a job's stop_at to the service's answer to its stop",
-        buckets=snapshot.lateness_buckets,
-        sum_value=snapshot.lateness_sum,
+        "Seconds from a job's stop_at to the service's answer to its stop, by app",
+        labels=["app"],
     )
+    for app, hist in snapshot.lateness.items():
+        family.add_metric([app], hist.buckets, hist.sum)
+    return family
 
 
 def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:

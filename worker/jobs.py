@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from config import Settings
+from config import DEFAULT_APP, Settings
 from contract.models import (
     MAX_PREFIX_CHARS,
     ChannelName,
@@ -100,6 +100,7 @@ class JobSpec(BaseModel):
     recordingConfig: RecordingConfig = Field(default_factory=RecordingConfig)
     recordingFileConfig: RecordingFileConfig = Field(default_factory=RecordingFileConfig)
     storage: str = "default"
+    app: str = "default"  # the app profile (Agora project) to record with
     fileNamePrefix: list[PrefixPart] | None = None
     start_at: datetime | None = None
     duration: Annotated[int, Field(ge=1)] | None = None
@@ -163,11 +164,15 @@ class JobSpec(BaseModel):
         return self
 
     def wire(self) -> dict[str, Any]:
-        """The spec as stored on the job record: JSON, the token left out, and only what
-        differs from the defaults (validating it again restores them; 10,000 active jobs pay
-        for every stored byte)."""
+        """The spec as stored on the job record: JSON, the token left out (and the app, a
+        field of the record itself), and only what differs from the defaults (validating it
+        again restores them; 10,000 active jobs pay for every stored byte)."""
         return self.model_dump(
-            mode="json", by_alias=True, exclude_none=True, exclude_defaults=True, exclude={"token"}
+            mode="json",
+            by_alias=True,
+            exclude_none=True,
+            exclude_defaults=True,
+            exclude={"token", "app"},
         )
 
     @property
@@ -247,8 +252,18 @@ def _check_size(data: dict[str, Any]) -> None:
 
 
 def _settings_problems(data: dict[str, Any], settings: Settings) -> list[str]:
-    """What the settings refuse in a spec: an unknown storage profile, a webhook unsigned."""
+    """What the settings refuse in a spec: an unknown storage profile or app, a webhook
+    unsigned."""
     problems = []
+    app = data.get("app", DEFAULT_APP)
+    if not isinstance(app, str):
+        problems.append(f"app: must be a string naming a configured app (got {type(app).__name__})")
+    elif app.lower() not in settings.app_profiles():
+        known = ", ".join(sorted(settings.app_profiles()))
+        problems.append(
+            f"app: must name a configured app ({known}; CLOUDREC_APPS__<NAME>__APP_ID ...); "
+            f"got {app[:64]!r}"
+        )
     storage = data.get("storage", "default")
     if isinstance(storage, str) and storage.lower() not in settings.storage:
         known = ", ".join(sorted(settings.storage))

@@ -10,7 +10,7 @@ no name here may change. Everything lives under ``cloudrec:``::
     vault:<id>                                     an RTC token, encrypted (worker.vault)
     sid_unknown                                    jobs that ended "sid unknown" (worker.recording)
     reconcile:scanned                              the reconciler's round marker
-    ratelimit:api                                  the shared API budget (worker.limiter)
+    ratelimit:api[:<app id>]                       an App ID's shared API budget (worker.limiter)
     plan:<budget>[:behind|:free]                   stops planned against a budget (worker.planner)
     metrics:<name>                                 counters (worker.metrics)
     ncs:...                                        the NCS ledger (worker.ncs)
@@ -109,6 +109,12 @@ def plan_behind_key(budget: str) -> str:
 def plan_free_key(budget: str) -> str:
     """When the budget is free again for planned stops (after the sends already made)."""
     return f"{PREFIX}plan:{budget}:free"
+
+
+def limiter_key(app_id: str, default_app_id: str) -> str:
+    """The budget of one App ID. The default app's keeps the name it had before there were
+    several apps, so old and new workers of a rolling upgrade share one budget."""
+    return LIMITER_KEY if app_id == default_app_id else f"{LIMITER_KEY}:{app_id}"
 
 
 # -- metrics (worker.metrics) ------------------------------------------------------------------

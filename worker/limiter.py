@@ -3,7 +3,9 @@
 The real service allows ``CLOUDREC_API_RATE_LIMIT`` (10) requests per second per App ID across all
 callers. Every API call goes through :meth:`ApiRateLimiter.acquire` first. The limiter keeps a
 sliding log of the last second's calls in one sorted set, so *no* one-second window ever holds
-more than the limit, whichever processes made the calls.
+more than the limit, whichever processes made the calls. Each App ID has its own limiter (its own
+key, :func:`worker.keys.limiter_key`, and its own rate): one app spending its budget never
+takes a slot of another's.
 
 Priorities spend the small budget in the order docs/design.md#scheduling asks for: a query may only
 use the window while it is at most 70 % full, update/updateLayout 80 %, acquire/start 90 %, and stop
@@ -116,14 +118,18 @@ class ApiRateLimiter:
         rate: float,
         *,
         key: str = LIMITER_KEY,
+        app: str = "default",
         max_inline_wait: float = 0.25,
         lend_after: float = 0.2,
         stops_behind_key: str | None = None,
     ) -> None:
+        """``key``: the budget's Redis key (one per App ID); ``app``: the app's name, reported
+        with a wait (:class:`RateLimitWait`)."""
         # Fractional rates (e.g. 0.5/s) become one call per 2 s window.
         self._capacity = max(1, int(rate))
         self._window_ms = int(1000 * self._capacity / rate)
         self._key = key
+        self._app = app
         self._demand_key = key + ":demand"
         # Without a planner's mark key, a key nobody sets: nothing ever yields.
         self._behind_key = stops_behind_key or key + ":behind"
@@ -174,5 +180,5 @@ class ApiRateLimiter:
             if wait == 0.0:
                 return
             if time.monotonic() + wait > deadline:
-                raise RateLimitWait(wait, priority.name.lower())
+                raise RateLimitWait(wait, priority.name.lower(), self._app)
             time.sleep(wait)

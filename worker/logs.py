@@ -154,9 +154,14 @@ class PlainFormatter(logging.Formatter):
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret the settings hold: customer secret, storage keys, vault key, webhook secret,
-    URL passwords, the dev API token, the App Certificate, the web page's password."""
+    """Every secret the settings hold: every app's customer secret and NCS secret, storage
+    keys, vault key, webhook secret, URL passwords, the dev API token, the App Certificate, the
+    web page's password."""
     values = [settings.customer_secret.get_secret_value()]
+    for app in settings.app_profiles().values():
+        values.append(app.customer_secret.get_secret_value())
+        if app.ncs_secret is not None:
+            values.append(app.ncs_secret.get_secret_value())
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
     if settings.vault_key is not None:

@@ -5,6 +5,10 @@ Counters are Redis hashes under ``cloudrec:metrics:``: one field per label combi
 incremented with HINCRBY / HINCRBYFLOAT (one round trip, no lock). Gauges that are facts about
 the job store (jobs by state, recordings live, overdue stops) are computed at scrape time from
 the store itself, so they can never drift.
+
+Per-request and per-job figures carry the app (App ID profile) they are of: a field of the
+default app is written exactly as before there were several apps (so its figures continue);
+another app's field ends in ``|<app>`` (the lateness histogram's starts with ``<app>|``).
 """
 
 from __future__ import annotations
@@ -19,15 +23,20 @@ from worker.keys import metrics_key
 log = logging.getLogger("cloudrec.metrics")
 
 PREFIX = metrics_key("")
-API_CALLS = metrics_key("api_calls")  # field "<operation>|<status>|<code>"
-RETRIES = metrics_key("retries")  # field "<step>|<kind>"
-LIMITER_WAITS = metrics_key("limiter_waits")  # field "<priority>"
+API_CALLS = metrics_key("api_calls")  # field "<operation>|<status>|<code>[|<app>]"
+RETRIES = metrics_key("retries")  # field "<step>|<kind>[|<app>]"
+LIMITER_WAITS = metrics_key("limiter_waits")  # field "<priority>[|<app>]"
 CALLBACKS = metrics_key("callbacks")  # field "<kind>|<outcome>"
-STOP_LATENESS = metrics_key("stop_lateness")  # histogram: field "le=<bound>", "count", "sum"
-NCS_EVENTS = metrics_key("ncs_events")  # field "<event type>|<outcome: stored, duplicate>"
+# histogram: field "[<app>|]le=<bound>", "[<app>|]count", "[<app>|]sum"
+STOP_LATENESS = metrics_key("stop_lateness")
+# field "<event type>|<outcome: stored, duplicate>[|<app>]"
+NCS_EVENTS = metrics_key("ncs_events")
 NCS_REJECTED = metrics_key("ncs_rejected")  # field "<reason>"
 SID_UNKNOWN = metrics_key("sid_unknown")  # field "total": jobs ended "sid unknown"
 MERGES = metrics_key("merges")  # field "<outcome: merged, error>" (worker.merge)
+DEFAULT_APP = "default"
+# Counters whose last label is the app (absent from the default app's fields).
+APP_COUNTERS = frozenset({API_CALLS, RETRIES, LIMITER_WAITS, NCS_EVENTS})
 
 # Seconds between a job's stop_at and the moment the service answered its stop.
 LATENESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -39,18 +48,20 @@ class Metrics:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    def api_call(self, operation: str, status: int | None, code: int | None) -> None:
+    def api_call(
+        self, operation: str, status: int | None, code: int | None, app: str = DEFAULT_APP
+    ) -> None:
         self._incr(
             API_CALLS,
             f"{operation}|{status if status is not None else 'none'}|"
-            f"{code if code is not None else ''}",
+            f"{code if code is not None else ''}" + _app_suffix(app),
         )
 
-    def retry(self, step: str, kind: str) -> None:
-        self._incr(RETRIES, f"{step}|{kind}")
+    def retry(self, step: str, kind: str, app: str = DEFAULT_APP) -> None:
+        self._incr(RETRIES, f"{step}|{kind}" + _app_suffix(app))
 
-    def limiter_wait(self, priority: str) -> None:
-        self._incr(LIMITER_WAITS, priority)
+    def limiter_wait(self, priority: str, app: str = DEFAULT_APP) -> None:
+        self._incr(LIMITER_WAITS, priority + _app_suffix(app))
 
     def callback(self, kind: str, outcome: str) -> None:
         self._incr(CALLBACKS, f"{kind}|{outcome}")
@@ -58,8 +69,8 @@ class Metrics:
     def merge(self, outcome: str) -> None:
         self._incr(MERGES, outcome)
 
-    def ncs_event(self, event_type: int, outcome: str) -> None:
-        self._incr(NCS_EVENTS, f"{event_type}|{outcome}")
+    def ncs_event(self, event_type: int, outcome: str, app: str = DEFAULT_APP) -> None:
+        self._incr(NCS_EVENTS, f"{event_type}|{outcome}" + _app_suffix(app))
 
     def ncs_rejected(self, reason: str) -> None:
         self._incr(NCS_REJECTED, reason)
@@ -68,15 +79,16 @@ class Metrics:
         """A job ended not knowing the sid of a start that may have reached the service."""
         self._incr(SID_UNKNOWN, "total")
 
-    def stop_lateness(self, seconds: float) -> None:
+    def stop_lateness(self, seconds: float, app: str = DEFAULT_APP) -> None:
+        at = "" if app == DEFAULT_APP else f"{app}|"
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 for bound in LATENESS_BUCKETS:
                     if seconds <= bound:
-                        pipe.hincrby(STOP_LATENESS, f"le={bound}", 1)
-                pipe.hincrby(STOP_LATENESS, "le=+Inf", 1)
-                pipe.hincrby(STOP_LATENESS, "count", 1)
-                pipe.hincrbyfloat(STOP_LATENESS, "sum", seconds)
+                        pipe.hincrby(STOP_LATENESS, f"{at}le={bound}", 1)
+                pipe.hincrby(STOP_LATENESS, f"{at}le=+Inf", 1)
+                pipe.hincrby(STOP_LATENESS, f"{at}count", 1)
+                pipe.hincrbyfloat(STOP_LATENESS, f"{at}sum", seconds)
                 pipe.execute()
         except redis.RedisError as exc:
             log.warning("metrics: could not record stop lateness: %s", exc)
@@ -88,13 +100,17 @@ class Metrics:
             log.warning("metrics: could not count %s %s: %s", key, field, exc)
 
 
+def _app_suffix(app: str) -> str:
+    return "" if app == DEFAULT_APP else f"|{app}"
+
+
 # Label names of each counter's fields, in the order they are joined with "|".
 COUNTER_LABELS: dict[str, tuple[str, ...]] = {
-    API_CALLS: ("operation", "status", "code"),
-    RETRIES: ("step", "kind"),
-    LIMITER_WAITS: ("priority",),
+    API_CALLS: ("operation", "status", "code", "app"),
+    RETRIES: ("step", "kind", "app"),
+    LIMITER_WAITS: ("priority", "app"),
     CALLBACKS: ("kind", "outcome"),
-    NCS_EVENTS: ("event_type", "outcome"),
+    NCS_EVENTS: ("event_type", "outcome", "app"),
     NCS_REJECTED: ("reason",),
     SID_UNKNOWN: (),
     MERGES: ("outcome",),
@@ -102,13 +118,20 @@ COUNTER_LABELS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
+class Lateness:
+    """One app's stop-lateness histogram."""
+
+    buckets: list[tuple[str, float]] = field(default_factory=list)  # cumulative
+    count: float = 0.0
+    sum: float = 0.0
+
+
+@dataclass
 class CounterSnapshot:
-    """Every counter and the lateness histogram as read at one moment."""
+    """Every counter and the lateness histograms (by app) as read at one moment."""
 
     counters: dict[str, dict[tuple[str, ...], float]] = field(default_factory=dict)
-    lateness_buckets: list[tuple[str, float]] = field(default_factory=list)  # cumulative
-    lateness_count: float = 0.0
-    lateness_sum: float = 0.0
+    lateness: dict[str, Lateness] = field(default_factory=dict)
 
 
 def read_counters(client: redis.Redis) -> CounterSnapshot:
@@ -122,21 +145,31 @@ def read_counters(client: redis.Redis) -> CounterSnapshot:
     for key, fields in zip(COUNTER_LABELS, raw, strict=False):
         width = len(COUNTER_LABELS[key])
         snapshot.counters[key] = {
-            _labels(name, width): float(value) for name, value in _text_items(fields)
+            _labels(name, width, key in APP_COUNTERS): float(value)
+            for name, value in _text_items(fields)
         }
     _read_lateness(snapshot, dict(_text_items(raw[-1])))
     return snapshot
 
 
 def _read_lateness(snapshot: CounterSnapshot, fields: dict[str, str]) -> None:
-    for bound in (*LATENESS_BUCKETS, "+Inf"):
-        snapshot.lateness_buckets.append((str(bound), float(fields.get(f"le={bound}", 0))))
-    snapshot.lateness_count = float(fields.get("count", 0))
-    snapshot.lateness_sum = float(fields.get("sum", 0))
+    by_app: dict[str, dict[str, str]] = {DEFAULT_APP: {}}  # exported from 0, as before
+    for name, value in fields.items():
+        app, _, name = name.rpartition("|")
+        by_app.setdefault(app or DEFAULT_APP, {})[name] = value
+    for app, own in sorted(by_app.items()):
+        hist = snapshot.lateness[app] = Lateness()
+        for bound in (*LATENESS_BUCKETS, "+Inf"):
+            hist.buckets.append((str(bound), float(own.get(f"le={bound}", 0))))
+        hist.count = float(own.get("count", 0))
+        hist.sum = float(own.get("sum", 0))
 
 
-def _labels(name: str, width: int) -> tuple[str, ...]:
+def _labels(name: str, width: int, with_app: bool) -> tuple[str, ...]:
     parts = name.split("|")
+    if with_app and len(parts) < width:
+        # the default app's field has no app part (written as before there were several)
+        parts = [*(parts + [""] * width)[: width - 1], DEFAULT_APP]
     return tuple((parts + [""] * width)[:width])
 
 

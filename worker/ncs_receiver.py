@@ -3,7 +3,8 @@
 One route, ``POST /``. The contract (docs/service/ncs.md#transport) is "200 with a JSON body within
 10 s, else we resend", so the handler only checks and stores: it reads at most
 ``Settings.ncs_max_body`` bytes, verifies ``Agora-Signature-V2`` (HMAC-SHA256) and
-``Agora-Signature`` (HMAC-SHA1) of the raw body with ``CLOUDREC_NCS_SECRET``, keeps the event in the
+``Agora-Signature`` (HMAC-SHA1) of the raw body with ``CLOUDREC_NCS_SECRET`` (or the NCS secret of
+another app profile: the post belongs to the app whose secret verifies it), keeps the event in the
 :class:`worker.ncs.NcsLedger` (one Redis script, milliseconds) and answers. It never calls the
 recording API; the job machine reads the ledger.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 import redis
 from starlette.applications import Starlette
@@ -60,14 +62,40 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def build_app(settings: Settings, client: redis.Redis | None = None) -> Starlette:
-    """The receiver's ASGI app. Refuses to build without ``settings.ncs_secret``."""
-    if settings.ncs_secret is None or not settings.ncs_secret.get_secret_value():
+def ncs_secrets(settings: Settings) -> dict[str, str]:
+    """Each app's NCS secret by app name (apps without one receive nothing). Raises
+    ValueError naming CLOUDREC_NCS_SECRET when no app has one."""
+    secrets = {
+        name: app.ncs_secret.get_secret_value()
+        for name, app in settings.app_profiles().items()
+        if app.ncs_secret is not None and app.ncs_secret.get_secret_value()
+    }
+    if not secrets:
         raise ValueError(
-            "CLOUDREC_NCS_SECRET: required to receive NCS notifications (the secret "
-            "set for the NCS webhook in Agora's console)"
+            "CLOUDREC_NCS_SECRET (or CLOUDREC_APPS__<NAME>__NCS_SECRET): required to receive "
+            "NCS notifications (the secret set for the NCS webhook in Agora's console)"
         )
-    secret = settings.ncs_secret.get_secret_value()
+    return secrets
+
+
+def verify(body: bytes, headers: Mapping[str, str], secrets: dict[str, str]) -> tuple[str, str]:
+    """("app name", "") for the app whose NCS secret signed the post, else ("", why not).
+
+    An NCS notification does not name its App ID: each project signs with its own secret,
+    so the post belongs to the app whose secret verifies it.
+    """
+    problems = set()
+    for app, secret in secrets.items():
+        problem = signature_problem(body, headers, secret)
+        if problem is None:
+            return app, ""
+        problems.add(problem)
+    return "", "unsigned" if problems == {"unsigned"} else "bad signature"
+
+
+def build_app(settings: Settings, client: redis.Redis | None = None) -> Starlette:
+    """The receiver's ASGI app. Refuses to build without an NCS secret (:func:`ncs_secrets`)."""
+    secrets = ncs_secrets(settings)
     client = client or redis_client(
         settings, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
     )
@@ -85,8 +113,8 @@ def build_app(settings: Settings, client: redis.Redis | None = None) -> Starlett
             body = await _read_body(request, limit)
         except _TooLarge:
             return refuse(413, "too_large", f"body: larger than {limit} bytes")
-        problem = signature_problem(body, request.headers, secret)
-        if problem is not None:
+        app, problem = verify(body, request.headers, secrets)
+        if problem:
             return refuse(401, problem.replace(" ", "_"), problem)
         try:
             envelope = Envelope.parse(_json(body))
@@ -101,12 +129,13 @@ def build_app(settings: Settings, client: redis.Redis | None = None) -> Starlett
             return JSONResponse({"ok": False, "error": "store unavailable"}, status_code=503)
         duplicate = outcome == 0
         await run_in_threadpool(
-            metrics.ncs_event, envelope.event_type, "duplicate" if duplicate else "stored"
+            metrics.ncs_event, envelope.event_type, "duplicate" if duplicate else "stored", app
         )
         log.info(
-            "ncs: event %s of %s%s",
+            "ncs: event %s of %s (app %s)%s",
             envelope.event_type,
             envelope.sid,
+            app,
             " (duplicate)" if duplicate else "",
             extra={"sid": envelope.sid, "cname": envelope.cname},
         )

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from config import DEFAULT_APP
 from contract import codes
 from worker import keys
 from worker.errors import ApiError, LocatorUnavailable, RateLimitWait, WorkerNotFound
@@ -420,7 +421,7 @@ def check_one(rt: Runtime, job: JobRecord, now: float, report: ReconcileReport) 
     assert job.sid is not None and job.resource_id is not None
     rt.store.mark_checked(job.job_id, now)
     try:
-        status = rt.client.query(job.resource_id, job.sid).serverResponse.status
+        status = rt.client_for(job.app).query(job.resource_id, job.sid).serverResponse.status
     except WorkerNotFound:
         _missing(rt, job, now, report)
         return
@@ -480,16 +481,18 @@ def scan_service(
     except LocatorUnavailable as exc:
         log.warning("reconcile: cannot list recordings: %s", exc)
         return
+    apps = {p.app_id: name for name, p in rt.settings.app_profiles().items()}
     for rec in known:
-        if not rec.live or rec.sid in seen.held or rec.app_id not in (None, rt.settings.app_id):
-            continue
+        app = DEFAULT_APP if rec.app_id is None else apps.get(rec.app_id)
+        if not rec.live or rec.sid in seen.held or app is None:
+            continue  # not ours: another project's recording is not ours to stop
         job_id = seen.waiting.get(rec.resource_id)
         if job_id is not None:
             report.redrive.append((job_id, adopt(rt, job_id, rec.sid)))
             report.adopted += 1
         elif budget > 0 and _older_than(rec, now, rt.settings.orphan_grace):
             budget -= 1
-            if not stop_orphan(rt, rec):
+            if not stop_orphan(rt, rec, app):
                 report.budget_exhausted = True
                 return
             report.orphans_stopped += 1
@@ -515,7 +518,7 @@ def adopt(rt: Runtime, job_id: str, sid: str) -> Next:
     return Next(Step.WATCH)
 
 
-def stop_orphan(rt: Runtime, rec: KnownRecording) -> bool:
+def stop_orphan(rt: Runtime, rec: KnownRecording, app: str = DEFAULT_APP) -> bool:
     """Stop a recording no job holds. False: the rate limiter said wait (try next round)."""
     log.warning(
         "reconcile: stopping recording %s of channel %s: no job holds it",
@@ -524,7 +527,7 @@ def stop_orphan(rt: Runtime, rec: KnownRecording) -> bool:
         extra={"sid": rec.sid, "cname": rec.cname},
     )
     try:
-        rt.client.stop(rec.resource_id, rec.sid, rec.cname, rec.uid)
+        rt.client_for(app).stop(rec.resource_id, rec.sid, rec.cname, rec.uid)
     except RateLimitWait:
         return False
     except ApiError as exc:

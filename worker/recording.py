@@ -118,6 +118,7 @@ def submit(
         uid=spec.uid or allocate_uid(rt.settings, job_id, 0),
         spec=spec.wire(),
         storage=spec.storage.lower(),
+        app=spec.app.lower(),
         has_token=token is not None,
         has_callback=spec.has_callback,
         merge=rt.settings.merge_default if spec.merge is None else spec.merge,
@@ -187,7 +188,7 @@ def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
             return DONE
     if job.resource_id and job.acquired_at and now - job.acquired_at < RESOURCE_FRESH_SECONDS:
         return Next(Step.START)  # a redelivery after a successful acquire: reuse it
-    response = rt.client.acquire(job.cname, job.uid, AcquireClientRequest())
+    response = rt.client_for(job.app).acquire(job.cname, job.uid, AcquireClientRequest())
     rt.store.transition(
         job_id, {S.ACQUIRING}, None, resource_id=response.resourceId, acquired_at=time.time()
     )
@@ -250,7 +251,7 @@ def start_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
 def _send_start(rt: Runtime, job: JobRecord, request: StartClientRequest) -> Next:
     assert job.resource_id is not None
     try:
-        response = rt.client.start(job.resource_id, job.cname, job.uid, request)
+        response = rt.client_for(job.app).start(job.resource_id, job.cname, job.uid, request)
     except AlreadyStarted:
         return _recover_sid(rt, job)
     except TaskConflict:
@@ -474,7 +475,7 @@ def watch_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
         rt.store.transition(job_id, {S.STARTING}, S.RECORDING)
         return DONE
     try:
-        status = rt.client.query(job.resource_id, job.sid).serverResponse.status
+        status = rt.client_for(job.app).query(job.resource_id, job.sid).serverResponse.status
     except WorkerNotFound as exc:
         # Straight after start a 404 may mean "not registered yet" or an HA move
         # (docs/service/errors.md#not-found).
@@ -604,7 +605,7 @@ def _send_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
     if not moved:
         return DONE
     try:
-        response = rt.client.stop(job.resource_id, job.sid, job.cname, job.uid)
+        response = rt.client_for(job.app).stop(job.resource_id, job.sid, job.cname, job.uid)
     except EmptyRecording:
         # Nobody published: "empty" for a normal stop; a cancel or a failure keeps its word.
         _count_lateness(rt, job, reason)
@@ -641,7 +642,7 @@ def _not_sent(rt: Runtime, job: JobRecord) -> None:
 
 def _count_lateness(rt: Runtime, job: JobRecord, reason: str) -> None:
     if reason == StopReason.DEADLINE:
-        rt.metrics.stop_lateness(max(0.0, time.time() - job.stop_at))
+        rt.metrics.stop_lateness(max(0.0, time.time() - job.stop_at), job.app)
 
 
 def _stopped_state(job: JobRecord) -> JobState:
@@ -812,7 +813,7 @@ def _send_orphan_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
     assert job.sid is not None and job.resource_id is not None
     fields: dict[str, Any] = {"stop_sent_at": now}
     try:
-        response = rt.client.stop(job.resource_id, job.sid, job.cname, job.uid)
+        response = rt.client_for(job.app).stop(job.resource_id, job.sid, job.cname, job.uid)
         fields |= _file_fields(job, response)
     except WorkerNotFound:
         if not note_missing(rt, job, {job.state}, now):

@@ -7,12 +7,14 @@ to every step function; nothing below reads the environment or holds globals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis
 import requests
 import requests.adapters
 
-from config import Settings
+from config import DEFAULT_APP, Settings
+from worker import keys
 from worker.client import RecordingApiClient
 from worker.devapi import locator_for
 from worker.keys import plan_behind_key
@@ -49,7 +51,11 @@ class Runtime:
     metrics: Metrics
     leases: LeaseKeeper
     ncs: NcsLedger  # what NCS notifications said per recording (worker.ncs)
-    client: RecordingApiClient = field(repr=False)
+    client: RecordingApiClient = field(repr=False)  # the default app's
+    # Every app's client and limiter by name (each App ID has its own budget); "default" is
+    # ``client`` and ``limiter``.
+    clients: dict[str, RecordingApiClient] = field(default_factory=dict, repr=False)
+    limiters: dict[str, ApiRateLimiter] = field(default_factory=dict, repr=False)
     # None: not decided yet (see Settings.dev_api); decided on first use.
     _locator: RecordingLocator | None = field(default=None, repr=False)
     _locator_decided: bool = field(default=False, repr=False)
@@ -57,29 +63,42 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         client = redis_client(settings)
-        limiter = ApiRateLimiter(
-            client,
-            settings.api_rate_limit,
-            stops_behind_key=plan_behind_key(budget_key(settings.app_id)),
-        )
         metrics = Metrics(client)
+        limiters = {name: app_limiter(client, settings, name) for name in settings.app_profiles()}
+        clients = {
+            name: RecordingApiClient(
+                settings,
+                app=name,
+                acquire_slot=limiter.acquire,
+                refund_slot=limiter.refund,
+                on_api_call=partial(metrics.api_call, app=name),
+                session=_pooled_session(),
+            )
+            for name, limiter in limiters.items()
+        }
         return cls(
             settings=settings,
             redis=client,
             store=JobStore(client, retention=settings.job_retention),
             vault=TokenVault(client, settings),
-            limiter=limiter,
+            limiter=limiters[DEFAULT_APP],
             metrics=metrics,
             leases=LeaseKeeper(client, settings.stop_lease),
-            ncs=NcsLedger(client, settings.ncs_ttl, receiving=settings.ncs_secret is not None),
-            client=RecordingApiClient(
-                settings,
-                acquire_slot=limiter.acquire,
-                refund_slot=limiter.refund,
-                on_api_call=metrics.api_call,
-                session=_pooled_session(),
-            ),
+            ncs=NcsLedger(client, settings.ncs_ttl, receiving=receives_ncs(settings)),
+            client=clients[DEFAULT_APP],
+            clients=clients,
+            limiters=limiters,
         )
+
+    def client_for(self, app: str) -> RecordingApiClient:
+        """The API client of a job's app. KeyError naming it if it is no longer configured
+        (an app must stay configured while it has active jobs)."""
+        if app == DEFAULT_APP:
+            return self.client
+        try:
+            return self.clients[app]
+        except KeyError:
+            raise KeyError(f"app {app!r} is not configured (CLOUDREC_APPS__...)") from None
 
     @property
     def locator(self) -> RecordingLocator | None:
@@ -99,5 +118,24 @@ class Runtime:
         return StopPlan(self.redis, budget_key(self.settings.app_id), self.settings.api_rate_limit)
 
     def close(self) -> None:
-        self.client.close()
+        for client in {id(c): c for c in (self.client, *self.clients.values())}.values():
+            client.close()
         self.redis.close()
+
+
+def app_limiter(client: redis.Redis, settings: Settings, app: str) -> ApiRateLimiter:
+    """The shared limiter of one app's App ID, at that app's rate."""
+    profile = settings.app_profile(app)
+    key = keys.limiter_key(profile.app_id, settings.app_id)
+    return ApiRateLimiter(
+        client,
+        profile.api_rate_limit,
+        key=key,
+        app=app,
+        stops_behind_key=plan_behind_key(budget_key(profile.app_id)),
+    )
+
+
+def receives_ncs(settings: Settings) -> bool:
+    """Whether some app has an NCS secret (then `cloudrec ncs` may be feeding the ledger)."""
+    return any(p.ncs_secret is not None for p in settings.app_profiles().values())

@@ -161,6 +161,7 @@ class JobRecord(BaseModel):
     uid: str
     spec: dict[str, Any]
     storage: str = "default"
+    app: str = "default"  # the app profile; like every default, not stored
     has_token: bool = False
     created_at: float
     start_at: float | None = None
@@ -227,6 +228,7 @@ class JobRecord(BaseModel):
             "state": str(self.state),
             "cname": self.cname,
             "uid": self.uid,
+            "app": self.app,
             "resource_id": self.resource_id,
             "sid": self.sid,
             "start_at": iso(self.start_at),

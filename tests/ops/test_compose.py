@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from config import Settings
-from config.settings import StorageProfile
+from config.settings import AppProfile, StorageProfile
 from worker.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,13 +134,16 @@ def healthcheck_argv(test: list[str]) -> list[str]:
 
 
 def setting_exists(name: str) -> bool:
-    """``CLOUDREC_X`` or ``CLOUDREC_STORAGE__<PROFILE>__<FIELD>`` names a field of Settings."""
+    """``CLOUDREC_X``, ``CLOUDREC_STORAGE__<PROFILE>__<FIELD>`` or
+    ``CLOUDREC_APPS__<APP>__<FIELD>`` names a field of Settings."""
     assert name.startswith("CLOUDREC_"), name
     parts = name.removeprefix("CLOUDREC_").lower().split("__")
     if parts[0] not in Settings.model_fields:
         return False
     if parts[0] == "storage":
         return len(parts) == 3 and parts[2] in StorageProfile.model_fields
+    if parts[0] == "apps":
+        return len(parts) == 3 and parts[2] in AppProfile.model_fields
     return len(parts) == 1 or _nested(Settings.model_fields[parts[0]].annotation, parts[1:])
 
 
@@ -248,6 +251,7 @@ def test_every_variable_set_or_read_is_a_real_setting(
         assert setting_exists(key), f".env.example: {key} is not a setting"
     assert not setting_exists("CLOUDREC_NO_SUCH_THING")
     assert not setting_exists("CLOUDREC_STORAGE__DEFAULT__PASSWORD")
+    assert not setting_exists("CLOUDREC_APPS__SCHOOL__PASSWORD")
 
 
 def test_no_secret_is_written_in_the_deployment(services: dict[str, dict[str, Any]]) -> None:

@@ -119,21 +119,25 @@ def test_the_figures_move_as_jobs_run(
     assert delta("cloudrec_jobs", state="completed") == 1
     assert delta("cloudrec_jobs", state="empty") == 1
     calls = "cloudrec_api_calls_total"
-    assert delta(calls, operation="acquire", status="503", code="62") == 1
-    assert delta(calls, operation="acquire", status="200", code="") == 2
-    assert delta(calls, operation="start", status="200", code="") == 2
-    assert delta(calls, operation="query", status="200", code="") >= 2
-    assert delta(calls, operation="stop", status="200", code="") == 1
-    assert delta(calls, operation="stop", status="206", code="435") == 1
-    assert delta("cloudrec_retries_total", step="acquire", kind="RetryableApiError") == 1
+    assert delta(calls, operation="acquire", status="503", code="62", app="default") == 1
+    assert delta(calls, operation="acquire", status="200", code="", app="default") == 2
+    assert delta(calls, operation="start", status="200", code="", app="default") == 2
+    assert delta(calls, operation="query", status="200", code="", app="default") >= 2
+    assert delta(calls, operation="stop", status="200", code="", app="default") == 1
+    assert delta(calls, operation="stop", status="206", code="435", app="default") == 1
+    assert (
+        delta("cloudrec_retries_total", step="acquire", kind="RetryableApiError", app="default")
+        == 1
+    )
     limiter_waits = sum(v for (n, _), v in after.items() if n == "cloudrec_limiter_waits_total")
     assert limiter_waits > 0
     assert delta(CALLBACKS, kind="task", outcome="sent") == 1
     # Both stops were fired more than the grace period late.
-    assert delta("cloudrec_stop_lateness_seconds_count") == 2
-    assert delta("cloudrec_stop_lateness_seconds_sum") >= 2 * OVERDUE_GRACE
-    assert delta("cloudrec_stop_lateness_seconds_bucket", le="1.0") == 0
-    assert delta("cloudrec_stop_lateness_seconds_bucket", le="+Inf") == 2
+    lateness = "cloudrec_stop_lateness_seconds"
+    assert delta(f"{lateness}_count", app="default") == 2
+    assert delta(f"{lateness}_sum", app="default") >= 2 * OVERDUE_GRACE
+    assert delta(f"{lateness}_bucket", le="1.0", app="default") == 0
+    assert delta(f"{lateness}_bucket", le="+Inf", app="default") == 2
 
 
 def test_a_scrape_without_redis_says_so_instead_of_failing() -> None:
@@ -160,3 +164,32 @@ def test_the_lateness_histogram_is_cumulative(redis_client: redis.Redis) -> None
     assert buckets["5.0"] == 3
     assert buckets["300.0"] == 3
     assert buckets["+Inf"] == 4
+
+
+def test_per_request_and_per_job_figures_carry_the_app(redis_client: redis.Redis) -> None:
+    metrics = Metrics(redis_client)
+    metrics.api_call("stop", 200, None)
+    metrics.api_call("stop", 200, None, app="school")
+    metrics.api_call("stop", 200, None, app="school")
+    metrics.retry("stop", "TransportError", app="school")
+    metrics.limiter_wait("stop", app="school")
+    metrics.limiter_wait("query")
+    metrics.stop_lateness(0.1)
+    metrics.stop_lateness(3.0, app="school")
+    samples: Samples = {}
+    for family in build_registry(redis_client).collect():
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    calls = "cloudrec_api_calls_total"
+    assert value(samples, calls, operation="stop", status="200", code="", app="default") == 1
+    assert value(samples, calls, operation="stop", status="200", code="", app="school") == 2
+    assert value(samples, "cloudrec_retries_total", step="stop", kind="TransportError",
+                 app="school") == 1  # fmt: skip
+    assert value(samples, "cloudrec_limiter_waits_total", priority="stop", app="school") == 1
+    assert value(samples, "cloudrec_limiter_waits_total", priority="query", app="default") == 1
+    lateness = "cloudrec_stop_lateness_seconds"
+    assert value(samples, f"{lateness}_count", app="default") == 1
+    assert value(samples, f"{lateness}_count", app="school") == 1
+    assert value(samples, f"{lateness}_bucket", app="school", le="1.0") == 0
+    assert value(samples, f"{lateness}_bucket", app="school", le="5.0") == 1
+    assert value(samples, f"{lateness}_bucket", app="default", le="0.25") == 1

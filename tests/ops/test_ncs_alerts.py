@@ -47,7 +47,9 @@ def test_ncs_series_are_exported(redis_client: redis.Redis) -> None:
     metrics.ncs_event(31, "duplicate")
     metrics.ncs_rejected("bad_signature")
     text = generate_latest(build_registry(redis_client)).decode()
-    assert 'cloudrec_ncs_events_total{event_type="31",outcome="duplicate"} 1.0' in text
+    assert (
+        'cloudrec_ncs_events_total{app="default",event_type="31",outcome="duplicate"} 1.0' in text
+    )
     assert 'cloudrec_ncs_rejected_total{reason="bad_signature"} 1.0' in text
     names = {name for r in _rules() for name in re.findall(r"cloudrec_\w+", r["expr"])}
     assert {"cloudrec_ncs_rejected_total", "cloudrec_ncs_events_total"} <= names

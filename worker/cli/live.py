@@ -88,6 +88,7 @@ def job_view(job: JobRecord, now: float) -> dict[str, str]:
         "job": job.job_id,
         "state": str(job.state),
         "cname": job.cname,
+        "app": job.app,
         "elapsed": _elapsed(job, now),
         "remaining": _remaining(job, now),
         "files": _file_progress(job),
@@ -150,7 +151,12 @@ def job_panel(job: JobRecord, now: float) -> RenderableType:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    for label, key in (("state", "state"), ("channel", "cname"), ("elapsed", "elapsed")):
+    for label, key in (
+        ("state", "state"),
+        ("channel", "cname"),
+        ("app", "app"),
+        ("elapsed", "elapsed"),
+    ):
         grid.add_row(label, view[key])
     grid.add_row("remaining", view["remaining"])
     grid.add_row("deadline", ProgressBar(total=_span(job), completed=_done(job, now), width=40))
@@ -171,13 +177,12 @@ def jobs_table(records: list[JobRecord], now: float) -> RenderableType:
     from worker.store import iso
 
     table = Table(title=f"cloudrec jobs at {iso(now)}", expand=False)
-    for column in ("job", "state", "cname", "elapsed", "remaining", "files"):
+    columns = ("job", "state", "cname", "app", "elapsed", "remaining", "files")
+    for column in columns:
         table.add_column(column, no_wrap=column in ("job", "state"))
     for job in records:
         view = job_view(job, now)
-        table.add_row(
-            *(view[c] for c in ("job", "state", "cname", "elapsed", "remaining", "files"))
-        )
+        table.add_row(*(view[c] for c in columns))
     return table
 
 
@@ -323,6 +328,7 @@ def _job_line(job: JobRecord, now: float) -> str:
     return (
         f"{job.job_id:<34} {view['state']:<10} {job.cname:<20} "
         f"elapsed {view['elapsed']:<8} left {view['remaining']:<8} stop {iso(job.stop_at) or '-'}"
+        f" app {job.app}"
     )
 
 

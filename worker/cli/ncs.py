@@ -27,11 +27,13 @@ def ncs(ctx: click.Context, host: str, port: int) -> None:
     """Receive Agora's NCS notifications at http://HOST:PORT/ (signed with CLOUDREC_NCS_SECRET)."""
     if ctx.invoked_subcommand is not None:
         return
-    from worker.ncs_receiver import serve
+    from worker.ncs_receiver import ncs_secrets, serve
 
     settings = settings_for(ctx)
-    if settings.ncs_secret is None or not settings.ncs_secret.get_secret_value():
-        raise click.ClickException("CLOUDREC_NCS_SECRET: required (the NCS webhook's secret)")
+    try:
+        ncs_secrets(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     setup_cli_logging(settings, logging.INFO)
     click.echo(f"receiving NCS notifications on http://{host}:{port}/", err=True)
     serve(settings, host, port)

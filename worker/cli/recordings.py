@@ -46,6 +46,7 @@ def build_spec(
     job_id: str | None = None,
     stop_early_max: float | None = None,
     merge: bool | None = None,
+    app: str | None = None,
 ) -> dict[str, Any]:
     """A job spec from ``cloudrec record`` flags, on top of an optional ``--spec`` file."""
     spec: dict[str, Any] = json.loads(json.dumps(base or {}))
@@ -76,6 +77,7 @@ def build_spec(
         "job_id": job_id,
         "stop_early_max": stop_early_max,
         "merge": merge,
+        "app": app,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if prefix is not None:
@@ -105,6 +107,7 @@ def _parse_size(size: str) -> tuple[int, int]:
 @click.option("--streams", type=click.Choice(list(STREAMS)))
 @click.option("--max-idle", type=int, help="maxIdleTime, seconds")
 @click.option("--storage", help="storage profile name")
+@click.option("--app", help="app profile (Agora project) to record with [default: default]")
 @click.option("--prefix", help="fileNamePrefix as a/b/c")
 @click.option("--uid", help="recorder uid (default: from the configured range)")
 @click.option("--job-id", help="idempotency key")
@@ -136,6 +139,7 @@ def record(
     streams: str | None,
     max_idle: int | None,
     storage: str | None,
+    app: str | None,
     prefix: str | None,
     uid: str | None,
     job_id: str | None,
@@ -170,6 +174,7 @@ def record(
         job_id=job_id,
         stop_early_max=stop_early_max,
         merge=merge,
+        app=app,
     )
     rt = runtime_for(ctx)
     try:

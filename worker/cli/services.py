@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 @click.option("--customer-id", default=None, help="[default: CLOUDREC_CUSTOMER_ID]")
 @click.option("--customer-secret", default=None, help="[default: CLOUDREC_CUSTOMER_SECRET]")
 @click.option("--qps", default=10, show_default=True, type=int, help="0 = unlimited")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="APPID:CUSTOMER_ID:SECRET[:QPS]",
+    help="serve this App ID with its own credentials and requests per second (repeatable); "
+    "other App IDs use --customer-id/--customer-secret/--qps",
+)
 @click.option("--slice-seconds", default=15.0, show_default=True, type=float)
 @click.option(
     "--mp4-rollover",
@@ -85,6 +93,7 @@ def emulator(
     customer_id: str | None,
     customer_secret: str | None,
     qps: int,
+    apps: tuple[str, ...],
     slice_seconds: float,
     mp4_rollover: float,
     s3_endpoint: str | None,
@@ -97,10 +106,14 @@ def emulator(
     app_certificate: str | None,
 ) -> None:
     """Run the recording-service emulator (REST API + dev API)."""
-    from emulator.config import EmulatorConfig
+    from emulator.config import EmulatorApp, EmulatorConfig
     from emulator.devauth import DevTokenMissing
     from emulator.server import serve
 
+    try:
+        served = tuple(EmulatorApp.parse(text) for text in apps)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--app") from None
     settings = settings_for(ctx)
     setup_cli_logging(settings, logging.INFO)
     config = EmulatorConfig(
@@ -110,6 +123,7 @@ def emulator(
         customer_id=customer_id or settings.customer_id,
         customer_secret=customer_secret or settings.customer_secret.get_secret_value(),
         qps=qps,
+        apps=served,
         slice_seconds=slice_seconds,
         mp4_max_seconds=mp4_rollover,
         s3_endpoint_url=s3_endpoint,

@@ -40,6 +40,7 @@ class JobStatus:
     state: str
     cname: str
     uid: str | None = None
+    app: str = "default"  # the app profile (Agora project) the job records with
     resource_id: str | None = None
     sid: str | None = None
     start_at: datetime | None = None
@@ -66,6 +67,7 @@ class JobStatus:
             state=str(doc["state"]),
             cname=str(doc.get("cname") or ""),
             uid=doc.get("uid"),
+            app=str(doc.get("app") or "default"),
             resource_id=doc.get("resource_id"),
             sid=doc.get("sid"),
             start_at=parse_time(doc.get("start_at")),
