@@ -233,6 +233,7 @@ def measure(
     time.sleep(2)
     dev = DevApiClient(emulator.base_url, timeout=120)
     calls = dev.api_requests()
+    (Path(tmp_dir(rt)) / "api-requests.json").write_text(json.dumps(calls))
     verdict = check_promises(rt, dev, ids)
     return figures(rt, ids, calls, early, deadline, switched) | {
         "jobs": args.jobs,
@@ -244,6 +245,11 @@ def measure(
         "left_live": len(verdict.left_live),
         "least_possible_max_lateness_s": max(0.0, args.jobs / RATE - early) - 1 / RATE,
     }
+
+
+def tmp_dir(rt: Any) -> str:
+    """Where this run's logs are (the Redis server's data directory's parent)."""
+    return str(Path(rt.redis.config_get("dir")["dir"]).parent)
 
 
 def figures(

@@ -395,7 +395,8 @@ def plan_stops(rt: Runtime, entries: list[DueEntry]) -> list[DueEntry]:
     planned: list[PlannedStop] = []
     direct: set[str] = set()
     for entry, (state, reason, stop_at, early) in zip(stops, fields, strict=True):
-        if state is None or reason is not None or json.loads(state) in _UNPLANNED_STATES:
+        stopped = reason is not None and json.loads(reason) is not None  # a stop or a cancel
+        if state is None or stopped or json.loads(state) in _UNPLANNED_STATES:
             direct.add(entry.job_id)
             continue
         planned.append(PlannedStop(entry.job_id, float(stop_at), float(early or 0)))
