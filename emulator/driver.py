@@ -49,6 +49,9 @@ def default_recorder_factory(
         on_file=on_file,
         name_prefix=name_prefix,
         media=media or MediaDirs(),
+        # Each recording has this driver thread, which advances it a few frames per tick:
+        # encoding on it saves two threads per recording and their hand-overs every tick.
+        encoder_threads=False,
     )
 
 

@@ -53,10 +53,14 @@ def audio_format(profile: int) -> AudioFormat:
     return _AUDIO_PROFILES.get(profile, _AUDIO_PROFILES[0])
 
 
-def open_video_encoder(config: MediaConfig, keyint: int) -> av.VideoCodecContext:
+def open_video_encoder(
+    config: MediaConfig, keyint: int, threads: int | None = None
+) -> av.VideoCodecContext:
     """libx264, veryfast, zerolatency, yuv420p, constant bitrate with HRD filler.
 
-    One encoder thread up to 1280x720, x264's own (sliced) threading above that.
+    `threads` None (live recordings, many at once): one encoder thread up to 1280x720, x264's
+    own (sliced) threading above that. 0: x264's own threading whatever the size (an offline
+    render, alone on the machine, as FFmpeg's CLI does by default); n: n threads.
 
     `tune=zerolatency` (no lookahead, no B-frames) makes x264 return each frame's packet
     immediately, so a slice closes as soon as its last frame is rendered even at fps 1,
@@ -78,7 +82,9 @@ def open_video_encoder(config: MediaConfig, keyint: int) -> av.VideoCodecContext
     encoder.framerate = Fraction(config.fps)
     encoder.bit_rate = kbps * 1000
     encoder.gop_size = keyint
-    if config.width * config.height <= _ONE_THREAD_MAX_PIXELS:
+    if threads is not None:
+        encoder.thread_count = threads
+    elif config.width * config.height <= _ONE_THREAD_MAX_PIXELS:
         encoder.thread_count = 1
     encoder.options = {
         "preset": "veryfast",
