@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -302,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-going", action="store_true", help="run every level of the ramp")
     parser.add_argument("--work", type=Path, default=None, help="keep storage and log here")
     args = parser.parse_args(argv)
+    # A SIGTERM still stops the emulator (the finally below) instead of leaving it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     levels = [int(part) for part in args.levels.split(",")]
     print(
         f"{os.cpu_count()} CPUs; 4 users per channel, {WIDTH}x{HEIGHT} {FPS} fps {KBPS} kbps, "

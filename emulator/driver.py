@@ -129,16 +129,16 @@ class RecorderDriver:
             opened = self._open_recorder(task)
             if opened is None:
                 return
-            recorder, generation, started = opened
-            if not self._record(task, recorder, generation, started):
+            recorder, generation, started, start_ms = opened
+            if not self._record(task, recorder, generation, started, start_ms):
                 return
             if not self._end_segment(task, recorder):
                 return
 
-    def _open_recorder(self, task: Task) -> tuple[Recorder, int, float] | None:
+    def _open_recorder(self, task: Task) -> tuple[Recorder, int, float, int] | None:
         """A new recorder for the task's current segment, with its event 42; how many
-        failovers it follows; the clock time of its media time 0. None (the task failing) if
-        it could not be created."""
+        failovers it follows; the clock time of its media time 0 and that time in epoch ms.
+        None (the task failing) if it could not be created."""
         start_ms = int(time.time() * 1000)
         started = self._registry.clock()  # media time 0 is start_ms, however long creation takes
         with self._registry.lock:
@@ -162,7 +162,7 @@ class RecorderDriver:
             return None
         with self._registry.lock:
             self._install(task, recorder, config, start_ms, started)
-        return recorder, generation, started
+        return recorder, generation, started, start_ms
 
     def _install(
         self, task: Task, recorder: Recorder, config: MediaConfig, start_ms: int, started: float
@@ -190,7 +190,9 @@ class RecorderDriver:
             trackType=config.track_type,
         )
 
-    def _record(self, task: Task, recorder: Recorder, generation: int, started: float) -> bool:
+    def _record(
+        self, task: Task, recorder: Recorder, generation: int, started: float, start_ms: int
+    ) -> bool:
         """Advance ``recorder`` to wall-clock time until the task stops (False) or fails
         over again (True)."""
         tick = self._registry.config.tick_seconds
@@ -203,6 +205,9 @@ class RecorderDriver:
                         return True
             try:
                 t = self._registry.clock() - started
+                if stopping and task.stopped_wall is not None:
+                    # A driver running late must not record past the stop.
+                    t = max(task.media_time, min(t, task.stopped_wall - start_ms / 1000))
                 self._advance(task, recorder, t)
             except Exception as exc:
                 log.exception("recording %s: compositing failed", task.sid)

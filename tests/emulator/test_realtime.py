@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import av
@@ -14,6 +15,7 @@ import pytest
 
 from emulator import RecordingService
 from emulator.channels import JoinRequest
+from emulator.errors import ApiError
 from emulator.media import LayoutSpec, OutputFile, UserSnapshot
 from tests.support.emulator import FAST, Api, start_request
 from tests.support.waiting import wait_for
@@ -39,7 +41,11 @@ def test_every_frame_composed_is_in_the_files(api: Api) -> None:
 class SlowRecorder:
     """A compositor that needs 0.4 s of every tick, whatever the tick: it falls behind."""
 
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
     def advance_to(self, t: float, users: Sequence[UserSnapshot]) -> None:
+        self.times.append(t)
         time.sleep(0.4)
 
     def set_layout(self, layout: LayoutSpec) -> None:
@@ -49,10 +55,19 @@ class SlowRecorder:
         return []
 
 
+RECORDERS: list[SlowRecorder] = []
+
+
+def slow_recorder(*args: object, **kwargs: object) -> SlowRecorder:
+    RECORDERS.append(SlowRecorder())
+    return RECORDERS[-1]
+
+
 @pytest.fixture
 def slow_service(tmp_path: Path) -> Iterator[RecordingService]:
     config = replace(FAST, storage_dir=tmp_path, late_frame_seconds=0.5)
-    svc = RecordingService(config, recorder_factory=lambda *a, **k: SlowRecorder())
+    RECORDERS.clear()
+    svc = RecordingService(config, recorder_factory=slow_recorder)
     yield svc
     svc.close()
 
@@ -64,7 +79,8 @@ def test_a_recorder_behind_real_time_counts_late_frames_and_says_so(
     slow_service.channels.join("room", JoinRequest.model_validate({"uid": "1"}))
     _, acquired = slow_service.acquire("app", {"cname": "room", "uid": "9", "clientRequest": {}})
     body = {"cname": "room", "uid": "9", "clientRequest": start_request()}
-    _, started = slow_service.start("app", acquired["resourceId"], "mix", body)
+    rid = acquired["resourceId"]
+    _, started = slow_service.start("app", rid, "mix", body)
     sid = str(started["sid"])
 
     def late() -> int:
@@ -77,3 +93,22 @@ def test_a_recorder_behind_real_time_counts_late_frames_and_says_so(
     assert shown is not None
     assert shown["realtime"]["maxLagSeconds"] > 0.5
     assert any(f"recording {sid} fell behind real time" in r.message for r in caplog.records)
+
+    # Stopped while behind: the last advance goes to the stop's time, not to the (later)
+    # moment the driver gets round to it.
+    (recorder,) = RECORDERS
+    advances = len(recorder.times)
+    wait_for(
+        lambda: len(recorder.times) > advances, interval=0.005, what="the next advance"
+    )  # 0.4 s long
+    stop = {"cname": "room", "uid": "9", "clientRequest": {}}
+    with pytest.raises(ApiError, match="no recorded data"):  # this recorder writes no file
+        slow_service.stop("app", rid, sid, "mix", stop)
+    shown = slow_service.recording(sid)
+    assert shown is not None
+    recorded = _epoch(shown["stoppedAt"]) - _epoch(shown["recorderStartedAt"])
+    assert recorder.times[-1] <= recorded + 0.01
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
