@@ -75,7 +75,7 @@ class LevelResult:
 class Emulator:
     """`cloudrec emulator` in its own process, and a client of its REST and dev APIs."""
 
-    def __init__(self, storage: Path, log: Path) -> None:
+    def __init__(self, storage: Path, log: Path, processes: int) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.storage = storage
@@ -83,6 +83,7 @@ class Emulator:
             sys.executable, "-m", "worker.cli", "emulator", "--port", str(self.port),
             "--storage-dir", str(storage), "--qps", "0",
             "--customer-id", AUTH[0], "--customer-secret", AUTH[1],
+            "--recorder-processes", str(processes),
         ]  # fmt: skip
         self._log = log.open("w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
@@ -102,8 +103,16 @@ class Emulator:
         raise RuntimeError("the emulator did not start listening")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        """CPU time of the emulator and of its recorder processes (if any)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if stat.parent.name == str(self.process.pid) or fields[1] == str(self.process.pid):
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / CLK_TCK
 
     def url(self, path: str) -> str:
         return f"{self.base}/v1/apps/{APP}/cloud_recording{path}"
@@ -153,8 +162,19 @@ class Emulator:
         return Recording(cname, rid, sid)
 
     def stop(self, recording: Recording) -> None:
+        """Stop; a recording behind real time may answer 206 "upload timeout" (code 50): then
+        wait for it to finish its files."""
         path = f"/resourceid/{recording.resource_id}/sid/{recording.sid}/mode/mix/stop"
-        self.post(path, {"cname": recording.cname, "uid": "999", "clientRequest": {}})
+        body = {"cname": recording.cname, "uid": "999", "clientRequest": {}}
+        answer = self.http.post(self.url(path), json=body, auth=AUTH, timeout=60)
+        if answer.status_code == 206 and answer.json().get("code") == 50:
+            deadline = time.monotonic() + 300
+            while self.recording(recording.sid).get("uploadingStatus") is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{recording.cname}: files not done 300 s after stop")
+                time.sleep(0.5)
+        elif answer.status_code != 200:
+            raise RuntimeError(f"stop: {answer.status_code} {answer.text}")
 
     def recording(self, sid: str) -> dict[str, Any]:
         answer = self.http.get(f"{self.base}/dev/recordings/{sid}", timeout=30)
@@ -300,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="10,20,25,30,35,40", help="the ramp, comma-separated")
     parser.add_argument("--seconds", type=float, default=30.0, help="recording time per level")
     parser.add_argument("--goal", type=int, default=20)
+    parser.add_argument(
+        "--recorder-processes", type=int, default=2, help="the emulator's option (0: none)"
+    )
     parser.add_argument("--keep-going", action="store_true", help="run every level of the ramp")
     parser.add_argument("--work", type=Path, default=None, help="keep storage and log here")
     args = parser.parse_args(argv)
@@ -308,14 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(part) for part in args.levels.split(",")]
     print(
         f"{os.cpu_count()} CPUs; 4 users per channel, {WIDTH}x{HEIGHT} {FPS} fps {KBPS} kbps, "
-        f"HLS + MP4, {args.seconds:g} s per level; load average {os.getloadavg()[0]:.2f}",
+        f"HLS + MP4, {args.seconds:g} s per level, --recorder-processes "
+        f"{args.recorder_processes}; load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     best = 0
     with tempfile.TemporaryDirectory(prefix="emulator_load_") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        emulator = Emulator(work / "storage", work / "emulator.log")
+        emulator = Emulator(work / "storage", work / "emulator.log", args.recorder_processes)
         try:
             for level in levels:
                 load = os.getloadavg()[0]

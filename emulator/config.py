@@ -42,6 +42,9 @@ class EmulatorConfig:
     # A frame composed more than this after its time is one a real-time recorder would have
     # dropped: counted as late in GET /dev/recordings ("realtime"), the first one logged.
     late_frame_seconds: float = 1.0
+    # Worker processes hosting the live recorders (emulator.recorder_pool); 0: every recorder
+    # in this process, on its driver's thread.
+    recorder_processes: int = 0
     resource_keep_seconds: float = 3600.0  # how long used/expired resourceIds stay known
     staging_dir: Path | None = None  # default <storage_dir>/.staging
     backup_dir: Path | None = None  # failed uploads; default <storage_dir>/.backup
