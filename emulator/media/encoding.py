@@ -13,8 +13,10 @@ from emulator.media.models import MediaConfig
 AAC_FRAME_SAMPLES = 1024
 # Up to 720p, one x264 thread per recording: x264's sliced threads cost 10% more CPU
 # (360x640, 15 fps: 0.95 s instead of 0.87 s per minute of video), the compositor, the AAC
-# encoder and the emulator's other recordings keep the other cores busy anyway, and a 60 s
-# render was no faster with them (benchmarks/bench_render.py, within the run-to-run noise).
+# encoder and the emulator's other recordings keep the other cores busy anyway. A 60 s
+# render on a quiet machine was no faster with them (within the run-to-run noise), but on a
+# busy one much less slow (benchmarks/bench_render.py: 1.7-1.8x FFmpeg's time instead of
+# 4.5x at load 8-20), so `render_scenario` asks for them (threads=0).
 _ONE_THREAD_MAX_PIXELS = 1280 * 720
 
 
