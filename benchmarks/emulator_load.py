@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="recording time per level")
     parser.add_argument("--goal", type=int, default=20)
     parser.add_argument(
-        "--recorder-processes", type=int, default=2, help="the emulator's option (0: none)"
+        "--recorder-processes", type=int, default=0, help="the emulator's option (0: none)"
     )
     parser.add_argument("--keep-going", action="store_true", help="run every level of the ramp")
     parser.add_argument("--work", type=Path, default=None, help="keep storage and log here")
