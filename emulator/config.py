@@ -65,6 +65,12 @@ class EmulatorConfig:
     # (docs/service/api-contract.md#stop).
     sync_stop_timeout_seconds: float = 20.0
     tick_seconds: float = 0.2  # housekeeping and compositor clock period
+    # A frame composed more than this after its time is one a real-time recorder would have
+    # dropped: counted as late in GET /dev/recordings ("realtime"), the first one logged.
+    late_frame_seconds: float = 1.0
+    # Worker processes hosting the live recorders (emulator.recorder_pool); 0: every recorder
+    # in this process, on its driver's thread.
+    recorder_processes: int = 0
     resource_keep_seconds: float = 3600.0  # how long used/expired resourceIds stay known
     staging_dir: Path | None = None  # default <storage_dir>/.staging
     backup_dir: Path | None = None  # failed uploads; default <storage_dir>/.backup

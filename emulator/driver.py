@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +49,54 @@ def default_recorder_factory(
         on_file=on_file,
         name_prefix=name_prefix,
         media=media or MediaDirs(),
+        # Each recording has this driver thread, which advances it a few frames per tick:
+        # encoding on it saves two threads per recording and their hand-overs every tick.
+        encoder_threads=False,
     )
+
+
+class _Pace:
+    """Counts, for one segment, the frames composed later than real time allows
+    (``Task.realtime``); logs once when the recording first falls behind."""
+
+    def __init__(self, task: Task, late_seconds: float) -> None:
+        self._task = task
+        self._late_seconds = late_seconds
+        config = task.media_config
+        self._fps = config.fps if config.has_video else 0
+        self._frames = 0  # frames of this segment composed so far
+        self._media_time = 0.0
+        self._warned = False
+
+    def advanced(self, t: float, now: float) -> None:
+        """The recorder was advanced to media time ``t``; ``now`` is the media clock after."""
+        realtime = self._task.realtime
+        # the oldest thing composed by this advance: its first frame (or audio sample)
+        first_due = self._frames / self._fps if self._fps else self._media_time
+        self._media_time = t
+        frames = _frames_until(t, self._fps) if self._fps else self._frames
+        if frames > self._frames or not self._fps:
+            realtime.max_lag_seconds = max(realtime.max_lag_seconds, now - first_due)
+        if not self._fps:
+            return
+        on_time = _frames_until(now - self._late_seconds, self._fps)
+        # frame i (of this batch: self._frames <= i < frames) is late if i / fps < now - late
+        late = max(0, min(frames, on_time) - self._frames)
+        realtime.frames += frames - self._frames
+        realtime.late_frames += late
+        self._frames = frames
+        if late > 0 and not self._warned:
+            self._warned = True
+            log.warning(
+                "recording %s fell behind real time: frames composed %.2f s after their time",
+                self._task.sid,
+                now - first_due,
+            )
+
+
+def _frames_until(t: float, fps: int) -> int:
+    """How many frames (frame i at i / fps s) have a time <= ``t``."""
+    return max(0, math.floor(t * fps + 1e-9) + 1) if t >= 0 else 0
 
 
 class RecorderDriver:
@@ -81,16 +129,16 @@ class RecorderDriver:
             opened = self._open_recorder(task)
             if opened is None:
                 return
-            recorder, generation, started = opened
-            if not self._record(task, recorder, generation, started):
+            recorder, generation, started, start_ms = opened
+            if not self._record(task, recorder, generation, started, start_ms):
                 return
             if not self._end_segment(task, recorder):
                 return
 
-    def _open_recorder(self, task: Task) -> tuple[Recorder, int, float] | None:
+    def _open_recorder(self, task: Task) -> tuple[Recorder, int, float, int] | None:
         """A new recorder for the task's current segment, with its event 42; how many
-        failovers it follows; the clock time of its media time 0. None (the task failing) if
-        it could not be created."""
+        failovers it follows; the clock time of its media time 0 and that time in epoch ms.
+        None (the task failing) if it could not be created."""
         start_ms = int(time.time() * 1000)
         started = self._registry.clock()  # media time 0 is start_ms, however long creation takes
         with self._registry.lock:
@@ -114,7 +162,7 @@ class RecorderDriver:
             return None
         with self._registry.lock:
             self._install(task, recorder, config, start_ms, started)
-        return recorder, generation, started
+        return recorder, generation, started, start_ms
 
     def _install(
         self, task: Task, recorder: Recorder, config: MediaConfig, start_ms: int, started: float
@@ -142,10 +190,13 @@ class RecorderDriver:
             trackType=config.track_type,
         )
 
-    def _record(self, task: Task, recorder: Recorder, generation: int, started: float) -> bool:
+    def _record(
+        self, task: Task, recorder: Recorder, generation: int, started: float, start_ms: int
+    ) -> bool:
         """Advance ``recorder`` to wall-clock time until the task stops (False) or fails
         over again (True)."""
         tick = self._registry.config.tick_seconds
+        pace = _Pace(task, self._registry.config.late_frame_seconds)
         while True:
             stopping = task.stop_event.wait(tick)
             if not stopping:
@@ -153,11 +204,16 @@ class RecorderDriver:
                     if len(task.failovers) != generation:
                         return True
             try:
-                self._advance(task, recorder, self._registry.clock() - started)
+                t = self._registry.clock() - started
+                if stopping and task.stopped_wall is not None:
+                    # A driver running late must not record past the stop.
+                    t = max(task.media_time, min(t, task.stopped_wall - start_ms / 1000))
+                self._advance(task, recorder, t)
             except Exception as exc:
                 log.exception("recording %s: compositing failed", task.sid)
                 self._on_failure(task, f"compositing failed: {safe_reason(exc)}")
                 return False
+            pace.advanced(t, self._registry.clock() - started)
             if stopping:
                 return False
 

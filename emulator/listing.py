@@ -98,4 +98,5 @@ def describe(registry: Registry, task: Task) -> dict[str, Any]:
             "fileNamePrefix": storage.fileNamePrefix or [],
         },
         "files": [upload.to_json() for upload in task.uploads],
+        "realtime": task.realtime.to_json(),
     }

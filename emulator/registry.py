@@ -80,6 +80,28 @@ class Failover:
         }
 
 
+@dataclass
+class RealTime:
+    """Whether a recording keeps up with the wall clock (``GET /dev/recordings``).
+
+    The recorder composes every frame, however late (a file never lacks a frame), so falling
+    behind shows as lateness: a frame composed more than ``late_frame_seconds`` after its media
+    time is one a real-time recorder would have dropped (counted in ``late_frames``);
+    ``max_lag_seconds`` is the worst delay between a frame's time and its composition.
+    """
+
+    frames: int = 0  # video frames composed
+    late_frames: int = 0
+    max_lag_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "lateFrames": self.late_frames,
+            "maxLagSeconds": round(self.max_lag_seconds, 3),
+        }
+
+
 @dataclass(eq=False)
 class Task:
     """One recording (a started resource)."""
@@ -125,6 +147,7 @@ class Task:
     # (it is dropped then), and what the dev view shows of the token (never the token).
     token_valid_until: float | None = None
     token_view: dict[str, Any] | None = None
+    realtime: RealTime = field(default_factory=RealTime)
 
     def __post_init__(self) -> None:
         self.recorder_uid = self.recorder_uid or self.uid

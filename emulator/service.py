@@ -58,6 +58,7 @@ from emulator.listing import describe
 from emulator.media import UserSnapshot
 from emulator.media.access import MediaDirs
 from emulator.operations import Operations
+from emulator.recorder_pool import RecorderPool
 from emulator.registry import Phase, RecorderFactory, Registry, Task
 from emulator.storage import LocalDirectoryBackend, S3Backend, StorageBackend, VendorRouter
 
@@ -110,8 +111,14 @@ class RecordingService:
         self.storage = storage or _default_storage(config)
         self.faults = faults or FaultInjector()
         self.events = events or _default_events(config, self.faults)
+        self._pool = (
+            RecorderPool(config.recorder_processes)
+            if recorder_factory is None and config.recorder_processes > 0
+            else None
+        )
         factory = recorder_factory or functools.partial(
-            default_recorder_factory, media=MediaDirs.of(config.media_dirs)
+            self._pool.recorder if self._pool is not None else default_recorder_factory,
+            media=MediaDirs.of(config.media_dirs),
         )
         registry = Registry(
             config,
@@ -142,6 +149,8 @@ class RecordingService:
         self._housekeeper.stop(timeout)
         self._lifecycle.finish_everything(timeout)
         self.events.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def reset(self, timeout: float = 30.0) -> None:
         """Back to a fresh emulator (``POST /dev/reset``): live recordings are finished (their

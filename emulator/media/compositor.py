@@ -116,6 +116,7 @@ class Compositor:
         self.canvas.reset()
         for region in self._regions:
             self._draw_region(region, t)
+        self.canvas.finish()
         return self.canvas
 
     @property

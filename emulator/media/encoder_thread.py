@@ -1,4 +1,5 @@
-"""Run an encoder on its own thread so composing, mixing and the two encoders overlap.
+"""Run an encoder on its own thread so composing, mixing and the two encoders overlap (or,
+for the many live recordings of the emulator, on the caller's thread: see `CompositeRecorder`).
 
 PyAV releases the GIL inside avcodec_send_frame()/avcodec_receive_packet(), so libx264,
 the AAC encoder and the Python compositor really run in parallel. Packets come back in
@@ -28,10 +29,13 @@ class EncoderThread:
     def __init__(
         self, codec: av.CodecContext, max_in_flight: int, name: str, batch: int = 1
     ) -> None:
+        """`max_in_flight` 0: no thread at all, `add` encodes on the caller's thread."""
         self._codec = codec
         self._max_in_flight = max_in_flight
-        self._batch = max(1, batch)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._batch = max(1, batch) if max_in_flight else 1
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) if max_in_flight else None
+        )
         self._jobs: deque[Future[list[av.Packet]]] = deque()
         self._pending: list[av.Frame | None] = []
         self._done: list[av.Packet] = []
@@ -39,7 +43,7 @@ class EncoderThread:
     @property
     def frames_held(self) -> int:
         """The most frames given to `add` that may still wait to be encoded, plus one."""
-        return (self._max_in_flight + 1) * self._batch
+        return (self._max_in_flight + 1) * self._batch if self._executor else 1
 
     def add(self, frames: Sequence[av.Frame | None]) -> None:
         """Queue `frames` (None flushes the encoder); hand them over once a batch is full."""
@@ -50,6 +54,10 @@ class EncoderThread:
     def flush(self) -> None:
         """Hand every queued frame to the encoder thread now."""
         if not self._pending:
+            return
+        if self._executor is None:
+            frames, self._pending = self._pending, []
+            self._done.extend(self._encode(frames))
             return
         while len(self._jobs) >= self._max_in_flight:
             self._done.extend(self._jobs.popleft().result())
@@ -72,7 +80,8 @@ class EncoderThread:
         return packets
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     def _encode(self, frames: list[av.Frame | None]) -> list[av.Packet]:
         packets: list[av.Packet] = []

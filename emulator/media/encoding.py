@@ -13,8 +13,10 @@ from emulator.media.models import MediaConfig
 AAC_FRAME_SAMPLES = 1024
 # Up to 720p, one x264 thread per recording: x264's sliced threads cost 10% more CPU
 # (360x640, 15 fps: 0.95 s instead of 0.87 s per minute of video), the compositor, the AAC
-# encoder and the emulator's other recordings keep the other cores busy anyway, and a 60 s
-# render was no faster with them (benchmarks/bench_render.py, within the run-to-run noise).
+# encoder and the emulator's other recordings keep the other cores busy anyway. A 60 s
+# render on a quiet machine was no faster with them (within the run-to-run noise), but on a
+# busy one much less slow (benchmarks/bench_render.py: 1.7-1.8x FFmpeg's time instead of
+# 4.5x at load 8-20), so `render_scenario` asks for them (threads=0).
 _ONE_THREAD_MAX_PIXELS = 1280 * 720
 
 
@@ -53,10 +55,14 @@ def audio_format(profile: int) -> AudioFormat:
     return _AUDIO_PROFILES.get(profile, _AUDIO_PROFILES[0])
 
 
-def open_video_encoder(config: MediaConfig, keyint: int) -> av.VideoCodecContext:
+def open_video_encoder(
+    config: MediaConfig, keyint: int, threads: int | None = None
+) -> av.VideoCodecContext:
     """libx264, veryfast, zerolatency, yuv420p, constant bitrate with HRD filler.
 
-    One encoder thread up to 1280x720, x264's own (sliced) threading above that.
+    `threads` None (live recordings, many at once): one encoder thread up to 1280x720, x264's
+    own (sliced) threading above that. 0: x264's own threading whatever the size (an offline
+    render, alone on the machine, as FFmpeg's CLI does by default); n: n threads.
 
     `tune=zerolatency` (no lookahead, no B-frames) makes x264 return each frame's packet
     immediately, so a slice closes as soon as its last frame is rendered even at fps 1,
@@ -78,7 +84,9 @@ def open_video_encoder(config: MediaConfig, keyint: int) -> av.VideoCodecContext
     encoder.framerate = Fraction(config.fps)
     encoder.bit_rate = kbps * 1000
     encoder.gop_size = keyint
-    if config.width * config.height <= _ONE_THREAD_MAX_PIXELS:
+    if threads is not None:
+        encoder.thread_count = threads
+    elif config.width * config.height <= _ONE_THREAD_MAX_PIXELS:
         encoder.thread_count = 1
     encoder.options = {
         "preset": "veryfast",

@@ -84,11 +84,16 @@ class CompositeRecorder:
         on_file: Callable[[OutputFile], None] | None = None,
         name_prefix: str = "",
         media: MediaDirs | None = None,
+        video_threads: int | None = None,
+        encoder_threads: bool = True,
     ) -> None:
         """`name_prefix` goes before every file name: "bak<n>_" when this recorder continues
         a task after its n-th HA failover (docs/service/files.md#failover). `media`: where local
         background images may be read (None: anywhere, for offline renders of the operator's own
-        scenario)."""
+        scenario). `video_threads`: x264's threads (see `open_video_encoder`).
+        `encoder_threads`: encode on threads of their own, overlapping the compositor (an
+        offline render); False encodes on the thread that advances the recorder (live
+        recordings, each advanced by its own thread a few frames at a time: no hand-overs)."""
         if config.has_video and (config.width % 2 or config.height % 2):
             raise ValueError("yuv420p needs an even canvas width and height")
         self._config = config
@@ -104,8 +109,8 @@ class CompositeRecorder:
         self._samples = 0
         self._video = (
             EncoderThread(
-                open_video_encoder(config, self._slice_frames),
-                _IN_FLIGHT,
+                open_video_encoder(config, self._slice_frames, video_threads),
+                _IN_FLIGHT if encoder_threads else 0,
                 "x264",
                 _video_batch(config.width, config.height),
             )
@@ -113,7 +118,9 @@ class CompositeRecorder:
             else None
         )
         self._audio = (
-            EncoderThread(open_audio_encoder(fmt), _IN_FLIGHT, "aac", _AUDIO_BATCH)
+            EncoderThread(
+                open_audio_encoder(fmt), _IN_FLIGHT if encoder_threads else 0, "aac", _AUDIO_BATCH
+            )
             if config.has_audio
             else None
         )

@@ -113,6 +113,9 @@ def render_scenario(scenario: dict[str, Any], out_dir: Path) -> list[OutputFile]
         cname=str(scenario.get("cname", "preview")),
         out_dir=Path(out_dir),
         start_epoch_ms=int(scenario.get("start_epoch_ms") or time.time() * 1000),
+        # One render alone on the machine: x264 spreads each frame over the cores (sliced
+        # threads) as FFmpeg's CLI does, where a live recording keeps to one thread.
+        video_threads=0,
     )
     recorder.wait_for_images()
     duration = float(scenario.get("duration", 60))

@@ -58,7 +58,7 @@ class ColorPattern:
         canvas.fill(rect, self._yuv, alpha)
         marker = self._marker_rect(rect, t)
         if marker is not None:
-            canvas.fill(marker, self._marker_yuv, alpha)
+            canvas.fill(marker, self._marker_yuv, alpha, moving=True)
 
     def close(self) -> None:
         pass
@@ -100,7 +100,8 @@ class FileVideo:
         frame = self._frame_at(t)
         if frame is None:
             return
-        canvas.blit(self._scale(frame, rect, render_mode), rect, alpha)
+        # A still picture (or a file's last frame) is the same picture every frame.
+        canvas.blit(self._scale(frame, rect, render_mode), rect, alpha, moving=not self._exhausted)
 
     def close(self) -> None:
         self._frames = None

@@ -65,6 +65,13 @@ if TYPE_CHECKING:
     help="a synchronous stop longer than this answers 206 code 50",
 )
 @click.option(
+    "--recorder-processes",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="worker processes hosting the live recorders (0: all in the emulator's process)",
+)
+@click.option(
     "--media-dir",
     "media_dirs",
     multiple=True,
@@ -101,6 +108,7 @@ def emulator(
     ncs_secret: str | None,
     backup_transfer: float,
     sync_stop_timeout: float,
+    recorder_processes: int,
     media_dirs: tuple[str, ...],
     dev_token: str | None,
     app_certificate: str | None,
@@ -131,6 +139,7 @@ def emulator(
         ncs_secret=ncs_secret or EmulatorConfig.ncs_secret,
         backup_transfer_seconds=backup_transfer,
         sync_stop_timeout_seconds=sync_stop_timeout,
+        recorder_processes=recorder_processes,
         media_dirs=tuple(Path(d) for d in media_dirs),
         dev_token=dev_token or settings.dev_token_value,
         app_certificate=_app_certificate(app_certificate, settings),
