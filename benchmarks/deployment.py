@@ -51,6 +51,7 @@ from config import Settings
 from tests.support.fleet import EmulatorProcess, RedisServer, popen_logged, settings_env
 from tests.support.promises import check_promises, empty_channel_spec, wait_all_terminal
 from worker.devapi import DevApiClient
+from worker.metrics import API_CALLS
 from worker.runtime import Runtime
 from worker.states import JobState
 
@@ -211,6 +212,7 @@ def run(
         "worker_cpu_s_each": [round(b - a, 1) for a, b in zip(cpu0, cpu1, strict=True)],
         "beat_cpu_ms_per_job": round((beat1 - beat0) * 1000 / args.jobs, 1),
         "first_send_to_all_terminal_s": round(elapsed, 1),
+        "api_calls_per_job": api_calls_per_job(rt, args.jobs),
         "worker_rss_mb_all_recording": marks.get("worker_rss_mb_all_recording"),
         "redis_breakdown": marks.get("redis_breakdown"),
         "latest_stops": [
@@ -229,6 +231,15 @@ def run(
         and out["worker_cpu_ms_per_job"] <= 20
     )
     return out
+
+
+def api_calls_per_job(rt: Runtime, jobs: int) -> dict[str, float]:
+    """The workers' API calls by operation (their metrics counters), per job."""
+    calls: dict[str, float] = {}
+    for field, count in rt.redis.hgetall(API_CALLS).items():
+        operation = field.decode().split("|", 1)[0]
+        calls[operation] = calls.get(operation, 0) + int(count)
+    return {op: round(n / jobs, 2) for op, n in sorted(calls.items())}
 
 
 def redis_breakdown(rt: Runtime) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from worker.errors import (
     TransportError,
 )
 from worker.keys import job_key
+from worker.leases import PendingSends
 from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import Next
@@ -62,6 +63,9 @@ Sender = Callable[[str, float | None, Any], None]
 MAX_BACKOFF = 60.0  # countdowns stay short: see worker.celery_app
 DISPATCH_BATCH = 500  # due entries claimed per round trip
 DISPATCH_TIME_BUDGET = 0.8  # seconds one dispatch may keep claiming (the next one is 1 s away)
+# How long a stop the dispatcher sent counts as on its way (worker.leases.PendingSends): a stop
+# task lost in the instant a worker takes it is sent again after this.
+PENDING_SEND_TTL = 20.0
 # How long a claimed due entry stays claimed, per action (worker.steps.STEPS; a stop's lease is
 # CLOUDREC_STOP_LEASE).
 DUE_LEASES = due_leases()
@@ -303,6 +307,8 @@ def watch(self: Task, job_id: str) -> None:
 
 @app.task(name=task_name(Step.STOP), bind=True, priority=priority(Step.STOP), max_retries=None)
 def stop(self: Task, job_id: str) -> None:
+    # Begun: from here the lease heartbeat (or this task's retry) keeps the deadline's lease.
+    PendingSends(runtime().redis, PENDING_SEND_TTL).begun(Step.STOP, job_id)
     run_step(self, Step.STOP, job_id, recording.stop_step)
 
 
@@ -466,8 +472,11 @@ def send_due(entries: list[DueEntry]) -> None:
     """Send the task of each claimed due entry, timed to its due second, over one connection."""
     if not entries:
         return
+    rt = runtime()
+    sent = PendingSends(rt.redis, PENDING_SEND_TTL)
+    entries = _not_pending(sent, entries)
     now = time.time()
-    fire_at = fire_times(runtime().store, entries, now)
+    fire_at = fire_times(rt.store, entries, now)
     with app.producer_or_acquire() as producer:
         for entry, at in zip(entries, fire_at, strict=True):
             # Early entries (the lookahead) wait in the worker until their second; others go now.
@@ -475,6 +484,15 @@ def send_due(entries: list[DueEntry]) -> None:
             sender = SENDERS.get(entry.action)
             if sender is not None:
                 sender(entry.job_id, countdown, producer)
+    sent.mark(Step.STOP, [e.job_id for e in entries if e.action == Step.STOP])
+
+
+def _not_pending(sent: PendingSends, entries: list[DueEntry]) -> list[DueEntry]:
+    """Leave out the stops whose task was sent and has not begun (worker.leases.PendingSends):
+    their claim has pushed the lease on, and the task already on its way does the stop."""
+    stops = [e.job_id for e in entries if e.action == Step.STOP]
+    pending = {i for i, p in zip(stops, sent.pending(Step.STOP, stops), strict=True) if p}
+    return [e for e in entries if not (e.action == Step.STOP and e.job_id in pending)]
 
 
 def fire_times(store: JobStore, entries: list[DueEntry], now: float) -> list[float]:

@@ -157,10 +157,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_default_priority": priority(Step.ACQUIRE),
         "worker_send_task_events": True,
-        # No task-sent events: every step a worker or the dispatcher sends would publish one
-        # more event message (a fanout PUBLISH) per task; the workers' received/started/
-        # succeeded events (-E) are what Flower shows a task by.
-        "task_send_sent_event": False,
+        "task_send_sent_event": True,
         "task_default_queue": RECORDING_QUEUE,
         # Each queue its own exchange and key: a bare Queue(name) would be bound to the default
         # exchange under the default queue's key, so both queues would share one binding.

@@ -7,6 +7,7 @@ no name here may change. Everything lives under ``cloudrec:``::
     ended-count:<hour>                             jobs ended in that hour, by state
     job:<id>, jobdata:<id>, deliveries:<id>        one job's record and delivery counts
     claim:<action>:<id>                            a request in flight (worker.leases)
+    sent:<action>:<id>                             a step sent, not yet begun (worker.leases)
     vault:<id>                                     an RTC token, encrypted (worker.vault)
     sid_unknown                                    jobs that ended "sid unknown" (worker.recording)
     reconcile:scanned                              the reconciler's round marker
@@ -78,6 +79,11 @@ def due_member(action: str, job_id: str) -> str:
 def claim_key(action: str, job_id: str) -> str:
     """The in-flight claim of ``action`` for a job (the start claim is ``claim:start:<id>``)."""
     return f"{PREFIX}claim:{action}:{job_id}"
+
+
+def sent_key(action: str, job_id: str) -> str:
+    """A step the dispatcher sent that has not begun to run yet (worker.leases.PendingSends)."""
+    return f"{PREFIX}sent:{action}:{job_id}"
 
 
 # -- the token vault (worker.vault) ----------------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import redis
 
-from worker.keys import DUE_KEY, due_member
+from worker.keys import DUE_KEY, due_member, sent_key
 from worker.keys import claim_key as claim_key
 
 log = logging.getLogger("cloudrec.leases")
@@ -109,3 +109,43 @@ class LeaseKeeper:
                 pipe.zadd(DUE_KEY, {due_member(action, job_id): until}, xx=True, gt=True)
                 pipe.pexpire(claim_key(action, job_id), self._lease_ms)
             pipe.execute()
+
+
+class PendingSends:
+    """Which due entries' tasks the dispatcher sent and no worker has begun yet.
+
+    A claimed entry comes back after its lease so that nothing is lost with a dispatcher or a
+    worker that dies; but a task still waiting in its queue, or held by a live worker until its
+    second, is not lost: it is in Redis, or the restorer (worker.restorer) puts it back if its
+    worker dies. Sending it again then only adds work, and when the workers are behind (many
+    deadlines at once, a loaded machine) every lease that runs out adds one more task to the
+    backlog that made it run out. So the dispatcher marks what it sent (after sending: a
+    dispatcher that dies before that leaves no mark, and the lease re-sends), the task clears the
+    mark when it begins (from then on its heartbeat keeps the lease), and an entry whose mark
+    is still there is not sent again. The mark lapses after ``ttl`` seconds: a message lost in
+    the instant between a worker taking it and recording that it holds it is sent again then.
+    """
+
+    def __init__(self, client: redis.Redis, ttl: float) -> None:
+        self.redis = client
+        self.ttl_ms = int(ttl * 1000)
+
+    def pending(self, action: str, job_ids: list[str]) -> list[bool]:
+        """For each job: is its ``action`` task sent and not begun?"""
+        if not job_ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(sent_key(action, job_id))
+            return [bool(n) for n in pipe.execute()]
+
+    def mark(self, action: str, job_ids: list[str]) -> None:
+        if not job_ids:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.set(sent_key(action, job_id), 1, px=self.ttl_ms)
+            pipe.execute()
+
+    def begun(self, action: str, job_id: str) -> None:
+        self.redis.delete(sent_key(action, job_id))

@@ -133,3 +133,25 @@ def test_callback_tasks_never_go_to_a_queue_cloudrec_serves() -> None:
     with pytest.raises(ValidationError, match="callback_queue"):
         Settings(callback_queue="cloudrec")
     assert Settings(intake_default_queue=True, callback_queue="myapp").intake_default_queue
+
+
+def test_a_stop_sent_and_not_begun_is_not_sent_again(redis_url: str, redis_client: redis.Redis):
+    """A deadline whose lease runs out while its stop task still waits (workers behind) does not
+    add a second stop task; once a task began (its heartbeat keeps the lease), it is sent again."""
+    import time
+
+    from tasks.recording import PENDING_SEND_TTL, send_due
+    from worker.celery_app import CONTROL_QUEUE
+    from worker.leases import PendingSends
+    from worker.store import DueEntry
+
+    configure(Settings(redis_url=redis_url))
+    entry = DueEntry("stop", "pending-1", time.time())
+    send_due([entry])
+    assert redis_client.llen(CONTROL_QUEUE) == 1
+    assert 0 < redis_client.pttl("cloudrec:sent:stop:pending-1") <= PENDING_SEND_TTL * 1000
+    send_due([entry, DueEntry("stop", "other", time.time())])
+    assert redis_client.llen(CONTROL_QUEUE) == 2  # only "other" went
+    PendingSends(redis_client, PENDING_SEND_TTL).begun("stop", "pending-1")
+    send_due([entry])
+    assert redis_client.llen(CONTROL_QUEUE) == 3
