@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from config import Settings
+from config import DEFAULT_APP, Settings
 from contract import codes
 from contract.models import (
     AcquireClientRequest,
@@ -524,9 +524,14 @@ def _with_join_failure(rt: Runtime, job: JobRecord, error: dict[str, Any]) -> di
             "the worker then mints one) or give the job a token"
         )
     else:
+        names = (
+            "CLOUDREC_APP_ID and CLOUDREC_APP_CERTIFICATE"
+            if job.app == DEFAULT_APP
+            else f"CLOUDREC_APPS__{job.app.upper()}__APP_ID and __APP_CERTIFICATE"
+        )
         hint = (
             "if the recorder could not join with the token the worker minted, check that "
-            "the job's app's App ID and App Certificate are the project's"
+            f"{names} are the project's"
         )
     return error | {"reason": f"{error['reason']}: {hint}"}
 
