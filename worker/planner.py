@@ -28,9 +28,9 @@ disagree by a few milliseconds without a 429: 3 s more over 300 s.
 
 Budgets are keyed by App ID (:func:`budget_key`): each app's stops wait in its App ID's plan, at
 that app's rate (``Runtime.stop_plan(app)``), and each app's limiter reads its own budget's mark,
-so one app's crunch holds back only its own calls. Per job this adds nothing to Redis while its stop is not due: the
-tolerance is one small hash field (only when non-zero) and the due entry's score; a released
-stop is one member of its budget's plan until it is sent.
+so one app's crunch holds back only its own calls. Per job this adds nothing to Redis while its
+stop is not due: the tolerance is one small hash field (only when non-zero) and the due entry's
+score; a released stop is one member of its budget's plan until it is sent.
 """
 
 from __future__ import annotations
