@@ -56,6 +56,15 @@ def _redacted_repr_args(args: Iterator[tuple[str | None, Any]]) -> Iterator[tupl
         yield name, value
 
 
+def _certificate_or_none(value: SecretStr | None) -> SecretStr | None:
+    """An App Certificate setting: empty is none; anything else must be 32 hex characters."""
+    if value is not None and not value.get_secret_value():
+        return None  # CLOUDREC_APP_CERTIFICATE= (empty): none
+    if value is not None and not _is_hex32(value.get_secret_value()):
+        raise ValueError("must be the project's App Certificate: 32 hexadecimal characters")
+    return value
+
+
 def _is_hex32(value: str) -> bool:
     """An Agora App ID or App Certificate: 32 hexadecimal characters."""
     return len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value)
@@ -158,7 +167,9 @@ class AppProfile(BaseModel):
 
     The app "default" is built from the top-level settings (``CLOUDREC_APP_ID``, ...); the
     others come from ``CLOUDREC_APPS__<NAME>__APP_ID / __CUSTOMER_ID / __CUSTOMER_SECRET /
-    __API_RATE_LIMIT / __NCS_SECRET``.
+    __API_RATE_LIMIT / __NCS_SECRET / __APP_CERTIFICATE``. With its App Certificate, the worker
+    mints the recorder's tokens of that app's jobs with that app's App ID and certificate
+    (worker.tokens).
     """
 
     model_config = {"extra": "forbid"}
@@ -168,6 +179,7 @@ class AppProfile(BaseModel):
     customer_secret: SecretStr
     api_rate_limit: float = Field(default=10.0, gt=0)
     ncs_secret: SecretStr | None = None
+    app_certificate: SecretStr | None = None
 
     @field_validator("customer_secret")
     @classmethod
@@ -175,6 +187,20 @@ class AppProfile(BaseModel):
         if not value.get_secret_value():
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("app_certificate")
+    @classmethod
+    def _certificate_form(cls, value: SecretStr | None) -> SecretStr | None:
+        return _certificate_or_none(value)
+
+    @model_validator(mode="after")
+    def _minting_needs_a_real_app_id(self) -> AppProfile:
+        if self.app_certificate is not None and not _is_hex32(self.app_id):
+            raise ValueError(
+                "app_id: with APP_CERTIFICATE set, APP_ID must be the project's App ID, "
+                f"32 hexadecimal characters (got {self.app_id!r})"
+            )
+        return self
 
 
 class Settings(BaseSettings):
@@ -342,11 +368,7 @@ class Settings(BaseSettings):
     @field_validator("app_certificate")
     @classmethod
     def _certificate_form(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value():
-            return None  # CLOUDREC_APP_CERTIFICATE= (empty): none
-        if value is not None and not _is_hex32(value.get_secret_value()):
-            raise ValueError("must be the project's App Certificate: 32 hexadecimal characters")
-        return value
+        return _certificate_or_none(value)
 
     @model_validator(mode="after")
     def _minting_needs_a_real_app_id(self) -> Settings:
@@ -459,6 +481,7 @@ class Settings(BaseSettings):
             customer_secret=self.customer_secret,
             api_rate_limit=self.api_rate_limit,
             ncs_secret=self.ncs_secret,
+            app_certificate=self.app_certificate,
         )
 
     def app_profiles(self) -> dict[str, AppProfile]:

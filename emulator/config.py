@@ -99,10 +99,21 @@ class EmulatorConfig:
     # Required of every /dev/ request when set; required to be set beyond loopback
     # (emulator.devauth).
     dev_token: str | None = None
-    # The project's App Certificate (--app-certificate): when set, the recorder joins only with
-    # a valid RTC token (AccessToken2) for the start's App ID, channel and uid, and is dropped
-    # when it expires (emulator.tokens); one certificate for every App ID. None: no token needed.
+    # The project's App Certificate (--app-certificate CERT): when set, the recorder joins only
+    # with a valid RTC token (AccessToken2) for the start's App ID, channel and uid, and is
+    # dropped when it expires (emulator.tokens); the certificate of every App ID without its
+    # own below. None: no token needed.
     app_certificate: str | None = None
+    # Each App ID's own App Certificate (--app-certificate APPID=CERT, repeatable): that App
+    # ID's tokens are checked with it (each Agora project has its own certificate).
+    app_certificates: tuple[tuple[str, str], ...] = ()
+
+    def certificate_for(self, app_id: str) -> str | None:
+        """The App Certificate ``app_id``'s tokens are checked with (None: no token needed)."""
+        for owner, certificate in self.app_certificates:
+            if owner == app_id:
+                return certificate
+        return self.app_certificate
 
     def app(self, app_id: str) -> EmulatorApp:
         """How ``app_id`` is served: its own entry of ``apps``, else the default credentials."""

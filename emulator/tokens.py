@@ -1,5 +1,7 @@
 """The recorder's RTC token, checked as the service checks it when the project has an App
-Certificate (``EmulatorConfig.app_certificate``, ``cloudrec emulator --app-certificate``).
+Certificate (``EmulatorConfig.certificate_for``: ``cloudrec emulator --app-certificate CERT`` for
+every App ID, ``--app-certificate APPID=CERT`` for one; each App ID's tokens are checked with its
+own project's certificate).
 
 What the real service does with a bad token (docs/service/api-contract.md#start,
 docs/service/errors.md#not-found): start still answers 200 with a sid (it only means "accepted"),
@@ -34,12 +36,13 @@ def join_check(
 ) -> TokenCheck | None:
     """The verdict on the token a start gives its recorder; None without an App Certificate
     (then any token, or none, joins)."""
-    if config.app_certificate is None:
+    certificate = config.certificate_for(appid)
+    if certificate is None:
         return None
     return check_rtc_token(
         token.get_secret_value() if token is not None else None,
         app_id=appid,
-        app_certificate=config.app_certificate,
+        app_certificate=certificate,
         channel=cname,
         uid=uid,
     )

@@ -30,6 +30,7 @@ from celery import Task, chain, signals
 from celery.exceptions import Retry
 from celery.signals import worker_init
 
+from config import DEFAULT_APP
 from worker import callbacks, merge, recording
 from worker.celery_app import PRIORITY_STEPS, RECORDING_QUEUE, app, runtime
 from worker.errors import (
@@ -389,39 +390,56 @@ _UNPLANNED_STATES = {str(JobState.STOPPING), *(str(s) for s in TERMINAL_STATES)}
 
 
 def plan_stops(rt: Runtime, entries: list[DueEntry]) -> list[DueEntry]:
-    """Take the claimed deadline stops into their budget's plan (:mod:`worker.planner`); returns
-    the entries to send as they are."""
+    """Take the claimed deadline stops into their app's budget's plan (:mod:`worker.planner`):
+    each App ID's budget is planned on its own, at its rate. Returns the entries to send as
+    they are."""
     stops = [e for e in entries if e.action == Step.STOP]
     if not stops:
         return entries
     with rt.redis.pipeline(transaction=False) as pipe:
         for entry in stops:
-            pipe.hmget(job_key(entry.job_id), "state", "stop_reason", "stop_at", "stop_early_max")
+            pipe.hmget(
+                job_key(entry.job_id), "state", "stop_reason", "stop_at", "stop_early_max", "app"
+            )
         fields = pipe.execute()
-    planned: list[PlannedStop] = []
+    plans = rt.stop_plans()
+    planned: dict[str, list[PlannedStop]] = {}
     direct: set[str] = set()
-    for entry, (state, reason, stop_at, early) in zip(stops, fields, strict=True):
+    for entry, (state, reason, stop_at, early, app_) in zip(stops, fields, strict=True):
         stopped = reason is not None and json.loads(reason) is not None  # a stop or a cancel
+        # The record holds "app" only when it is not "default" (defaults are not stored).
+        name = DEFAULT_APP if app_ is None else str(json.loads(app_)).lower()
         if state is None or stopped or json.loads(state) in _UNPLANNED_STATES:
             direct.add(entry.job_id)
             continue
-        planned.append(PlannedStop(entry.job_id, float(stop_at), float(early or 0)))
-    rt.stop_plan().admit(planned)
+        if name not in plans:
+            # An app no longer configured: no budget to plan on; the stop step says why.
+            direct.add(entry.job_id)
+            continue
+        planned.setdefault(name, []).append(
+            PlannedStop(entry.job_id, float(stop_at), float(early or 0))
+        )
+    for name, app_stops in planned.items():
+        plans[name].admit(app_stops)
     return [e for e in entries if e.action != Step.STOP or e.job_id in direct]
 
 
 def send_planned(rt: Runtime) -> int:
-    """Send the planned stops whose time comes within this round, each to run at its time."""
+    """Send the planned stops whose time comes within this round, each to run at its time:
+    every configured app's budget, each on its own."""
     settings = rt.settings
-    now = time.time()
-    sends = rt.stop_plan().round(
-        now, horizon=max(1.0, settings.dispatch_lookahead), lease=settings.stop_lease
-    )
-    if sends:
-        with app.producer_or_acquire() as producer:
-            for stop_, at in sends:
-                _send_stop(stop_.job_id, at - now if at - now > 0.01 else None, producer)
-    return len(sends)
+    sent = 0
+    for plan in rt.stop_plans().values():
+        now = time.time()
+        sends = plan.round(
+            now, horizon=max(1.0, settings.dispatch_lookahead), lease=settings.stop_lease
+        )
+        if sends:
+            with app.producer_or_acquire() as producer:
+                for stop_, at in sends:
+                    _send_stop(stop_.job_id, at - now if at - now > 0.01 else None, producer)
+        sent += len(sends)
+    return sent
 
 
 def restore_lost_messages(rt: Runtime) -> int:

@@ -154,14 +154,16 @@ class PlainFormatter(logging.Formatter):
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret the settings hold: every app's customer secret and NCS secret, storage
-    keys, vault key, webhook secret, URL passwords, the dev API token, the App Certificate, the
+    """Every secret the settings hold: every app's customer secret, NCS secret and App
+    Certificate, storage keys, vault key, webhook secret, URL passwords, the dev API token, the
     web page's password."""
     values = [settings.customer_secret.get_secret_value()]
     for app in settings.app_profiles().values():
         values.append(app.customer_secret.get_secret_value())
         if app.ncs_secret is not None:
             values.append(app.ncs_secret.get_secret_value())
+        if app.app_certificate is not None:  # every app's App Certificate
+            values.append(app.app_certificate.get_secret_value())
     for profile in settings.storage.values():
         values += [profile.access_key.get_secret_value(), profile.secret_key.get_secret_value()]
     if settings.vault_key is not None:

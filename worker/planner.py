@@ -26,10 +26,11 @@ N simultaneous deadlines at rate R with tolerance T: the least max lateness is a
 :data:`PACE` (99 %) of the budget, which leaves room for the service's and our clocks to
 disagree by a few milliseconds without a 429: 3 s more over 300 s.
 
-Budgets are keyed by a string (today the one App ID, :func:`budget_key`), so that each App ID's
-budget is planned on its own. Per job this adds nothing to Redis while its stop is not due: the
-tolerance is one small hash field (only when non-zero) and the due entry's score; a released
-stop is one member of its budget's plan until it is sent.
+Budgets are keyed by App ID (:func:`budget_key`): each app's stops wait in its App ID's plan, at
+that app's rate (``Runtime.stop_plan(app)``), and each app's limiter reads its own budget's mark,
+so one app's crunch holds back only its own calls. Per job this adds nothing to Redis while its
+stop is not due: the tolerance is one small hash field (only when non-zero) and the due entry's
+score; a released stop is one member of its budget's plan until it is sent.
 """
 
 from __future__ import annotations

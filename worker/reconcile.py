@@ -255,14 +255,17 @@ def _quiet_since(job: JobRecord, now: float) -> float:
 
 
 def planned_stops(rt: Runtime, jobs: Sequence[JobRecord], now: float) -> set[str]:
-    """The overdue recording jobs whose stop waits in its budget's plan (worker.planner)."""
+    """The overdue recording jobs whose stop waits in its app's budget's plan (worker.planner)."""
     limit = now - OVERDUE_FACTOR * rt.settings.stop_lease
     overdue = [j for j in jobs if j.state == S.RECORDING and j.stop_at < limit]
-    if not overdue:
-        return set()
-    stops = [PlannedStop(j.job_id, j.stop_at, j.stop_early_max) for j in overdue]
-    waiting = rt.stop_plan().planned(stops)
-    return {stop.job_id for stop, yes in zip(stops, waiting, strict=True) if yes}
+    plans = rt.stop_plans()
+    waiting: set[str] = set()
+    for name, plan in plans.items():
+        mine = [j for j in overdue if j.app.lower() == name]
+        stops = [PlannedStop(j.job_id, j.stop_at, j.stop_early_max) for j in mine]
+        found = plan.planned(stops)
+        waiting.update(stop.job_id for stop, yes in zip(stops, found, strict=True) if yes)
+    return waiting
 
 
 def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileReport) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from config import Settings
+from config import DEFAULT_APP, Settings
 from contract import codes
 from contract.models import (
     AcquireClientRequest,
@@ -284,6 +284,7 @@ def build_start_request(rt: Runtime, job: JobRecord) -> StartClientRequest:
         uid=job.uid,
         stop_at=job.stop_at,
         given=given,
+        app=job.app,
     )
     return StartClientRequest(
         token=token,
@@ -516,17 +517,31 @@ def _with_join_failure(rt: Runtime, job: JobRecord, error: dict[str, Any]) -> di
         }
     if job.has_token:
         return error
-    if rt.settings.app_certificate is None:
+    if _certificate_of(rt, job.app) is None:
         hint = (
             "the start carried no RTC token; if the project has an App Certificate, set "
-            "CLOUDREC_APP_CERTIFICATE (the worker then mints one) or give the job a token"
+            "CLOUDREC_APP_CERTIFICATE (CLOUDREC_APPS__<NAME>__APP_CERTIFICATE for another app; "
+            "the worker then mints one) or give the job a token"
         )
     else:
+        names = (
+            "CLOUDREC_APP_ID and CLOUDREC_APP_CERTIFICATE"
+            if job.app == DEFAULT_APP
+            else f"CLOUDREC_APPS__{job.app.upper()}__APP_ID and __APP_CERTIFICATE"
+        )
         hint = (
             "if the recorder could not join with the token the worker minted, check that "
-            "CLOUDREC_APP_ID and CLOUDREC_APP_CERTIFICATE are the project's"
+            f"{names} are the project's"
         )
     return error | {"reason": f"{error['reason']}: {hint}"}
+
+
+def _certificate_of(rt: Runtime, app: str) -> SecretStr | None:
+    """The job's app's App Certificate (None without one, or for an app no longer configured)."""
+    try:
+        return rt.settings.app_profile(app).app_certificate
+    except KeyError:
+        return None
 
 
 def _stop_failed_start(rt: Runtime, job_id: str, error: dict[str, Any]) -> Next:

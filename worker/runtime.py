@@ -113,9 +113,15 @@ class Runtime:
         locator = self.locator
         return None if locator is None else sid_of_resource(locator, resource_id)
 
-    def stop_plan(self) -> StopPlan:
-        """The stop plan of the API budget this process's calls spend (worker.planner)."""
-        return StopPlan(self.redis, budget_key(self.settings.app_id), self.settings.api_rate_limit)
+    def stop_plan(self, app: str = DEFAULT_APP) -> StopPlan:
+        """The stop plan of an app's API budget (worker.planner): its App ID's, at its rate.
+        KeyError if the app is not configured."""
+        profile = self.settings.app_profile(app)
+        return StopPlan(self.redis, budget_key(profile.app_id), profile.api_rate_limit)
+
+    def stop_plans(self) -> dict[str, StopPlan]:
+        """Every configured app's stop plan by app name (each App ID is planned on its own)."""
+        return {name: self.stop_plan(name) for name in self.settings.app_profiles()}
 
     def close(self) -> None:
         for client in {id(c): c for c in (self.client, *self.clients.values())}.values():

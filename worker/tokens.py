@@ -11,8 +11,10 @@ Which token a start carries:
 - the job's own token, when the caller gave one (it is the caller's explicit choice, e.g. a
   token with other privileges); if it is an AccessToken2 that ends before the job's deadline, a
   warning says so (without the token) once per start;
-- else, with ``CLOUDREC_APP_CERTIFICATE`` set, a token minted for the job's channel and its
-  current recorder uid (a restart with another uid gets a token for that uid);
+- else, with the job's app's App Certificate set (``CLOUDREC_APP_CERTIFICATE`` for the app
+  "default", ``CLOUDREC_APPS__<NAME>__APP_CERTIFICATE`` for the others), a token minted with
+  that app's App ID and certificate for the job's channel and its current recorder uid (a
+  restart with another uid gets a token for that uid);
 - else none: a project without an App Certificate needs none.
 
 A minted token lives only in the start request: never stored, queued or logged.
@@ -26,7 +28,7 @@ import time
 
 from pydantic import SecretStr
 
-from config import Settings
+from config import DEFAULT_APP, Settings
 from contract.tokens import (
     MAX_LIFETIME_SECONDS,
     TokenError,
@@ -80,19 +82,22 @@ def recorder_token(
     uid: str,
     stop_at: float,
     given: SecretStr | None,
+    app: str = DEFAULT_APP,
     now: float | None = None,
 ) -> SecretStr | None:
-    """The token a start of this job carries (module docstring): the caller's, a minted one, or
-    none."""
+    """The token a start of this job carries (module docstring): the caller's, a minted one
+    (with the job's ``app``'s App ID and certificate), or none. KeyError naming the app if it
+    is not configured."""
     now = time.time() if now is None else now
     if given is not None:
         _warn_if_short(given, job_id=job_id, stop_at=stop_at)
         return given
-    if settings.app_certificate is None:
+    profile = settings.app_profile(app)
+    if profile.app_certificate is None:
         return None
     return mint_recorder_token(
-        settings.app_id,
-        settings.app_certificate.get_secret_value(),
+        profile.app_id,
+        profile.app_certificate.get_secret_value(),
         cname,
         uid,
         valid_until=stop_at + settings.token_margin,
@@ -110,7 +115,8 @@ def _warn_if_short(token: SecretStr, *, job_id: str, stop_at: float) -> None:
         log.warning(
             "job %s: its RTC token lets the recorder stay until %s, %.0f s before the job's "
             "deadline: the service will drop the recorder then (leave the token out and set "
-            "CLOUDREC_APP_CERTIFICATE to have the worker mint one that lasts)",
+            "the app's App Certificate, CLOUDREC_APP_CERTIFICATE or "
+            "CLOUDREC_APPS__<NAME>__APP_CERTIFICATE, to have the worker mint one that lasts)",
             job_id,
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(valid_until)),
             stop_at - valid_until,

@@ -57,3 +57,21 @@ def test_a_bad_app_certificate_is_refused_without_echoing_it():
     emulator = run_cli(["emulator", "--port", "9", "--app-certificate", bad], _env())
     assert emulator.returncode == 2 and "--app-certificate" in emulator.stderr
     assert bad not in emulator.stderr + emulator.stdout
+
+
+def test_a_bad_app_certificate_of_another_app_is_refused_without_echoing_it():
+    bad = "not-the-certificate-9f8e7d"
+    school = {
+        "CLOUDREC_APPS__SCHOOL__APP_ID": "b" * 32,
+        "CLOUDREC_APPS__SCHOOL__CUSTOMER_ID": "school",
+        "CLOUDREC_APPS__SCHOOL__CUSTOMER_SECRET": "school-secret",
+        "CLOUDREC_APPS__SCHOOL__APP_CERTIFICATE": bad,
+    }
+    result = run_cli(["jobs"], _env(**school))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "APP_CERTIFICATE" in result.stderr and "32 hexadecimal" in result.stderr
+    assert bad not in result.stderr + result.stdout
+    argv = ["emulator", "--port", "9", "--app-certificate", f"{'b' * 32}={bad}"]
+    emulator = run_cli(argv, _env())
+    assert emulator.returncode == 2 and "--app-certificate" in emulator.stderr
+    assert bad not in emulator.stderr + emulator.stdout

@@ -176,3 +176,36 @@ def test_the_emulator_takes_the_certificate_from_the_environment(
         sid = api.start_raw(rid, "envcert", "101", good).json()["sid"]
         assert api.recording(sid)["token"]["accepted"]
         assert CERT not in procs[0].output()
+
+
+SCHOOL_ID = "0123456789abcdef0123456789abcdef"
+SCHOOL_CERT = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
+
+
+def test_the_emulator_checks_each_app_id_with_its_own_certificate(
+    tmp_path: Path, redis_url: str
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = cloudrec_env(redis_url, base)
+    argv = [
+        "emulator", "--port", str(port), "--storage-dir", str(tmp_path / "s"), "--qps", "0",
+        "--app-certificate", CERT, "--app-certificate", f"{SCHOOL_ID}={SCHOOL_CERT}",
+    ]  # fmt: skip
+    with processes() as procs:
+        procs.append(spawn("emulator", argv, env, tmp_path))
+        wait_http(f"{base}/dev/faults")
+
+        def start(app_id: str, cert: str, uid: str) -> dict[str, Any]:
+            api = Api(SimpleNamespace(base_url=base), appid=app_id)  # type: ignore[arg-type]
+            body = start_request() | {
+                "token": build_rtc_token(app_id, cert, "percert", uid, lifetime=60)
+            }
+            rid = api.acquire("percert", uid)
+            sid = api.start_raw(rid, "percert", uid, body).json()["sid"]
+            return api.recording(sid)["token"]
+
+        assert start(APP_ID, CERT, "100")["accepted"]  # the default certificate
+        assert start(SCHOOL_ID, SCHOOL_CERT, "101")["accepted"]  # the school's own
+        assert start(SCHOOL_ID, CERT, "102")["errorCode"] == 110  # another project's
+        assert CERT not in procs[0].output() and SCHOOL_CERT not in procs[0].output()

@@ -117,3 +117,22 @@ def test_without_a_certificate_no_token_is_checked(make_emulator: EmulatorFactor
     sid = api.start_raw(rid, "room", "100", client).json()["sid"]
     wait_for(lambda: api.query(rid, sid).json()["serverResponse"]["status"] == 5, 10)
     assert api.recording(sid)["token"] is None
+
+
+OTHER_CERT = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
+
+
+def test_each_app_id_is_checked_with_its_own_certificate(make_emulator: EmulatorFactory) -> None:
+    # Two Agora projects: the default certificate for APP_ID, OTHER_APP's own for OTHER_APP.
+    api = make_emulator(app_certificate=CERT, app_certificates=((OTHER_APP, OTHER_CERT),))
+    api.appid = APP_ID
+    other = Api(api.server, appid=OTHER_APP)
+    for client, app_id, cert in ((api, APP_ID, CERT), (other, OTHER_APP, OTHER_CERT)):
+        cname = f"own-{app_id[:4]}"
+        _, sid = start_with(client, token(cname, app_id=app_id, cert=cert), cname=cname)
+        view = client.recording(sid)["token"]
+        assert view["accepted"] and view["errorCode"] is None
+    # OTHER_APP's token signed with the default certificate is not its project's: refused.
+    _, sid = start_with(other, token("crossed", app_id=OTHER_APP, cert=CERT), cname="crossed")
+    row = other.wait_exited(sid)
+    assert row["token"]["errorCode"] == 110 and "signature" in row["token"]["reason"]

@@ -87,9 +87,11 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--app-certificate",
-    default=None,
-    help="the project's App Certificate: the recorder then needs a valid RTC token "
-    "(AccessToken2) [default: CLOUDREC_APP_CERTIFICATE]",
+    "app_certificates",
+    multiple=True,
+    help="CERT: the project's App Certificate, the recorder then needs a valid RTC token "
+    "(AccessToken2); APPID=CERT: that App ID's own (repeatable) [default: "
+    "CLOUDREC_APP_CERTIFICATE and each CLOUDREC_APPS__<NAME>__APP_CERTIFICATE]",
 )
 @click.pass_context
 def emulator(
@@ -111,7 +113,7 @@ def emulator(
     recorder_processes: int,
     media_dirs: tuple[str, ...],
     dev_token: str | None,
-    app_certificate: str | None,
+    app_certificates: tuple[str, ...],
 ) -> None:
     """Run the recording-service emulator (REST API + dev API)."""
     from emulator.config import EmulatorApp, EmulatorConfig
@@ -142,7 +144,8 @@ def emulator(
         recorder_processes=recorder_processes,
         media_dirs=tuple(Path(d) for d in media_dirs),
         dev_token=dev_token or settings.dev_token_value,
-        app_certificate=_app_certificate(app_certificate, settings),
+        app_certificate=_app_certificate(app_certificates, settings),
+        app_certificates=_per_app_certificates(app_certificates, settings),
     )
     try:
         serve(config)
@@ -150,17 +153,44 @@ def emulator(
         raise click.ClickException(str(exc)) from None
 
 
-def _app_certificate(option: str | None, settings: Settings) -> str | None:
-    """--app-certificate, else CLOUDREC_APP_CERTIFICATE; refused unless 32 hex characters."""
-    if option is None:
+def _app_certificate(options: tuple[str, ...], settings: Settings) -> str | None:
+    """--app-certificate CERT (the last given), else CLOUDREC_APP_CERTIFICATE."""
+    plain = [o for o in options if "=" not in o]
+    if not plain:
         cert = settings.app_certificate
         return cert.get_secret_value() if cert is not None else None
-    if len(option) != 32 or any(c not in "0123456789abcdefABCDEF" for c in option):
+    return _checked_certificate(plain[-1])
+
+
+def _per_app_certificates(
+    options: tuple[str, ...], settings: Settings
+) -> tuple[tuple[str, str], ...]:
+    """Each App ID's own certificate: the settings' app profiles', then --app-certificate
+    APPID=CERT (which wins)."""
+    owned = {
+        p.app_id: p.app_certificate.get_secret_value()
+        for p in settings.apps.values()  # the app "default" is CLOUDREC_APP_CERTIFICATE
+        if p.app_certificate is not None
+    }
+    for option in options:
+        app_id, sep, cert = option.partition("=")
+        if sep:
+            if not app_id:
+                raise click.BadParameter(
+                    "APPID=CERT: the App ID must not be empty", param_hint="--app-certificate"
+                )
+            owned[app_id] = _checked_certificate(cert)
+    return tuple(owned.items())
+
+
+def _checked_certificate(cert: str) -> str:
+    """Refused unless 32 hexadecimal characters (the error never echoes it)."""
+    if len(cert) != 32 or any(c not in "0123456789abcdefABCDEF" for c in cert):
         raise click.BadParameter(
             "must be the project's App Certificate: 32 hexadecimal characters",
             param_hint="--app-certificate",
         )
-    return option
+    return cert
 
 
 # Options cloudrec does not know go to Celery as they are: `cloudrec worker -n w1@%h
