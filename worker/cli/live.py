@@ -19,7 +19,6 @@ from worker.cli.base import (
     state_exit,
 )
 from worker.errors import JobNotFound
-from worker.merge import merge_pending
 from worker.states import JobState
 
 if TYPE_CHECKING:
@@ -36,6 +35,8 @@ def follow_job(
     for at most ``merge_wait`` seconds, to its merge's outcome if it asked for one."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
+
+    from worker.merge import merge_pending  # PyAV and Redis: only for a command that follows a job
 
     console = Console(stderr=True, quiet=quiet)
     job: JobRecord = store.get(job_id)
@@ -241,6 +242,8 @@ def status(ctx: click.Context, job_id: str, as_json: bool, watch: bool, interval
 
 
 def _print_job(job: JobRecord) -> None:
+    from worker.merge import merge_pending  # PyAV and Redis: only for a command that follows a job
+
     out = job.status_json()
     view = job_view(job, time.time())
     click.echo(f"job {job.job_id}: {out['state']}  channel {job.cname}  recorder uid {job.uid}")
