@@ -122,7 +122,8 @@ class CompositeRecorder:
         self._gop_parallel = gop_lanes >= 2 and config.has_video
         self._video = self._video_encoder(config, video_threads, encoder_threads, gop_lanes)
         self._held_audio: deque[av.Packet] = deque()  # GOP-parallel: waiting for the video
-        self._video_routed = Fraction(0)  # GOP-parallel: media time the routed video reached
+        # GOP-parallel: the media time the routed video reached, in audio samples
+        self._video_routed = 0
         self._audio = (
             EncoderThread(
                 open_audio_encoder(fmt), _IN_FLIGHT if encoder_threads else 0, "aac", _AUDIO_BATCH
@@ -357,7 +358,8 @@ class CompositeRecorder:
         """GOP-parallel: audio goes to the muxers no further ahead of the video than a
         frame, so the files stay interleaved as a live recording's are."""
         held = self._held_audio
-        while held and (final or held[0].pts * held[0].time_base < self._video_routed):
+        # Integers: this runs for every packet. Audio packets are stamped in samples.
+        while held and (final or (held[0].pts or 0) < self._video_routed):
             self._mux(held.popleft(), AUDIO)
 
     def _route(self, packet: av.Packet, kind: str) -> None:
@@ -367,8 +369,8 @@ class CompositeRecorder:
         if kind == AUDIO:
             self._held_audio.append(packet)
         else:
-            assert packet.pts is not None and packet.time_base is not None
-            end = (packet.pts + (packet.duration or 1)) * packet.time_base
+            assert packet.pts is not None
+            end = (packet.pts + (packet.duration or 1)) * SAMPLE_RATE // self._config.fps
             self._video_routed = max(self._video_routed, end)
             self._mux(packet, kind)
         self._route_held_audio()
