@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from queue import Queue
-from threading import Semaphore
+from threading import Event, Semaphore, Thread
 
 import av
 
@@ -99,7 +99,8 @@ class _Chunk:
         self.codec = codec
         self.batches: Queue[list[av.Frame] | None] = Queue()
         self.packets: Queue[av.Packet] = Queue()
-        self.future: Future[None] | None = None
+        self.done = Event()
+        self.error: BaseException | None = None
         self.ended = False
 
 
@@ -123,7 +124,10 @@ class ChunkedEncoder:
         batch: int,
     ) -> None:
         self._open_codec = open_codec
-        self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="x264-gop")
+        # Daemon threads, one per chunk, `lanes` of them encoding at once: a render that
+        # fails half-way leaves a chunk waiting for frames, which must not keep the
+        # interpreter from exiting (a pool's threads are joined at exit).
+        self._lanes = Semaphore(lanes)
         self._held = max(frames_held, 2 * batch)
         self._batch = batch
         self._slots = Semaphore(self._held - 1)  # frames given but not encoded yet
@@ -140,7 +144,9 @@ class ChunkedEncoder:
         self._end_chunk()
         chunk = _Chunk(self._open_codec(self._opened))
         self._opened += 1
-        chunk.future = self._executor.submit(self._encode, chunk)
+        Thread(
+            target=self._run, args=(chunk,), name=f"x264-gop-{self._opened}", daemon=True
+        ).start()
         self._chunks.append(chunk)
 
     def add(self, frames: Sequence[av.Frame | None]) -> None:
@@ -171,13 +177,13 @@ class ChunkedEncoder:
         packets: list[av.Packet] = []
         while self._chunks:
             head = self._chunks[0]
-            assert head.future is not None
-            done = head.future.done()
+            done = head.done.is_set()
             while not head.packets.empty():
                 packets.append(head.packets.get_nowait())
             if not done:
                 break
-            head.future.result()  # raise the encoder's error, if any
+            if head.error is not None:
+                raise head.error
             self._chunks.popleft()
         return packets
 
@@ -186,22 +192,27 @@ class ChunkedEncoder:
         returned. (Offline renders route as they go and drain only at the end.)"""
         self.add([None])
         for chunk in self._chunks:
-            assert chunk.future is not None
-            chunk.future.result()
+            chunk.done.wait()
         return self.ready()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Nothing to release: every chunk's thread ends with its chunk."""
+
+    def _run(self, chunk: _Chunk) -> None:
+        with self._lanes:
+            try:
+                self._encode(chunk)
+            except BaseException as error:  # handed to the caller by `ready`
+                chunk.error = error
+                self._slots.release(self._held)  # never leave `add` waiting for a dead lane
+            finally:
+                chunk.done.set()
 
     def _encode(self, chunk: _Chunk) -> None:
-        try:
-            while (frames := chunk.batches.get()) is not None:
-                for frame in frames:
-                    for packet in chunk.codec.encode(frame):
-                        chunk.packets.put(packet)
-                    self._slots.release()
-            for packet in chunk.codec.encode(None):
-                chunk.packets.put(packet)
-        except BaseException:
-            self._slots.release(self._held)  # never leave `add` waiting for a dead lane
-            raise
+        while (frames := chunk.batches.get()) is not None:
+            for frame in frames:
+                for packet in chunk.codec.encode(frame):
+                    chunk.packets.put(packet)
+                self._slots.release()
+        for packet in chunk.codec.encode(None):
+            chunk.packets.put(packet)

@@ -8,6 +8,8 @@ continuous timestamps in the MP4, the audio whole, and the bitrate of the reques
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -110,3 +112,26 @@ def test_render_uses_lanes_only_with_two_slices_and_cores() -> None:
     assert _gop_lanes(duration=60, slice_seconds=15) == min(
         2, len(__import__("os").sched_getaffinity(0))
     )
+
+
+def test_abandoned_render_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    """A render that fails half-way leaves a chunk's encoder waiting for frames: run in a
+    separate interpreter, the failure must end the process, not hang it at exit."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+import subprocess
+import sys
+from pathlib import Path
+from emulator.media import CompositeRecorder, MediaConfig
+from tests.support.mediadecode import RED, user
+config = MediaConfig(width=240, height=320, fps=10, slice_seconds=1.0)
+recorder = CompositeRecorder(config, sid="cd" * 16, cname="gop", out_dir=Path(sys.argv[1]),
+                             start_epoch_ms=0, gop_lanes=2)
+recorder.advance_to(2.5, [user("1", RED, 440)])
+raise SystemExit(3)  # no finish(): the third chunk's encoder still waits for frames
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], timeout=30, capture_output=True
+    )
+    assert done.returncode == 3, done.stderr.decode()
