@@ -14,7 +14,10 @@ Four measurements, all printed:
      costs);
    - ours (CLI): the whole `cloudrec render SCENARIO --out DIR` process (plus interpreter
      start-up and imports).
-   Medians of wall time and CPU time (user + system, from wait4) and the ratios to ffmpeg.
+   Medians of wall time and CPU time (user + system, from wait4) and the ratios to ffmpeg,
+   and the median of the ratios taken round by round (steadier on a shared machine).
+   FFmpeg runs with its default threading (x264 picks its threads, filters and encoders
+   their own), as a user would run it: no -threads option.
 2. Peak memory (max RSS from wait4) of each process.
 3. The real bitrate of our MP4's video track (payload bytes x 8 / duration) against the
    requested bitrate, and the same for ffmpeg's MP4.
@@ -284,6 +287,14 @@ def print_timings(runs: dict[str, list[Run]]) -> None:
     for name, group in runs.items():
         print(f"  every round, {name} wall s: " + " ".join(f"{run.wall:.2f}" for run in group))
     print("  every round, render_scenario() s: " + " ".join(f"{t:.2f}" for t in render_times))
+    # On a shared machine the load drifts between rounds; a ratio taken within each round
+    # (the runs of a round are adjacent) moves less with it than the ratio of the medians.
+    paired = [t / run.wall for t, run in zip(render_times, ff, strict=True)]
+    paired_cli = [c.wall / f.wall for c, f in zip(cli, ff, strict=True)]
+    print(
+        f"  paired, median of the per-round ratios to ffmpeg's wall time: render_scenario() "
+        f"{statistics.median(paired):.2f}, CLI {statistics.median(paired_cli):.2f}"
+    )
 
 
 def print_outputs(work: Path, duration: float, ours: Run) -> None:

@@ -56,7 +56,7 @@ def audio_format(profile: int) -> AudioFormat:
 
 
 def open_video_encoder(
-    config: MediaConfig, keyint: int, threads: int | None = None
+    config: MediaConfig, keyint: int, threads: int | None = None, *, continuing: bool = False
 ) -> av.VideoCodecContext:
     """libx264, veryfast, zerolatency, yuv420p, constant bitrate with HRD filler.
 
@@ -73,6 +73,11 @@ def open_video_encoder(
     it for global-header formats) and converts the Annex-B packets to length-prefixed ones.
     `nal-hrd=cbr` with maxrate = bitrate makes x264 pad with filler NAL units, so even flat
     synthetic content is recorded at the requested bitrate, as a real recorder's is.
+
+    `continuing`: an encoder for a later GOP of a stream another encoder began (GOP-parallel
+    renders, `ChunkedEncoder`). x264 starts its VBV buffer 90% full, so a fresh encoder's
+    first GOP comes out 0.1 x bufsize short (1 s of 300 kbps GOPs: 33,768 bytes instead of
+    37,519); starting it full gives exactly what one encoder gives from its second GOP on.
     """
     kbps = config.bitrate_kbps
     encoder = av.CodecContext.create("libx264", "w")
@@ -97,6 +102,8 @@ def open_video_encoder(
         "bufsize": f"{kbps}k",
         "forced-idr": "1",
     }
+    if continuing:
+        encoder.options = {**encoder.options, "x264-params": "vbv-init=1.0"}
     encoder.open()
     return encoder
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from emulator.media.access import MediaDirs
 from emulator.media.audio_sources import SAMPLE_RATE, Samples
 from emulator.media.compositor import Compositor
-from emulator.media.encoder_thread import EncoderThread
+from emulator.media.encoder_thread import ChunkedEncoder, EncoderThread
 from emulator.media.encoding import (
     AAC_FRAME_SAMPLES,
     audio_format,
@@ -60,6 +61,13 @@ _MIX_FRAMES = 4  # AAC frames mixed per pass (4096 samples: the tone tables' lon
 _SAMPLE_BASE = Fraction(1, SAMPLE_RATE)
 
 
+# GOP-parallel renders (`gop_lanes`): the frames composed ahead wait in the compositor's
+# ring; the lanes overlap only if it holds about a chunk (a slice) more than the lane being
+# fed. Up to two slices of frames within this budget (360x640 at 15 s, 15 fps: 450 frames,
+# 156 MB; larger canvases get fewer frames and less overlap).
+_GOP_RING_BYTES = 160 * 1024 * 1024
+
+
 def _video_batch(width: int, height: int) -> int:
     """Frames per x264 job: as many as fit the ring budget, between 1 and 8."""
     frame_bytes = width * height * 3 // 2
@@ -86,6 +94,7 @@ class CompositeRecorder:
         media: MediaDirs | None = None,
         video_threads: int | None = None,
         encoder_threads: bool = True,
+        gop_lanes: int = 1,
     ) -> None:
         """`name_prefix` goes before every file name: "bak<n>_" when this recorder continues
         a task after its n-th HA failover (docs/service/files.md#failover). `media`: where local
@@ -93,7 +102,10 @@ class CompositeRecorder:
         scenario). `video_threads`: x264's threads (see `open_video_encoder`).
         `encoder_threads`: encode on threads of their own, overlapping the compositor (an
         offline render); False encodes on the thread that advances the recorder (live
-        recordings, each advanced by its own thread a few frames at a time: no hand-overs)."""
+        recordings, each advanced by its own thread a few frames at a time: no hand-overs).
+        `gop_lanes` >= 2 (offline renders only): each slice is encoded by an encoder of its
+        own, that many slices at once (`ChunkedEncoder`); packets are routed as they come,
+        so `advance_to` does not wait for the encoders."""
         if config.has_video and (config.width % 2 or config.height % 2):
             raise ValueError("yuv420p needs an even canvas width and height")
         self._config = config
@@ -107,16 +119,11 @@ class CompositeRecorder:
         self._frame_base = Fraction(1, config.fps)
         self._frames = 0
         self._samples = 0
-        self._video = (
-            EncoderThread(
-                open_video_encoder(config, self._slice_frames, video_threads),
-                _IN_FLIGHT if encoder_threads else 0,
-                "x264",
-                _video_batch(config.width, config.height),
-            )
-            if config.has_video
-            else None
-        )
+        self._gop_parallel = gop_lanes >= 2 and config.has_video
+        self._video = self._video_encoder(config, video_threads, encoder_threads, gop_lanes)
+        self._held_audio: deque[av.Packet] = deque()  # GOP-parallel: waiting for the video
+        # GOP-parallel: the media time the routed video reached, in audio samples
+        self._video_routed = 0
         self._audio = (
             EncoderThread(
                 open_audio_encoder(fmt), _IN_FLIGHT if encoder_threads else 0, "aac", _AUDIO_BATCH
@@ -188,7 +195,7 @@ class CompositeRecorder:
                 self._route_ready()
         self._clock = max(self._clock, Fraction(t))
         self._render_audio_until(self._clock)
-        self._route_ready(wait=True)
+        self._route_ready(wait=not self._gop_parallel)
 
     def set_layout(self, layout: LayoutSpec) -> None:
         """updateLayout: replace the whole layout from the next frame on (any thread)."""
@@ -208,6 +215,7 @@ class CompositeRecorder:
                 for packet in worker.drain():
                     self._route(packet, kind)
                 worker.close()
+        self._route_held_audio(final=True)
         self._hls.finish(end)
         if self._mp4 is not None:
             self._mp4.finish(end)
@@ -247,6 +255,31 @@ class CompositeRecorder:
 
     # -- internals --------------------------------------------------------------------
 
+    def _video_encoder(
+        self, config: MediaConfig, threads: int | None, own_thread: bool, lanes: int
+    ) -> EncoderThread | ChunkedEncoder | None:
+        if not config.has_video:
+            return None
+        batch = _video_batch(config.width, config.height)
+        if self._gop_parallel:
+            frame_bytes = config.width * config.height * 3 // 2
+            held = min(self._slice_frames + 2 * batch, _GOP_RING_BYTES // frame_bytes)
+            # One x264 thread per chunk: the lanes are the parallelism.
+            return ChunkedEncoder(
+                lambda chunk: open_video_encoder(
+                    config, self._slice_frames, 1, continuing=chunk > 0
+                ),
+                lanes,
+                held,
+                batch,
+            )
+        return EncoderThread(
+            open_video_encoder(config, self._slice_frames, threads),
+            _IN_FLIGHT if own_thread else 0,
+            "x264",
+            batch,
+        )
+
     def _slice_length(self) -> Fraction:
         """Slices are whole video frames long; audio-only slices are slice_seconds (ms)."""
         if self._config.has_video:
@@ -278,6 +311,8 @@ class CompositeRecorder:
         if self._frames % self._slice_frames == 0:
             # A slice starts here: force an IDR so the slice (and an MP4) can start on it.
             frame.pict_type = av.video.frame.PictureType.I
+            if isinstance(self._video, ChunkedEncoder):
+                self._video.next_chunk()
         self._frames += 1
         self._video.add([frame])
 
@@ -319,7 +354,28 @@ class CompositeRecorder:
                 for packet in worker.drain() if wait else worker.ready():
                     self._route(packet, kind)
 
+    def _route_held_audio(self, *, final: bool = False) -> None:
+        """GOP-parallel: audio goes to the muxers no further ahead of the video than a
+        frame, so the files stay interleaved as a live recording's are."""
+        held = self._held_audio
+        # Integers: this runs for every packet. Audio packets are stamped in samples.
+        while held and (final or (held[0].pts or 0) < self._video_routed):
+            self._mux(held.popleft(), AUDIO)
+
     def _route(self, packet: av.Packet, kind: str) -> None:
+        if not self._gop_parallel:
+            self._mux(packet, kind)
+            return
+        if kind == AUDIO:
+            self._held_audio.append(packet)
+        else:
+            assert packet.pts is not None
+            end = (packet.pts + (packet.duration or 1)) * SAMPLE_RATE // self._config.fps
+            self._video_routed = max(self._video_routed, end)
+            self._mux(packet, kind)
+        self._route_held_audio()
+
+    def _mux(self, packet: av.Packet, kind: str) -> None:
         time_base = packet.time_base
         assert time_base is not None and packet.pts is not None
         duration = packet.duration or (1 if kind == VIDEO else AAC_FRAME_SAMPLES)
