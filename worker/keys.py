@@ -12,7 +12,7 @@ no name here may change. Everything lives under ``cloudrec:``::
     sid_unknown                                    jobs that ended "sid unknown" (worker.recording)
     reconcile:scanned                              the reconciler's round marker
     ratelimit:api[:<app id>]                       an App ID's shared API budget (worker.limiter)
-    plan:<budget>[:behind|:free]                   stops planned against a budget (worker.planner)
+    plan:<budget>[:behind|:free|:from]             stops planned against a budget (worker.planner)
     metrics:<name>                                 counters (worker.metrics)
     ncs:...                                        the NCS ledger (worker.ncs)
     workers, worker:<id>:held, reaping:<id>        message holdings (worker.restorer)
@@ -110,6 +110,11 @@ def plan_key(budget: str) -> str:
 def plan_behind_key(budget: str) -> str:
     """Set while the budget's stops are behind: its other calls wait (worker.limiter)."""
     return f"{PREFIX}plan:{budget}:behind"
+
+
+def plan_from_key(budget: str) -> str:
+    """When the stops already taken from the plan (until the budget is free) begin."""
+    return f"{PREFIX}plan:{budget}:from"
 
 
 def plan_free_key(budget: str) -> str:

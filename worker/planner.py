@@ -43,7 +43,14 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import DUE_KEY, due_member, plan_behind_key, plan_free_key, plan_key
+from worker.keys import (
+    DUE_KEY,
+    due_member,
+    plan_behind_key,
+    plan_free_key,
+    plan_from_key,
+    plan_key,
+)
 
 # A planned stop's due entry is pushed this far out while it waits in the plan (the plan is the
 # stop's handle then; a dispatcher killed between taking a stop from the plan and sending it
@@ -58,6 +65,11 @@ PACE = 0.99
 # How long the "stops behind" mark outlives the round that set it, at most (rounds renew it):
 # a dispatcher that stops planning frees the budget for the others within this.
 BEHIND_MAX_SECONDS = 5.0
+# The other calls of a budget give way this long before its crunch's first stop goes: the
+# service counts requests over one second, so the stops find that window empty. Not earlier:
+# a crunch planned seconds ahead (the dispatch lookahead) must not hold back the starts that
+# the budget has room for meanwhile.
+CRUNCH_LEAD_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class Plan:
     lateness: float  # the least max lateness the budget allows the stops in the plan
     crunch: bool  # the budget is the bottleneck: some stop goes before or after its deadline
     busy_until: float  # when the last planned stop goes (the crunch's end)
+    busy_from: float = 0.0  # when the first planned stop goes (the crunch's start)
 
 
 def release_time(deadline: float, early: float) -> float:
@@ -151,7 +164,7 @@ def plan_sends(stops: Sequence[PlannedStop], start: float, rate: float, until: f
     # A crunch: some stop goes more than one slot off its deadline, early or late.
     crunch = any(abs(at - stop.deadline) > 1.0 / rate + 1e-6 for stop, at in times)
     sends = [(stop, at) for stop, at in times if at < until]
-    return Plan(sends, lateness, crunch, times[-1][1])
+    return Plan(sends, lateness, crunch, times[-1][1], times[0][1])
 
 
 # -- the plan in Redis ---------------------------------------------------------------------------
@@ -209,14 +222,24 @@ class StopPlan:
         # the budget is free: the commitments would run ahead of the clock round after round).
         pace = self.rate * PACE
         plan = plan_sends(self.stops(), start, pace, now + horizon)
-        self._mark(plan, now)
+        committed_from = self._committed_from(now) if start > now else None
+        self._mark(plan, now, committed_from)
         if not plan.sends:
             return []
         mine = self._take(plan.sends, lease)
         if mine:
             last = max(at for _, at in mine)
             self.redis.set(plan_free_key(self.budget), repr(last + 1.0 / pace), px=60_000)
+            if committed_from is None:  # a new run of commitments: where it begins
+                first = min(at for _, at in mine)
+                self.redis.set(plan_from_key(self.budget), repr(first), px=60_000)
         return mine
+
+    def _committed_from(self, now: float) -> float:
+        """When the stops earlier rounds took (and that still go until the budget is free)
+        begin: a crunch is under way from then."""
+        value = self.redis.get(plan_from_key(self.budget))
+        return float(value) if value is not None else now
 
     def _take(
         self, sends: list[tuple[PlannedStop, float]], lease: float
@@ -234,11 +257,14 @@ class StopPlan:
             self.redis.zadd(DUE_KEY, leased, xx=True)
         return mine
 
-    def _mark(self, plan: Plan, now: float) -> None:
-        # Renewed every round of a crunch, to last until a second after its last planned stop
-        # (capped: a dispatcher that stops planning frees the budget soon). Once the plan is
-        # empty the mark runs out by itself, after the last stops already sent have gone.
-        if plan.crunch:
+    def _mark(self, plan: Plan, now: float, committed_from: float | None) -> None:
+        # Set once the crunch is under way or about to be (CRUNCH_LEAD_SECONDS before its first
+        # stop, planned now or taken by an earlier round), renewed every round of it, to last
+        # until a second after its last planned stop (capped: a dispatcher that stops planning
+        # frees the budget soon). Once the plan is empty the mark runs out by itself, after the
+        # last stops already sent have gone.
+        begins = plan.busy_from if committed_from is None else min(plan.busy_from, committed_from)
+        if plan.crunch and begins - now <= CRUNCH_LEAD_SECONDS + 1e-6:
             until = min(plan.busy_until - now, BEHIND_MAX_SECONDS) + 1.0
             key = plan_behind_key(self.budget)
             self.redis.set(key, repr(plan.busy_until), px=max(1, int(until * 1000)))
