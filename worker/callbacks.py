@@ -134,7 +134,11 @@ def run_callbacks(
         # The summary carries the merged file: the entry waits for the merge, which makes it
         # due again when it is done (worker.merge), or for the end of the wait; nothing polls.
         rt.store.extend_due(Step.CALLBACK, job_id, now + wait)
-        return None
+        # A merge that recorded its outcome after our read made the entry due now, and the
+        # push-out above may have landed on top of that: look again, and deliver if so.
+        job = rt.store.find(job_id)
+        if job is None or callback_wait(job, rt.settings, now) is not None:
+            return None
     wanted = job.job_spec.callback or StoredCallback()
     status = dict(job.callback_status or {})
     body = summary(job)

@@ -101,6 +101,30 @@ def test_a_failed_merge_is_recorded_and_changes_nothing_else(rt_default_merge):
     assert rt.store.get(job_id).merged == job.merged
 
 
+def test_a_merge_that_ends_while_the_callback_pushes_itself_out_does_not_lose_it(
+    rt_default_merge, monkeypatch
+):
+    # The race CI met: the callback reads the job (no merge outcome yet), the merge then records
+    # its outcome and makes the callback due now, and the callback's push-out to the end of the
+    # wait lands after that and would hide the callback for CLOUDREC_MERGE_CALLBACK_WAIT.
+    rt = rt_default_merge
+    job_id = _ended(rt, S.COMPLETED, callback={"task": "app.done"})
+    rt.store.schedule("callback", job_id, time.time())
+    push_out = rt.store.extend_due
+
+    def merge_lands_first(action: str, jid: str, until: float) -> bool:
+        if action == "callback" and rt.store.get(jid).merged is None:
+            assert merge_step(rt, jid) is None
+        return push_out(action, jid, until)
+
+    monkeypatch.setattr(rt.store, "extend_due", merge_lands_first)
+    sent: list[Any] = []
+    assert run_callbacks(rt, job_id, lambda name, args: sent.append(args)) is None
+    [(_, summary)] = sent
+    assert "error" in summary["merged"] and summary["state"] == "completed"
+    assert rt.store.due_at("callback", job_id) is None
+
+
 def test_the_callback_stops_waiting_for_a_merge_after_the_setting(rt_default_merge):
     rt = rt_default_merge
     job = rt.store.get(_ended(rt, S.COMPLETED))
