@@ -33,13 +33,28 @@ OTHER_VARIABLES = {
     "REDIS_PASSWORD": "redis requirepass, and every CLOUDREC_REDIS_URL",
     "REDIS_MAXMEMORY": "redis --maxmemory",
 }
+# The sentinel profile (Redis through Sentinel): data nodes, sentinels, and the cloudrec
+# services that reach Redis through the sentinels, with the plain service each one varies.
+DATA_NODES = ("redis-1", "redis-2")
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+SENTINEL_CLIENTS = {
+    "sentinel-worker": "worker",
+    "sentinel-beat": "beat",
+    "sentinel-metrics": "metrics",
+}
+REDIS_NODE_ENVIRONMENT = {
+    "REDIS_PASSWORD", "REDISCLI_AUTH", "REDIS_MAXMEMORY", "REDIS_NODE", "REDIS_REPLICAOF",
+}  # fmt: skip
 # Environment variables a service gets that are not cloudrec settings, by service.
 OTHER_ENVIRONMENT = {
     "redis": {"REDIS_PASSWORD", "REDISCLI_AUTH", "REDIS_MAXMEMORY"},
     "flower": {"FLOWER_BASIC_AUTH"},
+    **{node: REDIS_NODE_ENVIRONMENT for node in DATA_NODES},
+    **{sentinel: {"REDIS_PASSWORD"} for sentinel in SENTINELS},
 }
 SCHEMA = Path(__file__).with_name("compose-schema.json")
-CLOUDREC_SERVICES = ("emulator", "worker", "beat", "metrics", "flower", "ncs")
+PLAIN_SERVICES = ("emulator", "worker", "beat", "metrics", "flower", "ncs")
+CLOUDREC_SERVICES = (*PLAIN_SERVICES, *SENTINEL_CLIENTS)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +179,7 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
 
 # -- the tests ------------------------------------------------------------------------------
 def test_every_service_runs_a_real_entry_point(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"redis", *CLOUDREC_SERVICES}
+    assert set(services) == {"redis", *CLOUDREC_SERVICES, *DATA_NODES, *SENTINELS}
     assert image_entrypoint() == ["cloudrec"]
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
     assert scripts.get("cloudrec") == "worker.cli:main"
@@ -204,18 +219,20 @@ def test_every_service_has_a_healthcheck_that_resolves_and_a_restart_policy(
 
 
 def test_redis_persists_every_write_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
-    command = " ".join(argv_of(services["redis"]))
-    assert "--appendonly yes" in command
-    assert "--maxmemory-policy noeviction" in command
-    assert '--maxmemory "$$REDIS_MAXMEMORY"' in command  # noeviction alone: grows until killed
-    assert "--requirepass" not in command  # the password is in a file, not on a command line
-    assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
-    env = environment_of(services["redis"])
-    assert (
-        env["REDIS_PASSWORD"]
-        == env["REDISCLI_AUTH"]
-        == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
-    )
+    for name in ("redis", *DATA_NODES):
+        command = " ".join(argv_of(services[name]))
+        assert "--appendonly yes" in command, name
+        assert "--maxmemory-policy noeviction" in command, name
+        assert '--maxmemory "$$REDIS_MAXMEMORY"' in command, name  # else: grows until killed
+        # the password is in a file, not on a command line
+        assert "--requirepass" not in command and "--masterauth" not in command, name
+        assert any(v.endswith(":/data") for v in services[name]["volumes"]), name
+        env = environment_of(services[name])
+        assert (
+            env["REDIS_PASSWORD"]
+            == env["REDISCLI_AUTH"]
+            == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+        ), name
 
 
 def test_settings_come_from_an_env_file_and_wait_for_redis(
@@ -225,7 +242,11 @@ def test_settings_come_from_an_env_file_and_wait_for_redis(
         service = services[name]
         files = service.get("env_file")
         assert files and any(f.get("path") == ".env" for f in files), name
-        if name != "emulator":  # the emulator does not use Redis
+        if name in SENTINEL_CLIENTS:  # the sentinels, and the replica a submit waits for
+            waits_for = service["depends_on"]
+            assert set(waits_for) == {*SENTINELS, "redis-2"}, name
+            assert all(w["condition"] == "service_healthy" for w in waits_for.values()), name
+        elif name != "emulator":  # the emulator does not use Redis
             assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
     assert services["worker"]["deploy"]["replicas"] >= 2
     assert services["beat"]["deploy"]["replicas"] == 2  # one active, one standby
@@ -276,9 +297,13 @@ def test_no_secret_is_written_in_the_deployment(services: dict[str, dict[str, An
 def test_every_cloudrec_service_reaches_redis_with_its_password(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in CLOUDREC_SERVICES:
+    for name in PLAIN_SERVICES:
         url = environment_of(services[name])["CLOUDREC_REDIS_URL"]
         assert url == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379/0", name
+        assert "CLOUDREC_REDIS_SENTINELS" not in environment_of(services[name]), name
+    for name in SENTINEL_CLIENTS:  # the URL gives the password and db; the sentinels the host
+        url = environment_of(services[name])["CLOUDREC_REDIS_URL"]
+        assert url == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis-1:6379/0", name
 
 
 def test_flower_takes_its_password_from_the_environment(
@@ -394,3 +419,182 @@ def test_the_redis_command_runs_with_a_password_and_bounded_memory(
     finally:
         server.terminate()
         server.wait(10)
+
+
+# -- the sentinel profile -------------------------------------------------------------------
+MONITOR = re.compile(
+    r"'sentinel monitor (?P<name>\S+) (?P<host>\S+) (?P<port>\d+) (?P<quorum>\d+)'"
+)
+
+
+def sentinel_config(service: dict[str, Any]) -> str:
+    """The sentinel's generated config, as its command writes it (the printf'd lines)."""
+    script = service["command"][2]
+    assert "exec redis-server /data/sentinel.conf --sentinel" in script
+    return script
+
+
+def test_the_sentinel_profile_is_one_consistent_group(services: dict[str, dict[str, Any]]) -> None:
+    """Everything of the profile is in it (and nothing else is); the clients name exactly the
+    sentinel services, the master name the sentinels monitor, and run what the plain services
+    run; the replica follows the master; every node keeps its state on a volume of its own."""
+    profile = {n for n, s in services.items() if "sentinel" in (s.get("profiles") or [])}
+    assert profile == {*DATA_NODES, *SENTINELS, *SENTINEL_CLIENTS}
+    master, replica = (environment_of(services[n]) for n in DATA_NODES)
+    assert master["REDIS_NODE"] == "redis-1" and master["REDIS_REPLICAOF"] == ""
+    assert replica["REDIS_NODE"] == "redis-2" and replica["REDIS_REPLICAOF"] == "redis-1 6379"
+    monitors = []
+    for name in SENTINELS:
+        config = sentinel_config(services[name])
+        assert "'port 26379'" in config, name
+        assert services[name]["healthcheck"]["test"] == ["CMD", "redis-cli", "-p", "26379", "ping"]
+        assert "sentinel auth-pass cloudrec" in config  # it logs in to the nodes
+        assert "REDISCLI_AUTH" not in environment_of(services[name])  # sentinels take none
+        match = MONITOR.search(config)
+        assert match, name
+        monitors.append(match.groupdict())
+    assert all(m == monitors[0] for m in monitors)
+    monitor = monitors[0]
+    assert (monitor["host"], monitor["port"]) == ("redis-1", "6379")
+    assert len(SENTINELS) // 2 < int(monitor["quorum"]) <= len(SENTINELS)
+    for name, plain in SENTINEL_CLIENTS.items():
+        env = environment_of(services[name])
+        assert env["CLOUDREC_REDIS_MASTER"] == monitor["name"], name
+        assert env["CLOUDREC_REDIS_SENTINELS"] == ",".join(f"{s}:26379" for s in SENTINELS)
+        assert argv_of(services[name]) == argv_of(services[plain]), name
+        assert services[name]["healthcheck"] == services[plain]["healthcheck"], name
+        assert {k: v for k, v in env.items() if "REDIS" not in k} == {
+            k: v for k, v in environment_of(services[plain]).items() if "REDIS" not in k
+        }, name
+        settings = Settings(
+            **{k.removeprefix("CLOUDREC_").lower(): interpolated(v) for k, v in env.items()}
+        )
+        assert settings.redis_master == "cloudrec" and settings.wait_replicas == 1, name
+    volumes = [v.split(":")[0] for n in (*DATA_NODES, *SENTINELS) for v in services[n]["volumes"]]
+    assert len(set(volumes)) == len(volumes) == 5, volumes
+
+
+def _spawn(script: str, env: dict[str, str], cwd: Path) -> Any:
+    import os
+    import subprocess
+
+    return subprocess.Popen(
+        ["sh", "-c", script],
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _wait_for(probe: Any, what: str, timeout: float = 30.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = probe()
+        except Exception:  # a node or sentinel still starting
+            found = None
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_the_sentinel_profile_runs_and_survives_a_failover(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The profile's own commands, run for real on loopback (the service names become
+    127.0.0.1 and free ports; /data a directory per node): the sentinels log in to the nodes and
+    see the replica, a cloudrec client reaches the master through them and a submit's WAIT is
+    acknowledged; after a failover the sentinels persist what they did, and the old master
+    restarted with its kept config comes back as a replica, not as a second master."""
+    import redis as redis_lib
+
+    from tests.support.ports import free_port
+    from worker.redis_conn import confirm_replicated, redis_client
+
+    password = "composeSentinelPass123"
+    ports = {name: free_port() for name in (*DATA_NODES, *SENTINELS)}
+    dirs = {name: tmp_path / name for name in ports}
+    for directory in dirs.values():
+        directory.mkdir()
+    started: dict[str, Any] = {}
+
+    def start(name: str) -> None:
+        script = services[name]["command"][2].replace("$$", "$").replace("/data/", f"{dirs[name]}/")
+        env = {"REDIS_PASSWORD": password}
+        if name in DATA_NODES:
+            compose_env = environment_of(services[name])
+            follows = compose_env["REDIS_REPLICAOF"].replace(
+                "redis-1 6379", f"127.0.0.1 {ports['redis-1']}"
+            )
+            env |= {
+                "REDIS_MAXMEMORY": "64mb",
+                "REDIS_NODE": "127.0.0.1",
+                "REDIS_REPLICAOF": follows,
+            }
+            script += " --save ''"
+        else:
+            script = script.replace("redis-1 6379", f"127.0.0.1 {ports['redis-1']}")
+        script += f" --port {ports[name]} --bind 127.0.0.1 --dir {dirs[name]}"
+        started[name] = _spawn(script, env, dirs[name])
+
+    def node(name: str) -> redis_lib.Redis:
+        return redis_lib.Redis(port=ports[name], password=password, socket_timeout=2)
+
+    def sentinel(name: str) -> redis_lib.Redis:
+        return redis_lib.Redis(port=ports[name], socket_timeout=2)
+
+    def replicas_seen(name: str) -> int:
+        return int(sentinel(name).sentinel_master("cloudrec")["num-slaves"])
+
+    def role(name: str) -> str:
+        return str(node(name).info("replication")["role"])
+
+    try:
+        for name in (*DATA_NODES, *SENTINELS):
+            start(name)
+        _wait_for(
+            lambda: node("redis-2").info("replication")["master_link_status"] == "up", "the replica"
+        )
+        # Each sentinel logged in (auth-pass): it read the master's INFO and found the replica.
+        for name in SENTINELS:
+            _wait_for(lambda n=name: replicas_seen(n) == 1, name)
+            cmdline = Path(f"/proc/{started[name].pid}/cmdline").read_bytes()
+            assert password.encode() not in cmdline
+        env = environment_of(services["sentinel-worker"])
+        settings = Settings(
+            redis_url=f"redis://:{password}@redis-1:6379/0",
+            redis_sentinels=",".join(f"127.0.0.1:{ports[s]}" for s in SENTINELS),
+            redis_master=env["CLOUDREC_REDIS_MASTER"],
+        )
+        client = redis_client(settings, socket_timeout=2)
+        client.set("cloudrec:job:probe", "1")
+        confirm_replicated(client, ["cloudrec:job:probe"], settings.wait_replicas, 2.0)
+        assert node("redis-2").get("cloudrec:job:probe") == b"1"
+
+        _wait_for(lambda: sentinel("sentinel-1").sentinel_failover("cloudrec"), "a failover")
+        _wait_for(lambda: role("redis-2") == "master" and role("redis-1") == "slave", "promotion")
+        client.set("cloudrec:job:after", "2")  # through the sentinels, to the new master
+        assert node("redis-2").get("cloudrec:job:after") == b"2"
+        new_master = f"127.0.0.1 {ports['redis-2']}"
+        _wait_for(lambda: new_master in (dirs["redis-1"] / "redis.conf").read_text(), "rewrite")
+        _wait_for(
+            lambda: (
+                f"sentinel monitor cloudrec {new_master}"
+                in (dirs["sentinel-1"] / "sentinel.conf").read_text()
+            ),
+            "the sentinel's rewrite",
+        )
+        started["redis-1"].kill()
+        started["redis-1"].wait(10)
+        start("redis-1")  # its kept config: a replica of redis-2, not a master again
+        _wait_for(lambda: role("redis-1") == "slave", "the old master back")
+        _wait_for(lambda: node("redis-1").get("cloudrec:job:after") == b"2", "the resync")
+        client.close()
+    finally:
+        for proc in started.values():
+            proc.kill()
+            proc.wait(10)
