@@ -53,7 +53,7 @@ OTHER_ENVIRONMENT = {
     **{sentinel: {"REDIS_PASSWORD"} for sentinel in SENTINELS},
 }
 SCHEMA = Path(__file__).with_name("compose-schema.json")
-PLAIN_SERVICES = ("emulator", "worker", "beat", "metrics", "flower", "ncs")
+PLAIN_SERVICES = ("emulator", "worker", "beat", "metrics", "flower", "ncs", "web")
 CLOUDREC_SERVICES = (*PLAIN_SERVICES, *SENTINEL_CLIENTS)
 
 
@@ -191,6 +191,7 @@ def test_every_service_runs_a_real_entry_point(services: dict[str, dict[str, Any
     assert commands["metrics"][:2] == ["cloudrec", "metrics"]
     assert commands["emulator"][:2] == ["cloudrec", "emulator"]
     assert commands["ncs"][:2] == ["cloudrec", "ncs"]
+    assert commands["web"][:2] == ["cloudrec", "web"]
     assert commands["flower"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
 
 
@@ -598,3 +599,60 @@ def test_the_sentinel_profile_runs_and_survives_a_failover(
         for proc in started.values():
             proc.kill()
             proc.wait(10)
+
+
+# -- the recordings page --------------------------------------------------------------------
+def test_the_web_page_listens_beyond_loopback_with_a_password_from_the_env_file(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    web = services["web"]
+    argv = argv_of(web)
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"  # reachable from the network, not only lo
+    env = environment_of(web)
+    assert env["CLOUDREC_WEB_PASSWORD"] == (
+        "${CLOUDREC_WEB_PASSWORD:?set CLOUDREC_WEB_PASSWORD in .env}"
+    )  # required, no default: `cloudrec web` would refuse 0.0.0.0 without it anyway
+    assert not any("password" in arg.lower() for arg in argv)  # not on its command line
+    assert re.search(r"^CLOUDREC_WEB_PASSWORD=$", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert any(v == "recordings:/recordings:ro" for v in web["volumes"])
+    assert argv[argv.index("--storage-dir") + 1] == "/recordings"
+
+
+def test_the_web_command_and_its_healthcheck_run(
+    services: dict[str, dict[str, Any]], redis_url: str, tmp_path: Path
+) -> None:
+    """compose's ``cloudrec web`` command, run for real (on loopback and a free port here):
+    without the password it refuses to start on compose's 0.0.0.0; with it, the healthcheck
+    (logged in with the container's own variables) passes, and fails with a wrong password."""
+    import subprocess
+    import sys
+
+    from tests.support.ports import free_port
+    from tests.support.processes import cloudrec_env, processes, run_cli, spawn, wait_http
+
+    web = services["web"]
+    argv = argv_of(web)[1:]  # after the image's entry point, cloudrec
+    env = cloudrec_env(redis_url, "http://127.0.0.1:9", CLOUDREC_WEB_USER="cloudrec")
+    refused = run_cli(argv, env, timeout=60)
+    assert refused.returncode != 0 and "CLOUDREC_WEB_PASSWORD" in refused.stderr, refused
+
+    port = str(free_port())
+    local = [a for a in argv]
+    local[local.index("--host") + 1] = "127.0.0.1"
+    local[local.index("--port") + 1] = port
+    local[local.index("--storage-dir") + 1] = str(tmp_path)
+    env["CLOUDREC_WEB_PASSWORD"] = "composeWebPass123"
+    check = healthcheck_argv(web["healthcheck"]["test"])
+    assert check[:2] == ["python", "-c"] and "8720" in check[2]
+    script = check[2].replace("8720", port)
+
+    def healthcheck(password: str) -> int:
+        run_env = {**env, "CLOUDREC_WEB_PASSWORD": password}
+        done = subprocess.run([sys.executable, "-c", script], env=run_env, capture_output=True)
+        return done.returncode
+
+    with processes() as procs:
+        procs.append(spawn("web", local, env, tmp_path))
+        wait_http(f"http://127.0.0.1:{port}/", auth=("cloudrec", "composeWebPass123"))
+        assert healthcheck("composeWebPass123") == 0
+        assert healthcheck("wrong") != 0
