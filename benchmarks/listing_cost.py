@@ -49,6 +49,7 @@ def record(i: int, state: JobState, now: float) -> JobRecord:
     return JobRecord(
         job_id=f"job-{state}-{i:07d}",
         state=state,
+        app="school" if i % 2 else "default",  # two apps: the scrape counts by app too
         cname=f"c{i}",
         uid=str(100000 + i),
         spec={"cname": f"c{i}", "recordingConfig": {"maxIdleTime": 30}},

@@ -5,8 +5,9 @@ Nothing is kept in the exporter's memory. At each scrape :class:`CloudrecCollect
 - the counters every worker process adds to in Redis (:mod:`worker.metrics`): API calls by
   operation, HTTP status and API code; retries; rate-limiter waits; callback deliveries; the
   lateness of fired stops (a histogram);
-- facts computed from the job store at that moment: jobs by state, recordings live, stops
-  overdue (and by how much), pending scheduled starts and stops, schedules;
+- facts computed from the job store at that moment: jobs by state (and active jobs by state and
+  app), recordings live, stops overdue (and by how much), pending scheduled starts and stops,
+  schedules;
 - cloudrec task messages stranded on a queue no cloudrec worker serves (:mod:`worker.queues`:
   a caller that forgot ``queue="cloudrec"``).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from threading import Thread
 from typing import Any
@@ -36,6 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from config import Settings
+from config.settings import DEFAULT_APP
 from worker.keys import ENDED_COUNT_HOUR, ended_count_key
 from worker.metrics import (
     API_CALLS,
@@ -88,6 +90,9 @@ class JobFacts:
     """What the job store says at one moment."""
 
     active: dict[str, int] = field(default_factory=dict)
+    # Active jobs by (state, app), from the records the scrape reads anyway (a job names its app;
+    # absent: the default app).
+    active_by_app: dict[tuple[str, str], int] = field(default_factory=dict)
     terminal: dict[str, int] = field(default_factory=dict)
     recordings_live: int = 0
     stops_overdue: int = 0
@@ -128,12 +133,15 @@ def _read_deadlines(
     ids = [job_id for ids in active.values() for job_id in ids]
     with client.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(job_key(job_id), "state", "stop_at", "sid")
+            pipe.hmget(job_key(job_id), "state", "stop_at", "sid", "app")
         rows = pipe.execute()
-    for state_raw, stop_raw, sid_raw in rows:
+    for state_raw, stop_raw, sid_raw, app_raw in rows:
         if state_raw is None:
             continue  # ended between the two reads
         state, stop_at, sid = _json(state_raw), _json(stop_raw), _json(sid_raw)
+        if state in ACTIVE_STATES:
+            by_app = (str(state), str(_json(app_raw) or DEFAULT_APP))
+            facts.active_by_app[by_app] = facts.active_by_app.get(by_app, 0) + 1
         if state in _LIVE and sid:
             facts.recordings_live += 1
         if isinstance(stop_at, int | float) and stop_at < now - grace:
@@ -217,6 +225,7 @@ class CloudrecCollector(Collector):
         yield from counter_families(counters)
         yield lateness_family(counters)
         yield from fact_families(facts, self._window)
+        yield active_by_app_family(facts, self._settings.app_profiles())
         yield stranded_family(stranded)
 
 
@@ -278,6 +287,23 @@ def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:
         f"{UNCLAIMED_GRACE:.0f} s ago (cloudrec ncs unclaimed)",
         facts.ncs_unclaimed,
     )
+
+
+def active_by_app_family(facts: JobFacts, apps: Iterable[str]) -> Metric:
+    """Active jobs by state and app. Every configured app is exported from 0 (a dashboard's
+    per-app line exists before its first job); an app a job names that this exporter's
+    settings lack is exported too. Terminal states are not split by app: the store's hourly
+    ended counts (what keeps a scrape O(active jobs)) are by state only."""
+    family = GaugeMetricFamily(
+        "cloudrec_jobs_active",
+        "Active jobs now, by state and app (the app profile the job names)",
+        labels=["state", "app"],
+    )
+    counts = {(str(s), app): 0 for s in ACTIVE_STATES for app in apps}
+    counts.update(facts.active_by_app)
+    for (state, app), count in sorted(counts.items()):
+        family.add_metric([state, app], count)
+    return family
 
 
 def stranded_family(counts: dict[str, int]) -> Metric:

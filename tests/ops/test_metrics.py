@@ -26,6 +26,7 @@ from worker.celery_app import runtime
 from worker.devapi import DevApiClient
 from worker.exporter import OVERDUE_GRACE, build_registry
 from worker.metrics import Metrics
+from worker.states import JobState
 from worker.store import JobRecord, JobStore
 
 pytestmark = pytest.mark.e2e
@@ -193,3 +194,67 @@ def test_per_request_and_per_job_figures_carry_the_app(redis_client: redis.Redis
     assert value(samples, f"{lateness}_bucket", app="school", le="1.0") == 0
     assert value(samples, f"{lateness}_bucket", app="school", le="5.0") == 1
     assert value(samples, f"{lateness}_bucket", app="default", le="0.25") == 1
+
+
+def _active_job(job_id: str, state: JobState, app: str | None, now: float) -> JobRecord:
+    named = {"app": app} if app is not None else {}  # None: the default, which is not stored
+    return JobRecord(
+        job_id=job_id,
+        state=state,
+        cname=job_id,
+        uid="1",
+        spec={"cname": job_id},
+        created_at=now,
+        stop_at=now + 600,
+        history=[{"state": state, "at": now}],
+        **named,
+    )
+
+
+def test_a_scrape_counts_active_jobs_by_state_and_app(
+    env: dict[str, str], log_dir: Path, redis_client: redis.Redis
+) -> None:
+    """A ``cloudrec metrics`` process configured with two apps, scraped over HTTP: the active
+    jobs of each app by state, every configured app from 0, and an app only a job names."""
+    now = time.time()
+    store = JobStore(redis_client)
+    plan = [
+        ("d-rec-1", JobState.RECORDING, None),
+        ("d-rec-2", JobState.RECORDING, "default"),
+        ("d-start", JobState.STARTING, None),
+        ("s-rec-1", JobState.RECORDING, "school"),
+        ("s-rec-2", JobState.RECORDING, "school"),
+        ("s-rec-3", JobState.RECORDING, "school"),
+        ("s-stop", JobState.STOPPING, "school"),
+        ("gone-app", JobState.RECORDING, "evening"),  # named by a job, not configured here
+    ]
+    for job_id, state, app in plan:
+        store.create(_active_job(f"metrics-app-{job_id}", state, app, now))
+    apps = {
+        "CLOUDREC_APPS__SCHOOL__APP_ID": "school-app-id",
+        "CLOUDREC_APPS__SCHOOL__CUSTOMER_ID": "school-customer",
+        "CLOUDREC_APPS__SCHOOL__CUSTOMER_SECRET": "school-secret",
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    argv = ["metrics", "--host", "127.0.0.1", "--port", str(port)]
+    with processes() as procs:
+        procs.append(spawn("metrics", argv, {**env, **apps}, log_dir))
+        wait_http(url)
+        samples = scrape(url)
+
+    def active(state: str, app: str) -> float:
+        key = ("cloudrec_jobs_active", (("app", app), ("state", state)))
+        assert key in samples, key  # exported, also at 0
+        return samples[key]
+
+    assert active("recording", "default") == 2
+    assert active("starting", "default") == 1
+    assert active("recording", "school") == 3
+    assert active("stopping", "school") == 1
+    assert active("acquiring", "school") == 0  # a configured app is exported from 0
+    assert active("recording", "evening") == 1
+    assert value(samples, "cloudrec_jobs", state="recording") == 6  # all apps, as before
+    assert not any(
+        n == "cloudrec_jobs_active" and dict(k)["state"] == "completed" for n, k in samples
+    )
