@@ -8,76 +8,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import av
-import boto3  # type: ignore[import-untyped]
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
 from config.settings import StorageProfile
 from tasks.recording import submit_and_start
 from tests.support.emulator import PROCESS_EMULATOR, serving
+from tests.support.s3 import BUCKET, S3Server, s3_server
 from tests.support.waiting import wait_for
 from worker.store import JobRecord
 
 pytestmark = pytest.mark.e2e
 
-BUCKET = "recordings"
-
-
-@dataclass(frozen=True)
-class S3:
-    endpoint: str
-    access_key: str
-    secret_key: str
-
-    def client(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-        )
-
-    def object_keys(self) -> list[str]:
-        listed = self.client().list_objects_v2(Bucket=BUCKET)
-        return sorted(item["Key"] for item in listed.get("Contents", []))
-
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    """moto on a free loopback port: an IAM user allowed s3:*, a bucket, then authentication
-    on, so that only that user's keys are accepted."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    admin = {
-        "endpoint_url": endpoint,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "admin",
-        "aws_secret_access_key": "admin",
-    }
-    iam = boto3.client("iam", **admin)
-    iam.create_user(UserName="merger")
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-    }
-    iam.put_user_policy(UserName="merger", PolicyName="s3", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="merger")["AccessKey"]
-    boto3.client("s3", **admin).create_bucket(Bucket=BUCKET)
-    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
-    try:
-        yield S3(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
-    finally:
-        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf", timeout=10)
-        server.stop()
+def s3() -> Iterator[S3Server]:
+    with s3_server("merger") as server:
+        yield server
 
 
 @pytest.fixture
@@ -88,7 +39,7 @@ def emulator_server(tmp_path: Path):
 
 
 @pytest.fixture
-def stack_settings(s3: S3) -> dict[str, Any]:
+def stack_settings(s3: S3Server) -> dict[str, Any]:
     def profile(secret: str) -> StorageProfile:
         return StorageProfile(
             vendor=11,
