@@ -29,6 +29,8 @@ written there too.
 
 from __future__ import annotations
 
+from typing import Literal
+
 PREFIX = "cloudrec:"
 
 # Written before each WAIT (worker.redis_conn): its offset is after every earlier write.
@@ -102,24 +104,30 @@ LIMITER_KEY = PREFIX + "ratelimit:api"
 
 
 # -- stops planned against the API budget (worker.planner) --------------------------------------
-def plan_key(budget: str) -> str:
-    """A zset of a budget's released stops waiting to be sent: "<job id> <early>" -> deadline."""
-    return f"{PREFIX}plan:{budget}"
+# One budget's plan is a zset and three marks beside it, "<plan>:<mark>":
+# - behind: set while the budget's stops are behind: its other calls wait (worker.limiter);
+# - from: when the stops already taken from the plan (until the budget is free) begin;
+# - free: when the budget is free again for planned stops (after the sends already made).
+PlanMark = Literal["behind", "from", "free"]
+
+
+def plan_key(budget: str, mark: PlanMark | None = None) -> str:
+    """A zset of a budget's released stops waiting to be sent: "<job id> <early>" -> deadline;
+    with ``mark``, that mark of the plan."""
+    plan = f"{PREFIX}plan:{budget}"
+    return f"{plan}:{mark}" if mark else plan
 
 
 def plan_behind_key(budget: str) -> str:
-    """Set while the budget's stops are behind: its other calls wait (worker.limiter)."""
-    return f"{PREFIX}plan:{budget}:behind"
+    return plan_key(budget, "behind")
 
 
 def plan_from_key(budget: str) -> str:
-    """When the stops already taken from the plan (until the budget is free) begin."""
-    return f"{PREFIX}plan:{budget}:from"
+    return plan_key(budget, "from")
 
 
 def plan_free_key(budget: str) -> str:
-    """When the budget is free again for planned stops (after the sends already made)."""
-    return f"{PREFIX}plan:{budget}:free"
+    return plan_key(budget, "free")
 
 
 def limiter_key(app_id: str, default_app_id: str) -> str:
