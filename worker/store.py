@@ -2,10 +2,10 @@
 
 Layout (all keys under ``cloudrec:``)::
 
-    job:<id>          hash   the job record's small fields (of :class:`JobRecord`, JSON-encoded
-                             values; defaults are not stored)
-    jobdata:<id>      string the record's big fields (spec, resourceId, history, files, error,
-                             callback status): one JSON object of JSON texts
+    job:<id>          string the job record (:class:`JobRecord`) in its compact stored form,
+                             :mod:`worker.jobcodec`: one-character field codes, times as 8-byte
+                             doubles, resourceId and sid as their bytes, the spec without what
+                             the record holds anyway, defaults not stored
     jobs              zset   every job id that has a record, scored by creation time (listing,
                              newest first); an entry leaves with its record (``ended``)
     ended             zset   id -> when the job ended, for ended jobs only: a record expires
@@ -23,13 +23,18 @@ Layout (all keys under ``cloudrec:``)::
     ended-count:<hour> hash  terminal state -> jobs that ended in that hour (epoch // 3600),
                              kept 26 h: the exporter's counts, without walking the ended jobs
 
-Why two keys: Redis keeps a hash compact (listpack) only while every value is at most 64 bytes;
-one 224-character resourceId would turn the whole record into a hashtable, about 80 bytes of
-overhead per field. Split, an active job costs about 1.5 KB of Redis memory in all (measured by
-``benchmarks/scale.py``).
+Why one string: a hash stays compact (listpack) only while every value is at most 64 bytes, and
+a resourceId is 224, so the versions before this one split a record into a small hash of JSON
+texts and a JSON blob: 1,168 bytes of Redis for a recording job (MEMORY USAGE of both keys), where
+the one string takes about 400 (``benchmarks/scale.py`` prints bytes per active job and where
+they go). The stored form is a format: a worker reads records of the old layout (``job:<id>``
+hash + ``jobdata:<id>`` string) as they are, and rewrites one as a string on its first
+transition (:meth:`JobStore.migrate`, keeping its expiry); every reader here reads both
+(:func:`peek` for a few fields of many jobs).
 
-Transitions are compare-and-set in one Lua script: the state moves only if it is still one of the
-expected states, the history gets an entry, and the state index follows, atomically. Entering a
+Transitions are compare-and-set in one Lua script, which parses and rebuilds the stored form:
+the state moves only if it is still one of the expected states, the history gets an entry, and
+the state index follows, atomically. Entering a
 terminal state also, in the same script: drops the job's scheduled start; drops its stop deadline,
 *unless* the job holds a sid whose stop was never sent (a cancel or failure that raced a start),
 in which case the stop becomes due at once; makes its completion callback due (if it has one),
