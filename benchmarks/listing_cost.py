@@ -32,7 +32,7 @@ from worker import keys
 from worker.cli.live import _list_jobs
 from worker.exporter import build_registry
 from worker.states import JobState
-from worker.store import JobRecord, JobStore, _split
+from worker.store import JobRecord, JobStore, _stored
 
 WRITE_CHUNK = 2000
 
@@ -78,10 +78,7 @@ def write_ended(client: redis.Redis, count: int, now: float, retention: int) -> 
         with client.pipeline(transaction=False) as pipe:
             for i in range(start, min(count, start + WRITE_CHUNK)):
                 job = record(i, JobState.EMPTY, now)
-                fields, data = _split(job)
-                pipe.hset(keys.job_key(job.job_id), mapping=fields)
-                pipe.set(keys.data_key(job.job_id), data, ex=retention)
-                pipe.expire(keys.job_key(job.job_id), retention)
+                pipe.set(keys.job_key(job.job_id), _stored(job), ex=retention)
                 pipe.zadd(keys.JOBS_KEY, {job.job_id: job.created_at})
                 pipe.zadd(keys.ENDED_KEY, {job.job_id: now})
                 pipe.hincrby(keys.ended_count_key(hour), str(JobState.EMPTY), 1)

@@ -18,7 +18,6 @@ task modules import each other.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -53,7 +52,7 @@ from worker.restorer import Holdings, dead_workers, kombu_restorer, restore_dead
 from worker.runtime import Runtime
 from worker.states import TERMINAL_STATES, JobState
 from worker.steps import Step, StopReason, attempts, due_leases, priority, task_name
-from worker.store import DueEntry, JobRecord, JobStore
+from worker.store import DueEntry, JobRecord, JobStore, peek
 
 log = logging.getLogger("cloudrec.tasks")
 
@@ -396,20 +395,19 @@ def plan_stops(rt: Runtime, entries: list[DueEntry]) -> list[DueEntry]:
     stops = [e for e in entries if e.action == Step.STOP]
     if not stops:
         return entries
-    with rt.redis.pipeline(transaction=False) as pipe:
-        for entry in stops:
-            pipe.hmget(
-                job_key(entry.job_id), "state", "stop_reason", "stop_at", "stop_early_max", "app"
-            )
-        fields = pipe.execute()
+    names = ["state", "stop_reason", "stop_at", "stop_early_max", "app"]
+    found = peek(rt.redis, [entry.job_id for entry in stops], names)
     plans = rt.stop_plans()
     planned: dict[str, list[PlannedStop]] = {}
     direct: set[str] = set()
-    for entry, (state, reason, stop_at, early, app_) in zip(stops, fields, strict=True):
-        stopped = reason is not None and json.loads(reason) is not None  # a stop or a cancel
-        # The record holds "app" only when it is not "default" (defaults are not stored).
-        name = DEFAULT_APP if app_ is None else str(json.loads(app_)).lower()
-        if state is None or stopped or json.loads(state) in _UNPLANNED_STATES:
+    for entry, fields in zip(stops, found, strict=True):
+        if fields is None:
+            direct.add(entry.job_id)  # gone: the stop step says so
+            continue
+        stopped = fields["stop_reason"] is not None  # a stop or a cancel
+        name = str(fields["app"] or DEFAULT_APP).lower()
+        stop_at, early = fields["stop_at"], fields["stop_early_max"]
+        if stopped or str(fields["state"]) in _UNPLANNED_STATES:
             direct.add(entry.job_id)
             continue
         if name not in plans:

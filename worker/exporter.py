@@ -57,7 +57,7 @@ from worker.queues import stranded_counts
 from worker.redis_conn import redis_client
 from worker.schedules import SCHEDULES_KEY, schedule_key
 from worker.states import ACTIVE_STATES, TERMINAL_STATES, JobState
-from worker.store import DUE_KEY, job_key, state_key
+from worker.store import DUE_KEY, peek, state_key
 
 log = logging.getLogger("cloudrec.exporter")
 
@@ -131,16 +131,12 @@ def _read_deadlines(
     # Overdue is judged from the records, not the due-queue: a claimed stop leaves the queue's
     # score pushed forward by its lease while the job may still be running.
     ids = [job_id for ids in active.values() for job_id in ids]
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(job_key(job_id), "state", "stop_at", "sid", "app")
-        rows = pipe.execute()
-    for state_raw, stop_raw, sid_raw, app_raw in rows:
-        if state_raw is None:
+    for fields in peek(client, ids, ["state", "stop_at", "sid", "app"]):
+        if fields is None:
             continue  # ended between the two reads
-        state, stop_at, sid = _json(state_raw), _json(stop_raw), _json(sid_raw)
+        state, stop_at, sid = fields["state"], fields["stop_at"], fields["sid"]
         if state in ACTIVE_STATES:
-            by_app = (str(state), str(_json(app_raw) or DEFAULT_APP))
+            by_app = (str(state), str(fields["app"] or DEFAULT_APP))
             facts.active_by_app[by_app] = facts.active_by_app.get(by_app, 0) + 1
         if state in _LIVE and sid:
             facts.recordings_live += 1

@@ -5,7 +5,11 @@ no name here may change. Everything lives under ``cloudrec:``::
 
     jobs, ended, checked, due, state:<state>      the job store's indexes (worker.store)
     ended-count:<hour>                             jobs ended in that hour, by state
-    job:<id>, jobdata:<id>, deliveries:<id>        one job's record and delivery counts
+    job:<id>, deliveries:<id>                      one job's record (one string, worker.jobcodec)
+                                                   and its delivery counts
+    jobdata:<id>                                   the old layout's second key of a record (a
+                                                   JSON blob beside a job:<id> hash): read, and
+                                                   dropped when the record is rewritten
     claim:<action>:<id>                            a request in flight (worker.leases)
     sent:<action>:<id>                             a step sent, not yet begun (worker.leases)
     vault:<id>                                     an RTC token, encrypted (worker.vault)
@@ -48,6 +52,7 @@ def job_key(job_id: str) -> str:
 
 
 def data_key(job_id: str) -> str:
+    """The old layout's big fields of a record (no longer written; worker.store migrates)."""
     return f"{PREFIX}jobdata:{job_id}"
 
 

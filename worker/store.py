@@ -2,10 +2,10 @@
 
 Layout (all keys under ``cloudrec:``)::
 
-    job:<id>          hash   the job record's small fields (of :class:`JobRecord`, JSON-encoded
-                             values; defaults are not stored)
-    jobdata:<id>      string the record's big fields (spec, resourceId, history, files, error,
-                             callback status): one JSON object of JSON texts
+    job:<id>          string the job record (:class:`JobRecord`) in its compact stored form,
+                             :mod:`worker.jobcodec`: one-character field codes, times as 8-byte
+                             doubles, resourceId and sid as their bytes, the spec without what
+                             the record holds anyway, defaults not stored
     jobs              zset   every job id that has a record, scored by creation time (listing,
                              newest first); an entry leaves with its record (``ended``)
     ended             zset   id -> when the job ended, for ended jobs only: a record expires
@@ -23,13 +23,18 @@ Layout (all keys under ``cloudrec:``)::
     ended-count:<hour> hash  terminal state -> jobs that ended in that hour (epoch // 3600),
                              kept 26 h: the exporter's counts, without walking the ended jobs
 
-Why two keys: Redis keeps a hash compact (listpack) only while every value is at most 64 bytes;
-one 224-character resourceId would turn the whole record into a hashtable, about 80 bytes of
-overhead per field. Split, an active job costs about 1.5 KB of Redis memory in all (measured by
-``benchmarks/scale.py``).
+Why one string: a hash stays compact (listpack) only while every value is at most 64 bytes, and
+a resourceId is 224, so the versions before this one split a record into a small hash of JSON
+texts and a JSON blob: 1,168 bytes of Redis for a recording job (MEMORY USAGE of both keys), where
+the one string takes about 400 (``benchmarks/scale.py`` prints bytes per active job and where
+they go). The stored form is a format: a worker reads records of the old layout (``job:<id>``
+hash + ``jobdata:<id>`` string) as they are, and rewrites one as a string on its first
+transition (:meth:`JobStore.migrate`, keeping its expiry); every reader here reads both
+(:func:`peek` for a few fields of many jobs).
 
-Transitions are compare-and-set in one Lua script: the state moves only if it is still one of the
-expected states, the history gets an entry, and the state index follows, atomically. Entering a
+Transitions are compare-and-set in one Lua script, which parses and rebuilds the stored form:
+the state moves only if it is still one of the expected states, the history gets an entry, and
+the state index follows, atomically. Entering a
 terminal state also, in the same script: drops the job's scheduled start; drops its stop deadline,
 *unless* the job holds a sid whose stop was never sent (a cancel or failure that raced a start),
 in which case the stop becomes due at once; makes its completion callback due (if it has one),
@@ -63,7 +68,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field, model_validator
 
-from worker import keys
+from worker import jobcodec, keys
 from worker.errors import JobNotFound
 from worker.jobs import StoredSpec
 from worker.keys import CHECKED_KEY as CHECKED_KEY
@@ -85,12 +90,6 @@ from worker.states import (
 log = logging.getLogger("cloudrec.store")
 
 TERMINAL_RETENTION = 30 * 24 * 3600
-
-
-# Fields kept in the data blob rather than the hash (big, or growing).
-BIG_FIELDS = frozenset(
-    {"spec", "resource_id", "history", "files", "error", "callback_status", "merged"}
-)
 
 
 def state_key(state: JobState | str) -> str:
@@ -132,9 +131,9 @@ class FileRecord(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    """One state change. Stored compact, ``["recording", 1796005346.943]`` (the time to the
-    millisecond, as status shows it); the ``{"state": ..., "at": ...}`` objects of earlier
-    versions read the same."""
+    """One state change, the time to the millisecond (as status shows it). Stored as a state
+    code and a double (worker.jobcodec); the old layout's ``["recording", 1796005346.943]``
+    pairs and the ``{"state": ..., "at": ...}`` objects before them read the same."""
 
     state: JobState
     at: float
@@ -145,11 +144,6 @@ class HistoryEntry(BaseModel):
         if isinstance(value, list | tuple) and len(value) == 2:
             return {"state": value[0], "at": value[1]}
         return value
-
-
-def _history_entry(state: JobState | str, at: float) -> list[Any]:
-    """A history entry as stored (see :class:`HistoryEntry`)."""
-    return [str(state), round(at, 3)]
 
 
 class JobRecord(BaseModel):
@@ -246,43 +240,92 @@ class JobRecord(BaseModel):
         }
 
 
-def _encode(value: Any) -> str:
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
-def _split(record: JobRecord) -> tuple[dict[Any, Any], str]:
-    """A record as stored: (the hash's small fields, the data blob), defaults left out."""
-    # The job id is the key: not stored twice.
-    dumped = record.model_dump(mode="json", exclude_defaults=True, exclude={"job_id"})
-    dumped["state"] = str(record.state)
-    if "history" in dumped:
-        dumped["history"] = [_history_entry(h.state, h.at) for h in record.history]
-    fields: dict[Any, Any] = {k: _encode(v) for k, v in dumped.items() if k not in BIG_FIELDS}
-    data = {k: _encode(v) for k, v in dumped.items() if k in BIG_FIELDS}
-    return fields, json.dumps(data, separators=(",", ":"))
+def _stored(record: JobRecord) -> bytes:
+    """A record as stored (worker.jobcodec): one string, defaults left out."""
+    dumped = record.model_dump(mode="json", exclude={"job_id"})  # the id is the key
+    return jobcodec.encode(dumped)
 
 
-def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
-    return {_text(k): json.loads(v) for k, v in raw.items()}
+def _record(job_id: str, raw: bytes) -> JobRecord:
+    return JobRecord.model_validate({"job_id": job_id, **jobcodec.decode(raw)})
 
 
-def _record(job_id: str, raw: Mapping[Any, Any], blob: Any) -> JobRecord:
-    data = {"job_id": job_id, **_decode_hash(raw)}
+def _old_record(job_id: str, raw: Mapping[Any, Any], blob: Any) -> JobRecord:
+    """A record in the layout of the versions before one string per job: the ``job:<id>``
+    hash of JSON texts and the ``jobdata:<id>`` JSON object of JSON texts."""
+    data = {"job_id": job_id, **{_text(k): json.loads(v) for k, v in raw.items()}}
     if blob:
         data.update({k: json.loads(v) for k, v in json.loads(blob).items()})
     return JobRecord.model_validate(data)
 
 
-def _is_state(raw: Any, state: JobState) -> bool:
-    return raw is not None and json.loads(raw) == str(state)
+def _field_default(name: str) -> Any:
+    return JobRecord.model_fields[name].get_default(call_default_factory=True)
+
+
+def peek(
+    client: redis.Redis, job_ids: Sequence[str], names: Sequence[str]
+) -> list[dict[str, Any] | None]:
+    """A few fields of each job (None: no such job), without building whole records: what a
+    dispatcher or a scrape needs of many jobs. Reads both layouts (see :func:`_old_record`)."""
+    raws = _read_raw(client, job_ids)
+    out: list[dict[str, Any] | None] = []
+    old = [i for i, raw in zip(job_ids, raws, strict=True) if isinstance(raw, Exception)]
+    olds = dict(zip(old, _old_fields(client, old, names), strict=True))
+    for job_id, raw in zip(job_ids, raws, strict=True):
+        if isinstance(raw, Exception):
+            out.append(olds[job_id])
+        elif raw is None:
+            out.append(None)
+        else:
+            fields = jobcodec.parse(raw)
+            codes = {n: jobcodec.FIELDS[n][0] for n in names}
+            out.append(
+                {
+                    n: jobcodec.decode_value(n, fields[c]) if c in fields else _field_default(n)
+                    for n, c in codes.items()
+                }
+            )
+    return out
+
+
+def _read_raw(client: redis.Redis, job_ids: Sequence[str]) -> list[Any]:
+    """Each job's stored string; None if there is none, an error if the job is in the old
+    layout (a hash: GET answers WRONGTYPE)."""
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.get(job_key(job_id))
+        return list(pipe.execute(raise_on_error=False))
+
+
+def _old_fields(
+    client: redis.Redis, job_ids: Sequence[str], names: Sequence[str]
+) -> list[dict[str, Any] | None]:
+    """:func:`peek` of old-layout records (the fields it is asked for are the hash's)."""
+    if not job_ids:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(job_key(job_id), *names)
+        rows = pipe.execute()
+    out: list[dict[str, Any] | None] = []
+    for row in rows:
+        if all(v is None for v in row):
+            out.append(None)  # gone meanwhile (the hash always holds state, cname, uid...)
+            continue
+        out.append(
+            {
+                n: _field_default(n) if v is None or v == b"null" else json.loads(v)
+                for n, v in zip(names, row, strict=True)
+            }
+        )
+    return out
 
 
 def _window(ids: list[str], offset: int, limit: int | None) -> list[str]:
@@ -298,95 +341,129 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _json_or_none(raw: Any) -> Any:
-    text = _text(raw)
-    return json.loads(text) if text else None
+def _payload(name: str, raw: Any) -> Any:
+    """A field the transition script returns (its stored payload; empty: not stored)."""
+    if not raw:
+        return None
+    return jobcodec.decode_value(name, raw if isinstance(raw, bytes) else str(raw).encode())
+
+
+def _field_args(fields: Mapping[str, Any]) -> list[Any]:
+    """A transition's fields for the script: ("+<code>", payload) to set, ("-<code>", "") to
+    drop (a default, which is not stored)."""
+    out: list[Any] = []
+    for name, value in fields.items():
+        code = jobcodec.FIELDS[name][0]
+        plain = _plain(value)
+        if jobcodec.is_default(name, plain):
+            out += ["-" + code, ""]
+        else:
+            out += ["+" + code, jobcodec.encode_value(name, plain)]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A field's value in JSON form (models and lists of them dumped)."""
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 DUE_ACTIONS = ("start", "stop", "callback", "merge")
 RECORDS_PER_ROUND_TRIP = 200
 
 
-# KEYS: job hash, key prefix, data blob. ARGV: expected states (comma list), new state ("" =
-# keep), history entry JSON, terminal (1/0), retention seconds, now, field/value...
-# Returns {1, new, cname, sid} on success, {0, current, ...} when the state did not match,
-# {-1, ...} if there is no such job. cname and sid are JSON-encoded (or '').
-_TRANSITION_LUA = """
-local big = {spec=true, resource_id=true, history=true, files=true, error=true,
-             callback_status=true, merged=true}
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return {-1, '', '', ''} end
-cur = cjson.decode(cur)
-local ok = false
-for s in string.gmatch(ARGV[1], '[^,]+') do
-  if s == cur then ok = true end
-end
-local ids = redis.call('HMGET', KEYS[1], 'cname', 'sid')
-if not ok then return {0, cur, ids[1] or '', ids[2] or ''} end
-local id = string.sub(KEYS[1], string.len(KEYS[2]) + 5)
-local raw = redis.call('GET', KEYS[3])
-local data = raw and cjson.decode(raw) or {}
-local data_changed = false
-local small = {}
-for i = 7, #ARGV, 2 do
-  if big[ARGV[i]] then
-    data[ARGV[i]] = ARGV[i + 1]
-    data_changed = true
-  else
-    small[#small + 1] = ARGV[i]
-    small[#small + 1] = ARGV[i + 1]
+# Parse and rebuild a record in its stored form (worker.jobcodec): fields of one-character
+# codes, each with a one- or four-byte length.
+_CODEC_LUA = """
+local function parse(s)
+  local f, i = {}, 1
+  while i <= #s do
+    local n, h = string.byte(s, i + 1), 2
+    if n >= 128 then
+      n = (n - 128) * 65536 + string.byte(s, i + 2) * 256 + string.byte(s, i + 3)
+      h = 4
+    end
+    f[string.sub(s, i, i)] = string.sub(s, i + h, i + h + n - 1)
+    i = i + h + n
   end
+  return f
 end
-if #small > 0 then redis.call('HSET', KEYS[1], unpack(small)) end
+local function build(f)
+  local codes, out = {}, {}
+  for c in pairs(f) do codes[#codes + 1] = c end
+  table.sort(codes)
+  for _, c in ipairs(codes) do
+    local v, n = f[c], #f[c]
+    if n < 128 then
+      out[#out + 1] = c .. string.char(n) .. v
+    else
+      out[#out + 1] = c .. string.char(128 + math.floor(n / 65536), math.floor(n / 256) % 256,
+                                       n % 256) .. v
+    end
+  end
+  return table.concat(out)
+end
+local names = {@STATES@}
+""".replace("@STATES@", ", ".join(f"{c}='{n}'" for n, c in jobcodec.STATE_CODES.items()))
+
+# KEYS: job record, key prefix. ARGV: expected state codes (a string of them), new state code
+# ("" = keep), history entry (stored form), terminal (1/0), retention seconds, now, then pairs
+# (op and field code, payload): op "+" sets the field, "-" drops it (a default).
+# Returns {1, new state, cname, sid} on success, {0, current, ...} when the state did not match,
+# {-1, ...} if there is no such job, {-2, ...} if the record is in the old layout (a hash: the
+# caller migrates it and calls again). cname and sid are payloads (or '').
+_TRANSITION_LUA = (
+    _CODEC_LUA
+    + """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return {-1, '', '', ''} end
+if kind ~= 'string' then return {-2, '', '', ''} end
+local f = parse(redis.call('GET', KEYS[1]))
+local cur = f['s']
+if not string.find(ARGV[1], cur, 1, true) then
+  return {0, names[cur], f['c'] or '', f['i'] or ''}
+end
+local id = string.sub(KEYS[1], string.len(KEYS[2]) + 5)
+for i = 7, #ARGV, 2 do
+  local code = string.sub(ARGV[i], 2, 2)
+  if string.sub(ARGV[i], 1, 1) == '+' then f[code] = ARGV[i + 1] else f[code] = nil end
+end
 local new = cur
 if ARGV[2] ~= '' and ARGV[2] ~= cur then
   new = ARGV[2]
-  redis.call('HSET', KEYS[1], 'state', cjson.encode(new))
-  local h = data['history'] or '[]'
-  if h == '[]' then
-    h = '[' .. ARGV[3] .. ']'
-  else
-    h = string.sub(h, 1, -2) .. ',' .. ARGV[3] .. ']'
-  end
-  data['history'] = h
-  data_changed = true
-  redis.call('SREM', KEYS[2] .. 'state:' .. cur, id)
+  f['s'] = new
+  f['h'] = (f['h'] or '') .. ARGV[3]
+  redis.call('SREM', KEYS[2] .. 'state:' .. names[cur], id)
   if ARGV[4] == '1' then
     local due = KEYS[2] .. 'due'
     local now = tonumber(ARGV[6])
-    local f = redis.call('HMGET', KEYS[1], 'sid', 'stop_sent_at', 'has_callback', 'merge')
-    local has_sid = f[1] and f[1] ~= 'null'
-    local stop_sent = f[2] and f[2] ~= 'null'
+    local name = names[new]
     redis.call('ZREM', due, 'start:' .. id)
-    if has_sid and not stop_sent and (new == 'failed' or new == 'cancelled') then
+    if f['i'] and not f['T'] and (name == 'failed' or name == 'cancelled') then
       redis.call('ZADD', due, now, 'stop:' .. id)
     else
       redis.call('ZREM', due, 'stop:' .. id)
     end
-    if f[3] == 'true' then redis.call('ZADD', due, now, 'callback:' .. id) end
-    if f[4] == 'true' and (new == 'completed' or new == 'idle_exit') then
+    if f['k'] then redis.call('ZADD', due, now, 'callback:' .. id) end
+    if f['G'] and (name == 'completed' or name == 'idle_exit') then
       redis.call('ZADD', due, now, 'merge:' .. id)
     end
     redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
     redis.call('ZREM', KEYS[2] .. 'checked', id)
     redis.call('ZADD', KEYS[2] .. 'ended', now, id)
     local counted = KEYS[2] .. 'ended-count:' .. math.floor(now / @HOUR@)
-    redis.call('HINCRBY', counted, new, 1)
+    redis.call('HINCRBY', counted, name, 1)
     redis.call('EXPIRE', counted, @TTL@)
   else
-    redis.call('SADD', KEYS[2] .. 'state:' .. new, id)
+    redis.call('SADD', KEYS[2] .. 'state:' .. names[new], id)
   end
-  ids = redis.call('HMGET', KEYS[1], 'cname', 'sid')
 end
-if data_changed then
-  redis.call('SET', KEYS[3], cjson.encode(data), 'KEEPTTL')
-end
+redis.call('SET', KEYS[1], build(f), 'KEEPTTL')
 if ARGV[4] == '1' and new ~= cur then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
-return {1, new, ids[1] or '', ids[2] or ''}
+return {1, names[new], f['c'] or '', f['i'] or ''}
 """.replace("@HOUR@", str(keys.ENDED_COUNT_HOUR)).replace("@TTL@", str(keys.ENDED_COUNT_TTL))
+)
 
 # KEYS: due zset. ARGV: now, default lease seconds, max count, lookahead seconds, then pairs of
 # (action, lease seconds) overriding the default. Claims the members due by now + lookahead by
@@ -408,16 +485,26 @@ return due
 """
 
 
-# KEYS: job hash, due zset. ARGV: member, due time. Adds the deadline only if the job exists, is
-# not terminal, and has no deadline yet.
-_RESTORE_LUA = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 0 end
-state = cjson.decode(state)
+# KEYS: job record, due zset. ARGV: member, due time. Adds the deadline only if the job exists,
+# is not terminal, and has no deadline yet. Reads both layouts (the old one's state: a hash's
+# JSON text).
+_RESTORE_LUA = (
+    _CODEC_LUA
+    + """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local state
+if kind == 'string' then
+  state = names[parse(redis.call('GET', KEYS[1]))['s']]
+elseif kind == 'hash' then
+  state = cjson.decode(redis.call('HGET', KEYS[1], 'state'))
+else
+  return 0
+end
 local terminal = {completed=true, empty=true, idle_exit=true, failed=true, cancelled=true}
 if terminal[state] then return 0 end
 return redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[2]), ARGV[1])
 """
+)
 
 
 # KEYS: jobs zset, ended zset. ARGV: cutoff (ended at or before it: the record has expired),
@@ -476,9 +563,9 @@ class JobStore:
     # -- records ---------------------------------------------------------------------------
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """Store a new job unless ``job_id`` exists: returns (the stored job, created?)."""
-        fields, data = _split(record)
+        stored = _stored(record)
         key = job_key(record.job_id)
-        # WATCH on the hash is the idempotency gate; the rest follows in one MULTI.
+        # WATCH on the record is the idempotency gate; the rest follows in one MULTI.
         with self.redis.pipeline() as pipe:
             while True:
                 try:
@@ -487,8 +574,7 @@ class JobStore:
                         pipe.unwatch()
                         return self.get(record.job_id), False
                     pipe.multi()
-                    pipe.hset(key, mapping=fields)
-                    pipe.set(data_key(record.job_id), data)
+                    pipe.set(key, stored)
                     pipe.zadd(JOBS_KEY, {record.job_id: record.created_at})
                     # An id used again after its old record expired: not the old one's to purge.
                     pipe.zrem(ENDED_KEY, record.job_id)
@@ -525,10 +611,8 @@ class JobStore:
     def log_fields(self, job_id: str) -> dict[str, str | None]:
         """The job's cname and sid for a task's log lines: two small fields, one round trip
         (every task reads them; the whole record would cost a parse per task)."""
-        cname, sid = self.redis.hmget(job_key(job_id), "cname", "sid")
-        if cname is None:
-            return {}
-        return {"cname": _json_or_none(cname), "sid": _json_or_none(sid) if sid else None}
+        (found,) = peek(self.redis, [job_id], ["cname", "sid"])
+        return {} if found is None else found
 
     def find(self, job_id: str) -> JobRecord | None:
         try:
@@ -561,30 +645,51 @@ class JobStore:
         if target is not None:
             check_transition(source_set - {target}, target)
         now = time.time()
-        entry = _encode(_history_entry(target, now)) if target else ""
-        flat: list[str] = []
-        for name, value in fields.items():
-            flat += [name, _encode(value)]
         terminal = target is not None and target in TERMINAL_STATES
-        done, state, cname, sid = self._transition(
-            keys=[job_key(job_id), PREFIX, data_key(job_id)],
-            args=[
-                ",".join(str(s) for s in source_set),
-                str(target) if target else "",
-                entry,
-                "1" if terminal else "0",
-                self.retention,
-                repr(now),
-                *flat,
-            ],
-        )
+        args = [
+            "".join(jobcodec.STATE_CODES[s] for s in source_set),
+            jobcodec.STATE_CODES[target] if target else "",
+            jobcodec.history_entry(target, now) if target else b"",
+            "1" if terminal else "0",
+            self.retention,
+            repr(now),
+            *_field_args(fields),
+        ]
+        while True:
+            done, state, cname, sid = self._transition(keys=[job_key(job_id), PREFIX], args=args)
+            if int(done) != -2:
+                break
+            self.migrate(job_id)  # a record of the old layout: first touch
         if int(done) == -1:
             raise JobNotFound(job_id)
         current = JobState(_text(state))
         if int(done) == 1 and target is not None:
-            ids = {"cname": _json_or_none(cname), "sid": _json_or_none(sid)}
+            ids = {"cname": _payload("cname", cname), "sid": _payload("sid", sid)}
             self._log_transition(job_id, source_set, current, fields, ids)
         return int(done) == 1, current
+
+    def migrate(self, job_id: str) -> bool:
+        """Rewrite a record of the old layout (``job:<id>`` hash and ``jobdata:<id>`` string) as
+        one string, keeping its expiry; atomic against any other writer (WATCH). Returns whether
+        there was one to rewrite."""
+        key, blob_key = job_key(job_id), data_key(job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key, blob_key)  # type: ignore[no-untyped-call]
+                    if _text(pipe.type(key)) != "hash":
+                        pipe.unwatch()
+                        return False
+                    record = _old_record(job_id, pipe.hgetall(key), pipe.get(blob_key))
+                    ttl = int(pipe.pttl(key))
+                    pipe.multi()
+                    pipe.delete(key, blob_key)
+                    pipe.set(key, _stored(record), px=ttl if ttl > 0 else None)
+                    pipe.execute()
+                    log.info("job record migrated to one string", extra={"job_id": job_id})
+                    return True
+                except redis.WatchError:
+                    continue
 
     def _log_transition(
         self,
@@ -678,11 +783,8 @@ class JobStore:
     def _state_pages(self, state: JobState, offset: int, limit: int | None) -> Iterator[list[str]]:
         skip, left = offset, limit
         for page in self._index_pages(0, None):
-            with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in page:
-                    pipe.hget(job_key(job_id), "state")
-                states = pipe.execute()
-            matching = [i for i, raw in zip(page, states, strict=True) if _is_state(raw, state)]
+            found = peek(self.redis, page, ["state"])
+            matching = [i for i, f in zip(page, found, strict=True) if f and f["state"] == state]
             taken = matching[skip:]
             skip = max(skip - len(matching), 0)
             if left is not None:
@@ -787,11 +889,8 @@ class JobStore:
 
     def stop_times(self, job_ids: Sequence[str]) -> list[float | None]:
         """Each job's ``stop_at`` (None: no such job), in one round trip."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(job_key(job_id), "stop_at")
-            raws = pipe.execute()
-        return [float(json.loads(raw)) if raw is not None else None for raw in raws]
+        found = peek(self.redis, job_ids, ["stop_at"])
+        return [float(f["stop_at"]) if f else None for f in found]
 
     def records(self, job_ids: Sequence[str]) -> list[JobRecord]:
         """The records of these jobs (missing ones are left out), read in pipelined chunks: a
@@ -799,17 +898,31 @@ class JobStore:
         out: list[JobRecord] = []
         for start in range(0, len(job_ids), RECORDS_PER_ROUND_TRIP):
             chunk = job_ids[start : start + RECORDS_PER_ROUND_TRIP]
-            with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in chunk:
-                    pipe.hgetall(job_key(job_id))
-                    pipe.get(data_key(job_id))
-                raws = pipe.execute()
-            out += [
-                _record(job_id, raw, blob)
-                for job_id, raw, blob in zip(chunk, raws[::2], raws[1::2], strict=True)
-                if raw
-            ]
+            raws = _read_raw(self.redis, chunk)
+            old = [i for i, raw in zip(chunk, raws, strict=True) if isinstance(raw, Exception)]
+            olds = {r.job_id: r for r in self._old_records(old)}
+            for job_id, raw in zip(chunk, raws, strict=True):
+                if isinstance(raw, Exception):
+                    if job_id in olds:
+                        out.append(olds[job_id])
+                elif raw is not None:
+                    out.append(_record(job_id, raw))
         return out
+
+    def _old_records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """Records still in the old layout, read as they are (a read does not migrate)."""
+        if not job_ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+                pipe.get(data_key(job_id))
+            raws = pipe.execute()
+        return [
+            _old_record(job_id, raw, blob)
+            for job_id, raw, blob in zip(job_ids, raws[::2], raws[1::2], strict=True)
+            if raw
+        ]
 
     def active_ids(self, states: Iterable[JobState]) -> list[str]:
         """Every job id in these active states (from the state index)."""

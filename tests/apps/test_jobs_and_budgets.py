@@ -4,7 +4,6 @@ serving two App IDs with their own credentials)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -19,7 +18,7 @@ from emulator.config import EmulatorApp
 from tests.support.emulator import STEP_EMULATOR, Api, serving, start_request
 from tests.support.specs import small_spec
 from tests.support.stack import make_settings
-from worker import keys
+from worker import jobcodec, keys
 from worker.devapi import DevApiClient
 from worker.errors import JobSpecError, RateLimitWait
 from worker.limiter import Priority
@@ -88,9 +87,9 @@ def test_the_app_is_in_the_status_and_omitted_from_the_record_when_default(
     assert school.status_json()["app"] == "school"
     assert rt.store.get(plain.job_id).status_json()["app"] == "default"
     # Bytes per job: the default costs nothing, another app one small field.
-    assert redis_client.hget(keys.job_key(plain.job_id), "app") is None
-    assert json.loads(redis_client.hget(keys.job_key(school.job_id), "app")) == "school"
-    spec = json.loads(json.loads(redis_client.get(keys.data_key(school.job_id)))["spec"])
+    stored = [jobcodec.parse(redis_client.get(keys.job_key(j.job_id))) for j in (plain, school)]
+    assert "a" not in stored[0] and stored[1]["a"] == b"school"  # "a": the app's code
+    spec = jobcodec.decode(redis_client.get(keys.job_key(school.job_id)))["spec"]
     assert "app" not in spec
 
 

@@ -11,6 +11,7 @@ import pytest
 from tasks.recording import plan_stops, send_planned
 from tests.support.specs import small_spec
 from tests.support.stack import make_settings
+from worker import jobcodec
 from worker.celery_app import configure, runtime
 from worker.keys import job_key, plan_behind_key
 from worker.limiter import Priority
@@ -70,8 +71,8 @@ def test_deadline_stops_go_to_their_apps_plan_and_a_crunch_marks_only_that_app(
     school = recording(rt, "plan-school", 12, app="school")
     plain = recording(rt, "plan-plain", 2)
     # The record names the app only when it is not the default (per-job state stays small).
-    assert rt.redis.hget(job_key(plain[0]), "app") is None
-    assert rt.redis.hget(job_key(school[0]), "app") is not None
+    stored = [jobcodec.parse(rt.redis.get(job_key(ids[0]))) for ids in (plain, school)]
+    assert "a" not in stored[0] and stored[1]["a"] == b"school"  # "a": the app's code
     now = rt.store.get(school[0]).stop_at  # every deadline is the same second, roughly
     entries = [DueEntry("stop", j, now) for j in school + plain]
     assert plan_stops(rt, entries) == []  # all planned, none sent as they are

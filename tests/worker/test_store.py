@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -231,17 +232,20 @@ def test_log_fields_are_the_jobs_cname_and_sid(store):
 
 
 def test_history_is_stored_compact_and_old_entries_still_read(store, redis_client):
-    import json
-
-    from worker.store import data_key
+    from worker import jobcodec
+    from worker.keys import data_key
 
     store.create(_record("h1"))
     store.transition("h1", {S.QUEUED}, S.ACQUIRING)
-    blob = json.loads(redis_client.get(data_key("h1")))
-    ((state, at),) = json.loads(blob["history"])
+    history = jobcodec.parse(redis_client.get(job_key("h1")))["h"]
+    assert len(history) == 9  # a state code and a double
+    ((state, at),) = jobcodec.decode_value("history", history)
     assert state == "acquiring" and at == round(at, 3)
-    # A record a version before this one wrote: history entries as objects.
-    blob["history"] = json.dumps([{"state": "acquiring", "at": 1.5}])
+    # A record two versions before this one wrote: the old layout, history entries as objects.
+    redis_client.delete(job_key("h1"))
+    old = {"state": '"acquiring"', "cname": '"c"', "uid": '"1"', "created_at": "1", "stop_at": "2"}
+    redis_client.hset(job_key("h1"), mapping=old)
+    blob = {"spec": "{}", "history": json.dumps([{"state": "acquiring", "at": 1.5}])}
     redis_client.set(data_key("h1"), json.dumps(blob))
     store.transition("h1", {S.ACQUIRING}, S.STARTING)
     history = store.get("h1").history

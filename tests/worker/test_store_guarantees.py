@@ -93,17 +93,30 @@ def test_a_transition_logs_job_cname_sid_states_and_api_code(store, caplog):
     assert (line.from_state, line.to_state, line.api_code) == ("stopping", "failed", 435)
 
 
-def test_defaults_are_not_stored_and_the_hash_stays_compact(store, redis_client):
+def test_defaults_are_not_stored_and_the_record_is_one_small_string(store, redis_client):
+    from worker import jobcodec
+
     store.create(_record(state=S.QUEUED))
     store.transition("j1", {S.QUEUED}, S.ACQUIRING, resource_id="r" * 224)
-    fields = {k.decode() for k in redis_client.hkeys(job_key("j1"))}
-    assert fields == {"state", "cname", "uid", "created_at", "stop_at"}  # id: the key
-    # The 224-character resourceId, the spec and the history live in the data blob, so the
-    # hash keeps Redis's compact encoding.
-    assert redis_client.object("encoding", job_key("j1")) == b"listpack"
+    raw = redis_client.get(job_key("j1"))  # one string: no second key
+    fields = {jobcodec.NAMES[c] for c in jobcodec.parse(raw)}
+    assert fields == {
+        "state",
+        "cname",
+        "uid",
+        "created_at",
+        "stop_at",
+        "spec",
+        "history",
+        "resource_id",
+    }
+    # The job id is the key; the spec's cname is the record's, stored once.
+    assert redis_client.keys("*j1*") == [job_key("j1").encode()]
+    assert len(raw) < 300  # 224 characters of resourceId are 168 bytes of base64
     job = store.get("j1")
     assert job.resource_id == "r" * 224 and [h.state for h in job.history] == [S.ACQUIRING]
     assert job.files == [] and job.sid is None and not job.has_callback
+    assert job.spec == {"cname": "class42"}
 
 
 def test_each_action_can_have_its_own_lease(store, redis_client):
@@ -125,3 +138,14 @@ def test_a_missing_deadline_is_restored_only_for_a_job_still_active(store):
     assert store.due_at("stop", "live") == 123.0
     assert not store.restore_deadline("ended", 123.0)
     assert store.due_at("stop", "ended") is None
+
+
+def test_the_codecs_defaults_are_the_records():
+    from worker import jobcodec
+
+    required = {n for n, f in JobRecord.model_fields.items() if f.is_required()}
+    assert set(jobcodec.FIELDS) == set(JobRecord.model_fields) - {"job_id"}
+    for name, info in JobRecord.model_fields.items():
+        if name not in required:
+            assert jobcodec.DEFAULTS[name] == info.get_default(call_default_factory=True), name
+    assert required - {"job_id"} == set(jobcodec.FIELDS) - set(jobcodec.DEFAULTS)
