@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import Task, chain, signals
+from celery import Task, signals
 from celery.exceptions import Retry
 from celery.signals import worker_init
 
@@ -44,9 +44,10 @@ from worker.errors import (
 )
 from worker.keys import job_key
 from worker.leases import PendingSends
+from worker.logs import log_context
 from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
-from worker.recording import Next
+from worker.recording import DONE, Next
 from worker.redis_conn import confirm_replicated
 from worker.restorer import Holdings, dead_workers, kombu_restorer, restore_dead_workers
 from worker.runtime import Runtime
@@ -78,14 +79,15 @@ def backoff(attempt: int, base: float = 1.0) -> float:
 
 
 def start_chain(job_id: str) -> Any:
-    """acquire -> start, back to back: a resourceId is only good for minutes
-    (docs/service/api-contract.md#acquire)."""
-    return chain(acquire.si(job_id), start.si(job_id))
+    """acquire -> start, back to back in one task (:func:`start_inline`): a resourceId is only
+    good for minutes (docs/service/api-contract.md#acquire)."""
+    return acquire.si(job_id)
 
 
 def follow(job_id: str, nxt: Next) -> None:
     """Send whatever the finished step asked for. ``None`` means nothing to do; a start follows
-    its acquire inside the chain (:func:`start_chain`), so a step asking for it sends nothing."""
+    its acquire inside the acquire's task (:func:`start_inline`), so a step asking for it sends
+    nothing."""
     if nxt.step is not None and nxt.step != Step.START:
         SENDERS[nxt.step](job_id, nxt.delay or None, None)
 
@@ -97,18 +99,66 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
     if _redelivered_too_often(rt, task, delivery, job_id):
         follow(job_id, recording.fail_job(rt, job_id, _redelivery_error(step)))
         return
+
+    def retry(countdown: float) -> None:
+        raise task.retry(countdown=countdown, max_retries=None)
+
+    nxt = attempt_step(rt, step, job_id, func, retry, delivery, task.request.retries or 0)
+    if nxt is None:
+        return
+    rt.store.forget_delivery(job_id, delivery)
+    if step == Step.ACQUIRE and nxt.step == Step.START:
+        nxt = start_inline(rt, job_id, delivery)
+    follow(job_id, nxt)
+
+
+def start_inline(rt: Runtime, job_id: str, delivery: str) -> Next:
+    """The start step, run in the acquire's task rather than a task of its own: a resourceId is
+    good for minutes, and a message less per job is about a sixth less Celery work per job.
+
+    The guarantees are the chain's. A retry is sent as the start task (its countdown, its
+    attempt count), as the chain's start would have retried. If the worker dies in the middle,
+    the acquire's message is delivered again (acks_late) and the acquire step passes a job
+    already starting on to start, which sends its start again only on the same resource and
+    under the start claim: never a second recording.
+    """
+
+    def retry(countdown: float) -> None:
+        # retries=1: the message is a retry (worker.restorer, the redelivery cap count so).
+        start.apply_async((job_id,), countdown=countdown, retries=1)
+
+    nxt = attempt_step(rt, Step.START, job_id, recording.start_step, retry, delivery, 0)
+    return DONE if nxt is None else nxt
+
+
+# Sends (or raises) a step's retry, given its countdown.
+Retrier = Callable[[float], None]
+
+
+def attempt_step(
+    rt: Runtime,
+    step: Step,
+    job_id: str,
+    func: StepFunc,
+    retry: Retrier,
+    delivery: str,
+    retries: int,
+) -> Next | None:
+    """Run ``func`` under the retry policy of the error tree. Returns what the step asks for
+    next, or None when it was handled here (a retry sent, or the job failed after its last
+    attempt). ``delivery``: the task delivery whose counter to forget if the job fails."""
     try:
-        nxt = func(rt, job_id)
+        return func(rt, job_id)
     except (redis.ConnectionError, redis.TimeoutError):
         # Redis (the job store and the broker) went away mid-step. The record is durable (AOF)
         # and every step resumes from it: try again shortly. If even the retry cannot be
         # published, the reconciler re-drives the job once Redis is back.
         log.warning("job %s: %s: Redis unreachable, retrying", job_id, step)
-        raise task.retry(countdown=backoff(task.request.retries or 0), max_retries=None) from None
+        countdown = backoff(retries)
     except RateLimitWait as exc:
         # Not a failure: the shared budget is spent. Come back later without holding the slot.
         rt.metrics.limiter_wait(exc.priority or step, exc.app)
-        raise _retry(rt, task, step, job_id, exc.retry_after + random.uniform(0, 0.25)) from None
+        countdown = _retry_countdown(rt, step, job_id, exc.retry_after + random.uniform(0, 0.25))
     except ApiError as exc:
         if exc.action not in (Action.RETRY, Action.AMBIGUOUS):
             raise  # every other class is decided inside the step; reaching here is a bug
@@ -124,11 +174,11 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
             )
             rt.store.forget_delivery(job_id, delivery)
             follow(job_id, recording.fail_job(rt, job_id, exc))
-            return
+            return None
         rt.metrics.retry(step, type(exc).__name__, exc.app)
-        raise _retry(rt, task, step, job_id, backoff(failures, _backoff_base(exc, step))) from None
-    rt.store.forget_delivery(job_id, delivery)
-    follow(job_id, nxt)
+        countdown = _retry_countdown(rt, step, job_id, backoff(failures, _backoff_base(exc, step)))
+    retry(countdown)
+    return None
 
 
 def _backoff_base(exc: ApiError, step: Step | None = None) -> float:
@@ -145,11 +195,11 @@ def _backoff_base(exc: ApiError, step: Step | None = None) -> float:
     return 1.0
 
 
-def _retry(rt: Runtime, task: Task, step: Step, job_id: str, countdown: float) -> Retry:
+def _retry_countdown(rt: Runtime, step: Step, job_id: str, countdown: float) -> float:
     if step == Step.STOP:
         # The retry is the next attempt: the deadline's lease must not fire a second one first.
         rt.store.extend_due(Step.STOP, job_id, time.time() + countdown + rt.settings.stop_lease)
-    return task.retry(countdown=countdown, max_retries=None)
+    return countdown
 
 
 def _redelivered_too_often(rt: Runtime, task: Task, delivery: str, job_id: str) -> bool:
@@ -172,20 +222,23 @@ def submit_and_start(
     via_broker: bool = False,
     minted: bool = False,
     redelivered: bool = False,
+    send_start: bool = True,
 ) -> tuple[JobRecord, bool]:
-    """Store a job and send its acquire -> start chain (unless it has a later ``start_at``).
+    """Store a job and send its acquire -> start task (unless it has a later ``start_at``).
 
-    If the chain cannot be sent, the job is removed again: nothing is left half-done. This is
+    If the task cannot be sent, the job is removed again: nothing is left half-done. This is
     also the way to submit a spec with a plain RTC token: it goes into the vault encrypted
     before anything is queued.
 
     ``redelivered``: this submit's message was taken before by a worker that died. The job may
-    exist already, its chain unsent: it is resumed (:func:`resume_submit`).
+    exist already, its start unsent or cut short: it is resumed (:func:`resume_submit`).
+    ``send_start=False``: the caller starts a new job itself (the submit task does, in its own
+    task: :func:`start_in_submit`).
     """
     job, created = recording.submit(rt, spec, via_broker=via_broker, minted=minted)
     if not created and redelivered:
         resume_submit(rt, job)
-    if created and job.start_at is None:
+    if created and job.start_at is None and send_start:
         try:
             start_chain(job.job_id).apply_async()
         except Exception:
@@ -205,7 +258,19 @@ def resume_submit(rt: Runtime, job: JobRecord) -> None:
     """Finish what a submit that died after storing its job may have left undone: the stop
     deadline, the scheduled start, the acquire -> start chain. A job still ``queued`` (nothing
     ran yet) gets its chain again; should the first one be on its way after all, the second
-    acquire finds the job moving on and its start finds the claim or the sid (one recording)."""
+    acquire finds the job moving on and its start finds the claim or the sid (one recording).
+
+    A job acquiring, or starting without a sid, may have been cut short in the submit's own task
+    (:func:`start_in_submit`): its acquire task goes again, and passes a job already starting
+    on to start, which only repeats the start on the same resource, under the start claim."""
+    if job.start_at is None and (
+        job.state == JobState.ACQUIRING or (job.state == JobState.STARTING and not job.sid)
+    ):
+        log.info(
+            "job %s: submit redelivered while %s; sending its start again", job.job_id, job.state
+        )
+        start_chain(job.job_id).apply_async()
+        return
     if job.state != JobState.QUEUED:
         return
     rt.store.restore_deadline(job.job_id, recording.stop_release(job))
@@ -247,8 +312,42 @@ def submit(self: Task, spec: dict[str, Any]) -> str:
     the broker.
     """
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    job, _ = submit_and_start(runtime(), spec, via_broker=True, redelivered=redelivered)
+    rt = runtime()
+    job, created = submit_and_start(
+        rt, spec, via_broker=True, redelivered=redelivered, send_start=False
+    )
+    if created and job.start_at is None:
+        start_in_submit(rt, job.job_id, f"{Step.SUBMIT}:{self.request.id}")
     return job.job_id
+
+
+def start_in_submit(rt: Runtime, job_id: str, delivery: str) -> None:
+    """Acquire and start a new job in the submit's own task, after the job is stored (and
+    replicated): one task message per job where there were three (submit, acquire, start),
+    and Celery's work per message was half of a worker's CPU (benchmarks/README.md).
+
+    The guarantees are those of the acquire task: a retry (rate limit, an API error to retry,
+    Redis away) is sent as the acquire task with its countdown, and so is anything this task
+    could not finish. If the worker dies here, the submit's message is delivered again and
+    :func:`resume_submit` sends the acquire task, which picks the job up where it is (a start
+    is only ever repeated on the same resource, under the start claim: one recording).
+    """
+
+    def retry(countdown: float) -> None:
+        acquire.apply_async((job_id,), countdown=countdown, retries=1)
+
+    try:
+        # Its lines name the job, as the acquire task's do (the submit's carry no job id).
+        with log_context(job_id=job_id):
+            nxt = attempt_step(rt, Step.ACQUIRE, job_id, recording.acquire_step, retry, delivery, 0)
+            if nxt is not None and nxt.step == Step.START:
+                nxt = start_inline(rt, job_id, delivery)
+            follow(job_id, nxt or DONE)
+    except Exception:
+        # The job is stored and its caller gets its id: whatever went wrong here, the acquire
+        # task takes it from where it is (and the reconciler if even that cannot be sent).
+        log.exception("job %s: could not start it in its submit; sending its acquire", job_id)
+        acquire.apply_async((job_id,))
 
 
 @app.task(

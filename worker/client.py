@@ -93,7 +93,7 @@ class RecordingApiClient:
         self._acquire_slot = acquire_slot
         self._refund_slot = refund_slot
         self._on_api_call = on_api_call
-        self._session = session or requests.Session()
+        self._session = environment_once(session or requests.Session(), self._root)
         self._session.auth = (profile.customer_id, profile.customer_secret.get_secret_value())
         self._session.headers["Content-Type"] = "application/json;charset=utf-8"
 
@@ -262,6 +262,21 @@ def _int_or_none(value: Any) -> int | None:
 
 def _envelope(cname: str, uid: str, request: BaseModel) -> dict[str, Any]:
     return {"cname": cname, "uid": uid, "clientRequest": to_wire(request)}
+
+
+def environment_once(session: requests.Session, root: str) -> requests.Session:
+    """Have ``session`` read the environment (``HTTPS_PROXY``/``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``) once, now, for the API's root URL, rather than on every request:
+    requests does the latter by default (``trust_env``), and parsing the proxy settings was an
+    eighth of a worker's CPU (benchmarks/README.md). Every call goes to the same host, so the
+    answer is the same."""
+    if not session.trust_env:
+        return session
+    env = session.merge_environment_settings(root, {}, None, None, None)
+    session.proxies.update(env["proxies"])
+    session.verify = env["verify"]
+    session.trust_env = False
+    return session
 
 
 def _json_or_none(response: requests.Response) -> dict[str, Any] | None:

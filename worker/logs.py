@@ -80,14 +80,53 @@ def current_log_fields() -> dict[str, str]:
     return dict(_context.get())
 
 
+class DeferredJobFields:
+    """A task's job fields (cname, sid), read from the job store only when a line needs them.
+
+    Most of a task's lines name the job's cname and sid themselves (the store's transition
+    line, the API call line): reading them when every task starts cost a Redis round trip per
+    task for lines that rarely use it. Read once, then kept for the task's other lines.
+    """
+
+    def __init__(self, lookup: JobLookup, job_id: str) -> None:
+        self._lookup = lookup
+        self._job_id = job_id
+        self._fields: Mapping[str, str | None] | None = None
+
+    def fields(self) -> Mapping[str, str | None]:
+        if self._fields is None:
+            self._fields = _safe_lookup(self._lookup, self._job_id)
+        return self._fields
+
+
+_deferred: ContextVar[DeferredJobFields | None] = ContextVar("cloudrec_log_job", default=None)
+
+
 class ContextFilter(logging.Filter):
-    """Copies the bound context onto each record; fields given with ``extra=`` win."""
+    """Copies the bound context onto each record; fields given with ``extra=`` win. A line
+    without a cname gets the task's job's cname and sid (:class:`DeferredJobFields`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, value in _context.get().items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
+        deferred = _deferred.get()
+        if deferred is not None and getattr(record, "cname", None) is None:
+            for field, known in deferred.fields().items():
+                if known is not None and getattr(record, field, None) is None:
+                    setattr(record, field, known)
         return True
+
+
+class TaskChatter(logging.Filter):
+    """Drops Celery's "Task ... succeeded" line (at INFO): a second line per task message, when
+    the job's own lines already say what the task did (one per state change, one per API
+    call). Retries, expected errors and failures are still logged by Celery."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from celery.app.trace import LOG_SUCCESS
+
+        return record.msg is not LOG_SUCCESS
 
 
 # -- formatters ---------------------------------------------------------------------------------
@@ -198,29 +237,59 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet_task_lines(level)
     logging.captureWarnings(True)  # Python warnings become log lines too (JSON when asked)
+
+
+# Celery's loggers of its two lines per task message: "Received task" (the only INFO line of
+# the strategy logger) and "Task ... succeeded" (trace).
+_RECEIVED_LOGGER = "celery.worker.strategy"
+_TRACE_LOGGER = "celery.app.trace"
+_TASK_CHATTER = TaskChatter()
+
+
+def quiet_task_lines(level: int | str) -> None:
+    """Above DEBUG, leave out Celery's "Received task" and "Task ... succeeded" lines: with the
+    job's own lines they made 17 lines per recording, and formatting them was a sixth of a
+    worker's CPU (benchmarks/README.md). ``-l DEBUG`` brings them back."""
+    numeric = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
+    debug = isinstance(numeric, int) and numeric <= logging.DEBUG
+    trace = logging.getLogger(_TRACE_LOGGER)
+    if debug:
+        logging.getLogger(_RECEIVED_LOGGER).setLevel(logging.NOTSET)
+        trace.removeFilter(_TASK_CHATTER)
+        return
+    # A level rather than a filter: the strategy then skips building the line at all.
+    logging.getLogger(_RECEIVED_LOGGER).setLevel(logging.WARNING)
+    trace.addFilter(_TASK_CHATTER)
 
 
 # -- Celery tasks ---------------------------------------------------------------------------------
 # Tasks whose first argument is not a job id.
 _NOT_JOB_ARG = frozenset({"recording.submit", "recording.dispatch", "recording.reconcile"})
 SCHEDULE_TASK = "recording.fire_schedule"
-_task_tokens: dict[str, Token[Mapping[str, str]]] = {}
+_task_tokens: dict[str, tuple[Token[Mapping[str, str]], Token[DeferredJobFields | None]]] = {}
 
 
-def task_log_fields(task_name: str, args: Any, lookup: JobLookup | None) -> dict[str, object]:
-    """The context a task's lines carry: its name, and its job (id, cname, sid) or schedule."""
+def task_log_fields(task_name: str, args: Any) -> dict[str, object]:
+    """The context a task's lines carry: its name, and its job id or schedule."""
     fields: dict[str, object] = {"task": task_name}
-    first = args[0] if isinstance(args, list | tuple) and args else None
-    if not isinstance(first, str):
-        return fields
-    if task_name == SCHEDULE_TASK:
-        fields["schedule"] = first
-    elif task_name.startswith("recording.") and task_name not in _NOT_JOB_ARG:
-        fields["job_id"] = first
-        if lookup is not None:
-            fields.update(_safe_lookup(lookup, first))
+    job_id = task_job_id(task_name, args)
+    if job_id is not None:
+        fields["job_id"] = job_id
+    elif task_name == SCHEDULE_TASK and args and isinstance(args[0], str):
+        fields["schedule"] = args[0]
     return fields
+
+
+def task_job_id(task_name: str, args: Any) -> str | None:
+    """The job a task works on: its first argument, for the job steps."""
+    first = args[0] if isinstance(args, list | tuple) and args else None
+    if not isinstance(first, str) or task_name == SCHEDULE_TASK:
+        return None
+    if task_name.startswith("recording.") and task_name not in _NOT_JOB_ARG:
+        return first
+    return None
 
 
 def _safe_lookup(lookup: JobLookup, job_id: str) -> Mapping[str, str | None]:
@@ -233,21 +302,30 @@ def _safe_lookup(lookup: JobLookup, job_id: str) -> Mapping[str, str | None]:
 def install_task_log_context(lookup: JobLookup | None = None) -> None:
     """Bind each Celery task's job fields to its log lines (call once per worker process).
 
-    ``lookup(job_id)`` returns the job's ``cname`` and ``sid`` (read when the task starts).
+    ``lookup(job_id)`` returns the job's ``cname`` and ``sid``, read the first time one of the
+    task's lines lacks them (:class:`DeferredJobFields`).
     Connecting twice is harmless: the handlers are registered under fixed ids.
     """
     from celery.signals import task_postrun, task_prerun
 
     def _bind(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
         name = getattr(task, "name", "") or ""
-        if task_id is not None:
-            _task_tokens[task_id] = bind_log_fields(**task_log_fields(name, args, lookup))
+        if task_id is None:
+            return
+        job_id = task_job_id(name, args)
+        deferred = DeferredJobFields(lookup, job_id) if lookup and job_id else None
+        _task_tokens[task_id] = (
+            bind_log_fields(**task_log_fields(name, args)),
+            _deferred.set(deferred),
+        )
 
     def _unbind(task_id: str | None = None, **_: Any) -> None:
-        token = _task_tokens.pop(task_id, None) if task_id is not None else None
-        if token is not None:
+        tokens = _task_tokens.pop(task_id, None) if task_id is not None else None
+        if tokens is not None:
             with contextlib.suppress(ValueError):  # set in another context: nothing to undo
-                reset_log_fields(token)
+                _deferred.reset(tokens[1])
+            with contextlib.suppress(ValueError):
+                reset_log_fields(tokens[0])
 
     task_prerun.connect(_bind, weak=False, dispatch_uid="cloudrec-log-context-bind")
     task_postrun.connect(_unbind, weak=False, dispatch_uid="cloudrec-log-context-unbind")

@@ -177,7 +177,12 @@ def acquire_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     """Get a resourceId for the job (queued/acquiring -> acquiring)."""
     now = time.time() if now is None else now
     job = rt.store.get(job_id)
-    rt.store.unschedule(Step.START, job_id)
+    if job.start_at is not None:  # only a scheduled start has a due entry to clear
+        rt.store.unschedule(Step.START, job_id)
+    if job.state == S.STARTING and not job.sid:
+        # A start may have gone out (the task running acquire and start died, or its start was
+        # re-driven): the start step sends it again on the same resource, under the start claim.
+        return Next(Step.START)
     if job.state not in (S.QUEUED, S.ACQUIRING):
         return DONE  # already past this step, or finished
     if _too_late_to_start(job, now):

@@ -288,3 +288,29 @@ def test_no_secret_in_logs_or_errors(client, dev, caplog):
     for secret in (SECRET, STORAGE_SECRET, TOKEN):
         assert secret not in text
     assert "api start -> 200" in caplog.text  # the calls were logged, just not the secrets
+
+
+def test_the_session_reads_the_environment_once(monkeypatch):
+    """Proxies and the CA bundle come from the environment when the client is built, for the
+    API's host (NO_PROXY honoured), and no request reads the environment again."""
+    import requests.sessions
+
+    from worker.client import environment_once
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/bundle.pem")
+    remote = environment_once(requests.Session(), "https://api.sd-rtn.com")
+    local = environment_once(requests.Session(), "http://127.0.0.1:8700")
+    assert remote.proxies["https"] == "http://proxy.example:3128"
+    assert remote.verify == "/tmp/bundle.pem"
+    assert "https" not in local.proxies and "http" not in local.proxies
+
+    def read(*_args, **_kwargs):
+        raise AssertionError("the environment was read again")
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", read)
+    settings = remote.merge_environment_settings(
+        "https://api.sd-rtn.com/v1/x", {}, None, None, None
+    )
+    assert settings["proxies"]["https"] == "http://proxy.example:3128"

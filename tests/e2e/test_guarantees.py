@@ -189,21 +189,26 @@ def test_the_reconcile_task_stops_a_recording_no_job_holds(stack):
 
 
 def test_redeliveries_of_a_step_are_capped_per_job(stack):
-    job, _ = submit_and_start(rt := stack.runtime, _spec("poison", start_at=TOMORROW))
+    rt = stack.runtime
     limit = rt.settings.max_deliveries
     delivery = f"acquire:{'the-same-message'}"
     # What `limit` deliveries of one message leave behind when each killed its worker mid-run
-    # (the broker redelivers a message with the same task id each time).
+    # (the broker redelivers a message with the same task id each time): within the cap, it
+    # still runs (the acquire task starts the job too).
+    ok, _ = submit_and_start(rt, _spec("poison-ok", start_at=TOMORROW))
     for _ in range(limit):
-        rt.store.count_delivery(job.job_id, delivery)
-    acquire.apply_async((job.job_id,), task_id="the-same-message")
-    _wait_state(stack, job.job_id, "acquiring")  # within the cap: it still runs
+        rt.store.count_delivery(ok.job_id, delivery)
+    acquire.apply_async((ok.job_id,), task_id="the-same-message")
+    _wait_state(stack, ok.job_id, "starting", "recording")
     wait_for(
-        lambda: not rt.redis.hexists(f"cloudrec:deliveries:{job.job_id}", delivery),
+        lambda: not rt.redis.hexists(f"cloudrec:deliveries:{ok.job_id}", delivery),
         10,
         0.05,
         "the delivery to finish",
     )
+    request_stop(rt, ok.job_id, "cancel")
+    # One more, and the job fails before any API call.
+    job, _ = submit_and_start(rt, _spec("poison", start_at=TOMORROW))
     for _ in range(limit + 1):
         rt.store.count_delivery(job.job_id, delivery)
     acquire.apply_async((job.job_id,), task_id="the-same-message")

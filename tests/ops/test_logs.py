@@ -258,3 +258,53 @@ def test_celery_a_worker_logs_a_job_as_cloudrec_worker_does(
     )
     for secret in [*SECRETS.values(), TOKEN]:
         assert secret not in everything
+
+
+def test_a_task_reads_its_job_fields_only_for_a_line_that_lacks_them() -> None:
+    """The job's cname and sid are read from the store the first time one of the task's lines
+    has no cname (once per task), never for lines that carry them (most do)."""
+    from worker.logs import ContextFilter, DeferredJobFields, _deferred
+
+    reads: list[str] = []
+
+    def lookup(job_id: str) -> dict[str, str | None]:
+        reads.append(job_id)
+        return {"cname": "c9", "sid": "s9"}
+
+    token = _deferred.set(DeferredJobFields(lookup, "j9"))
+    try:
+        carried = _record("transition", cname="own", sid="own-sid")
+        ContextFilter().filter(carried)
+        assert reads == [] and carried.cname == "own"  # type: ignore[attr-defined]
+        for _ in range(2):
+            bare = _record("a line without them")
+            ContextFilter().filter(bare)
+            assert (bare.cname, bare.sid) == ("c9", "s9")  # type: ignore[attr-defined]
+        assert reads == ["j9"]
+    finally:
+        _deferred.reset(token)
+
+
+def test_celerys_per_message_lines_are_left_out_above_debug() -> None:
+    """ "Received task" and "Task ... succeeded" come back with -l DEBUG; Celery's other trace
+    lines (retries, expected errors, failures) always pass."""
+    from celery.app.trace import LOG_SUCCESS
+
+    from worker.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    trace = logging.getLogger("celery.app.trace")
+    try:
+        setup_logging(logging.INFO)
+        assert not logging.getLogger("celery.worker.strategy").isEnabledFor(logging.INFO)
+        success = logging.LogRecord(trace.name, logging.INFO, __file__, 1, LOG_SUCCESS, (), None)
+        other = logging.LogRecord(trace.name, logging.INFO, __file__, 1, "Task %s retry", (), None)
+        assert not trace.filter(success) and trace.filter(other)
+        setup_logging("DEBUG")
+        assert logging.getLogger("celery.worker.strategy").isEnabledFor(logging.INFO)
+        assert trace.filter(success)
+    finally:
+        setup_logging(logging.INFO)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])

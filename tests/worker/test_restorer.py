@@ -134,3 +134,44 @@ def test_a_redelivered_submit_whose_job_exists_sends_its_start_again(redis_url, 
     submit_and_start(rt, spec, redelivered=True)
     assert queued() == 1
     assert rt.store.due_at("stop", job.job_id) == job.stop_at
+
+
+def test_a_redelivered_submit_cut_short_in_its_start_sends_the_acquire_again(
+    redis_url, redis_client
+):
+    """The submit task acquires and starts its job itself: a worker that died there left the
+    job acquiring (or starting without a sid). The restored submit sends the acquire task,
+    which takes the job from where it is; a job with a sid is left alone."""
+    from tasks.recording import submit_and_start
+    from tests.support.stack import make_settings
+    from worker import recording
+    from worker.celery_app import RECORDING_QUEUE, configure, runtime
+    from worker.states import JobState
+
+    configure(make_settings(redis_url, "http://127.0.0.1:9"))
+    rt = runtime()
+
+    def sent() -> list[bytes]:
+        return [
+            m
+            for k in redis_client.keys(RECORDING_QUEUE + "*")
+            for m in redis_client.lrange(k, 0, -1)
+        ]
+
+    for state, sid, resent in [
+        ("acquiring", None, True),
+        ("starting", None, True),
+        ("starting", "s1", False),
+    ]:
+        spec = {"cname": f"cut-{state}-{sid}", "duration": 60, "job_id": f"cut-{state}-{sid}"}
+        job, _ = recording.submit(rt, spec)
+        rt.store.transition(job.job_id, {JobState.QUEUED}, JobState.ACQUIRING, resource_id="r1")
+        if state == "starting":
+            rt.store.transition(job.job_id, {JobState.ACQUIRING}, JobState.STARTING, sid=sid)
+        before = len(sent())
+        submit_and_start(rt, spec)  # a caller submitting again: nothing is resent
+        assert len(sent()) == before
+        submit_and_start(rt, spec, redelivered=True)
+        messages = sent()[: len(sent()) - before]
+        assert len(messages) == (1 if resent else 0), (state, sid)
+        assert all(b"recording.acquire" in m for m in messages)
