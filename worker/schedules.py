@@ -45,7 +45,7 @@ from config import Settings
 from worker import keys
 from worker.errors import CloudrecError, JobSpecError
 from worker.jobs import parse_job_spec
-from worker.store import JobRecord, iso
+from worker.store import JobRecord, JobStore, iso
 from worker.vault import TokenVault
 
 log = logging.getLogger("cloudrec.schedules")
@@ -330,6 +330,9 @@ class ScheduleBook:
             log.info("schedule %s is paused; firing skipped", name, extra={"schedule": name})
             return None
         slot = self.claim_slot(record, fired_at)
+        existing = self._already_submitted(name, job_id_for(name, slot))
+        if existing is not None:
+            return existing
         spec = self._firing_spec(record, slot, fired_at)
         self._redis.hset(
             schedule_key(name),
@@ -354,6 +357,19 @@ class ScheduleBook:
             "submitted" if created else "already submitted",
             extra={"schedule": name, "job_id": job.job_id, "cname": job.cname},
         )
+        return job
+
+    def _already_submitted(self, name: str, job_id: str) -> JobRecord | None:
+        """The job of a firing delivered again: it is the same job whatever the clock says now,
+        even once its recording window has passed (a late redelivery is no new firing)."""
+        job = JobStore(self._redis).find(job_id)
+        if job is not None:
+            log.info(
+                "schedule %s fired: job %s (already submitted)",
+                name,
+                job_id,
+                extra={"schedule": name, "job_id": job_id, "cname": job.cname},
+            )
         return job
 
     def claim_slot(self, record: Schedule, fired_at: float) -> float:

@@ -196,10 +196,11 @@ def test_a_firing_delivered_twice_or_late_records_once(
         env,
     )
     store = JobStore(redis_client)
-    fired_at = time.time()
     with processes() as procs:
         procs.append(start_worker_process(env, log_dir))
         procs.append(start_beat_process(env, log_dir))  # the deadline dispatcher
+        # Stamped once the worker is up: a slow start must not eat the recording's window.
+        fired_at = time.time()
         # The same firing three times: delivered twice, and once more 20 s late.
         for _ in range(2):
             fire_schedule.apply_async(("twice",), headers={FIRED_AT_HEADER: fired_at})
