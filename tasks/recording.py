@@ -44,7 +44,6 @@ from worker.errors import (
 )
 from worker.keys import job_key
 from worker.leases import PendingSends
-from worker.logs import log_context
 from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import DONE, Next
@@ -222,7 +221,6 @@ def submit_and_start(
     via_broker: bool = False,
     minted: bool = False,
     redelivered: bool = False,
-    send_start: bool = True,
 ) -> tuple[JobRecord, bool]:
     """Store a job and send its acquire -> start task (unless it has a later ``start_at``).
 
@@ -232,13 +230,11 @@ def submit_and_start(
 
     ``redelivered``: this submit's message was taken before by a worker that died. The job may
     exist already, its start unsent or cut short: it is resumed (:func:`resume_submit`).
-    ``send_start=False``: the caller starts a new job itself (the submit task does, in its own
-    task: :func:`start_in_submit`).
     """
     job, created = recording.submit(rt, spec, via_broker=via_broker, minted=minted)
     if not created and redelivered:
         resume_submit(rt, job)
-    if created and job.start_at is None and send_start:
+    if created and job.start_at is None:
         try:
             start_chain(job.job_id).apply_async()
         except Exception:
@@ -260,9 +256,10 @@ def resume_submit(rt: Runtime, job: JobRecord) -> None:
     ran yet) gets its chain again; should the first one be on its way after all, the second
     acquire finds the job moving on and its start finds the claim or the sid (one recording).
 
-    A job acquiring, or starting without a sid, may have been cut short in the submit's own task
-    (:func:`start_in_submit`): its acquire task goes again, and passes a job already starting
-    on to start, which only repeats the start on the same resource, under the start claim."""
+    A job acquiring, or starting without a sid, may have been cut short (its acquire task's
+    worker died; that message comes back too): its acquire task goes again, and passes a job
+    already starting on to start, which only repeats the start on the same resource, under the
+    start claim."""
     if job.start_at is None and (
         job.state == JobState.ACQUIRING or (job.state == JobState.STARTING and not job.sid)
     ):
@@ -312,42 +309,8 @@ def submit(self: Task, spec: dict[str, Any]) -> str:
     the broker.
     """
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    rt = runtime()
-    job, created = submit_and_start(
-        rt, spec, via_broker=True, redelivered=redelivered, send_start=False
-    )
-    if created and job.start_at is None:
-        start_in_submit(rt, job.job_id, f"{Step.SUBMIT}:{self.request.id}")
+    job, _ = submit_and_start(runtime(), spec, via_broker=True, redelivered=redelivered)
     return job.job_id
-
-
-def start_in_submit(rt: Runtime, job_id: str, delivery: str) -> None:
-    """Acquire and start a new job in the submit's own task, after the job is stored (and
-    replicated): one task message per job where there were three (submit, acquire, start),
-    and Celery's work per message was half of a worker's CPU (benchmarks/README.md).
-
-    The guarantees are those of the acquire task: a retry (rate limit, an API error to retry,
-    Redis away) is sent as the acquire task with its countdown, and so is anything this task
-    could not finish. If the worker dies here, the submit's message is delivered again and
-    :func:`resume_submit` sends the acquire task, which picks the job up where it is (a start
-    is only ever repeated on the same resource, under the start claim: one recording).
-    """
-
-    def retry(countdown: float) -> None:
-        acquire.apply_async((job_id,), countdown=countdown, retries=1)
-
-    try:
-        # Its lines name the job, as the acquire task's do (the submit's carry no job id).
-        with log_context(job_id=job_id):
-            nxt = attempt_step(rt, Step.ACQUIRE, job_id, recording.acquire_step, retry, delivery, 0)
-            if nxt is not None and nxt.step == Step.START:
-                nxt = start_inline(rt, job_id, delivery)
-            follow(job_id, nxt or DONE)
-    except Exception:
-        # The job is stored and its caller gets its id: whatever went wrong here, the acquire
-        # task takes it from where it is (and the reconciler if even that cannot be sent).
-        log.exception("job %s: could not start it in its submit; sending its acquire", job_id)
-        acquire.apply_async((job_id,))
 
 
 @app.task(
