@@ -213,8 +213,8 @@ def encode_value(name: str, value: Any, record: Mapping[str, Any] | None = None)
         return b""
     if kind == "token":
         return _token(str(value))
-    if kind == "history":
-        return b"".join(history_entry(h["state"], h["at"]) for h in value)
+    if kind == "history":  # as they are: an entry of an older record may be finer than 1 ms
+        return b"".join(STATE_CODES[h["state"]].encode() + _DOUBLE.pack(h["at"]) for h in value)
     if kind == "spec":
         return _spec(value, record or {})
     return _json(value)

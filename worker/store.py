@@ -25,12 +25,12 @@ Layout (all keys under ``cloudrec:``)::
 
 Why one string: a hash stays compact (listpack) only while every value is at most 64 bytes, and
 a resourceId is 224, so the versions before this one split a record into a small hash of JSON
-texts and a JSON blob: 1,168 bytes of Redis for a recording job (MEMORY USAGE of both keys), where
-the one string takes about 400 (``benchmarks/scale.py`` prints bytes per active job and where
-they go). The stored form is a format: a worker reads records of the old layout (``job:<id>``
-hash + ``jobdata:<id>`` string) as they are, and rewrites one as a string on its first
-transition (:meth:`JobStore.migrate`, keeping its expiry); every reader here reads both
-(:func:`peek` for a few fields of many jobs).
+texts and a JSON blob: 1,168 bytes of Redis for a recording job of ``benchmarks/scale.py``
+(MEMORY USAGE of both keys), where the one string (334 bytes) takes 488 (the benchmark prints
+bytes per active job and where they go). The stored form is a format: a worker reads records
+of the old layout (``job:<id>`` hash + ``jobdata:<id>`` string) as they are, and rewrites one
+as a string on its first transition (:meth:`JobStore.migrate`, keeping its expiry); every
+reader here reads both (:func:`peek` for a few fields of many jobs).
 
 Transitions are compare-and-set in one Lua script, which parses and rebuilds the stored form:
 the state moves only if it is still one of the expected states, the history gets an entry, and

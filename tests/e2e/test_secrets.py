@@ -33,9 +33,11 @@ from config.settings import StorageProfile
 from emulator import EmulatorConfig, serve_in_thread
 from tasks.recording import submit_and_start
 from tests.support.waiting import wait_for
+from worker import jobcodec
 from worker.celery_app import app, configure, queue_layout, runtime
 from worker.devapi import DevApiClient
 from worker.errors import JobSpecError
+from worker.keys import job_key
 from worker.vault import seal_token
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +70,8 @@ def _dump_db(client: redis.Redis) -> list[bytes]:
         try:
             if kind == b"string":
                 values = [client.get(key) or b""]
+                if key.startswith(job_key("").encode()):  # a job record: its spec is deflated
+                    values.append(json.dumps(jobcodec.decode(values[0])).encode())
             elif kind == b"hash":
                 values = [k + b"=" + v for k, v in client.hgetall(key).items()]
             elif kind == b"list":
