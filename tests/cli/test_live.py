@@ -37,7 +37,8 @@ def _start(deployment: Deployment, cname: str, job_id: str, duration: int) -> No
 
 
 def test_status_watch_redraws_in_place_until_the_job_ends(deployment: Deployment) -> None:
-    _start(deployment, "cli-watch", "cli-watch-1", 4)
+    # 8 s: a fresh clone compiles every module on the first CLI start, which costs a few of them.
+    _start(deployment, "cli-watch", "cli-watch-1", 8)
     result = subprocess.run(
         [
             sys.executable,
