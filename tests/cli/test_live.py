@@ -104,7 +104,7 @@ def test_jobs_watch_redraws_the_table_until_interrupted(
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()  # reaps it and closes its stderr pipe (no ResourceWarning later)
         assert deployment.cli("stop", "cli-jobs-watch-1").returncode == 0
     assert proc.returncode == 0, err
     shown = screen.read_text()

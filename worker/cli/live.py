@@ -202,7 +202,9 @@ def live_until(
                 time.sleep(interval)
                 live.update(render(time.time()), refresh=True)
         except KeyboardInterrupt:
-            pass
+            # Ctrl-C: the last frame stays. No new read: the interrupt may have landed inside a
+            # Redis call and left its connection mid-reply (CI saw the command hang there).
+            return
         live.update(render(time.time()), refresh=True)
 
 
