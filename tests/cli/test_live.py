@@ -95,6 +95,9 @@ def test_jobs_watch_redraws_the_table_until_interrupted(
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
+            # As in a terminal: a pytest started in the background (``cmd &`` without job
+            # control) ignores SIGINT, its children inherit that, and Ctrl-C would do nothing.
+            preexec_fn=_default_sigint,
         )
     try:
         # Three frames that show the job recording, then Ctrl-C.
@@ -112,6 +115,10 @@ def test_jobs_watch_redraws_the_table_until_interrupted(
     text = _plain(shown)
     for column in ("job", "state", "cname", "elapsed", "remaining", "files"):
         assert column in text
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _frames_recording(screen: str) -> int:
