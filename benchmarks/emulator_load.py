@@ -1,6 +1,9 @@
-"""How many live 4-user 640x360 composite recordings one emulator process sustains in real time.
+"""How many live 4-user 640x360 composite recordings one emulator sustains in real time.
 
-    python benchmarks/emulator_load.py [--levels 10,20,25,30] [--seconds 30]
+    python benchmarks/emulator_load.py [--levels 10,20,30] [--seconds 30] [--recorder-processes 2]
+
+The emulator is started with ``--recorder-processes`` one per core (the default here; 0 keeps
+every recorder in the emulator's own process, the emulator's own default).
 
 The emulator runs as users run it (`cloudrec emulator`, its own process, REST limit off); this
 script is its client. For each level N of the ramp:
@@ -321,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="recording time per level")
     parser.add_argument("--goal", type=int, default=20)
     parser.add_argument(
-        "--recorder-processes", type=int, default=0, help="the emulator's option (0: none)"
+        "--recorder-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="the emulator's option (0: every recorder in the emulator's process); default: one "
+        "per core, as a load target should run (in one process the recorders share one "
+        "interpreter lock and 20 fall behind even on an idle machine)",
     )
     parser.add_argument("--keep-going", action="store_true", help="run every level of the ramp")
     parser.add_argument("--work", type=Path, default=None, help="keep storage and log here")

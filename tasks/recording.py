@@ -185,7 +185,8 @@ def _backoff_base(exc: ApiError, step: Step | None = None) -> float:
     connection the server had just closed: the first retry comes within 0.2 s (a deadline stop
     must not lose seconds to it), then 0.4, 0.8, ... A 429 means we were too fast: start at 2-4 s,
     except for a stop: stops are paced at the budget's rate (worker.planner), so a 429 is one
-    call arriving a hair early in the service's window, and the stop tries again within 0.5 s
+    call arriving a hair early in the service's window; the client has already sent it again
+    at once a few times (worker.client.STOP_429_RESENDS), and the task tries again within 0.5 s
     (through the shared limiter). Everything else: 1-2 s, doubling."""
     if isinstance(exc, TransportError):
         return 0.1

@@ -29,7 +29,7 @@ from contract.models import (
 )
 from emulator import EmulatorConfig, serve_in_thread
 from tests.support.waiting import wait_for
-from worker.client import RecordingApiClient
+from worker.client import STOP_429_RESENDS, RecordingApiClient
 from worker.devapi import DevApiClient
 from worker.errors import (
     AlreadyStarted,
@@ -257,6 +257,65 @@ def test_service_qps_limit_is_a_429(tmp_path):
                 api.acquire("c13", "20", AcquireClientRequest())
     finally:
         server.stop()
+
+
+class _SlotLog:
+    """The limiter hooks of a client: which slots it took and how many it gave back."""
+
+    def __init__(self) -> None:
+        self.taken: list[Priority] = []
+        self.refunds = 0
+
+    def take(self, priority: Priority) -> None:
+        self.taken.append(priority)
+
+    def refund(self) -> None:
+        self.refunds += 1
+
+
+def _limited_client(emulator, slots: _SlotLog) -> RecordingApiClient:
+    settings = Settings(api_base_url=emulator.base_url, customer_secret=SECRET)
+    return RecordingApiClient(settings, acquire_slot=slots.take, refund_slot=slots.refund)
+
+
+def test_a_stop_refused_with_429_is_sent_again_at_once_through_the_limiter(emulator, dev):
+    # Stops in a crunch are paced at the budget; a 429 is one arriving a hair early in the
+    # service's window. It must go again within the call, not a task retry later.
+    dev.join("c13b", "1", video={"color": "#00FF00"}, audio=None)
+    slots = _SlotLog()
+    api = _limited_client(emulator, slots)
+    rid = api.acquire("c13b", "23", AcquireClientRequest()).resourceId
+    sid = api.start(rid, "c13b", "23", _start_request()).sid
+    wait_for(lambda: api.query(rid, sid).serverResponse.status == 5, 10, what="recording")
+    rate_limited = {"status": 429, "message": "API rate limit exceeded"}
+    dev.set_faults({"errors": [rate_limited | {"operations": ["stop"], "count": 1}]})
+    started = time.monotonic()
+    answer = api.stop(rid, sid, "c13b", "23")
+    assert answer.sid == sid
+    assert time.monotonic() - started < 5
+    stops = [p for p in slots.taken if p is Priority.STOP]
+    assert stops == [Priority.STOP, Priority.STOP]  # the refused call, then the one answered
+    assert slots.refunds == 1  # the refused call's slot was given back
+
+
+def test_a_stop_refused_with_429_again_and_again_is_left_to_the_task_retry(emulator, dev):
+    dev.join("c13c", "1", video={"color": "#00FF00"}, audio=None)
+    slots = _SlotLog()
+    api = _limited_client(emulator, slots)
+    rid = api.acquire("c13c", "24", AcquireClientRequest()).resourceId
+    sid = api.start(rid, "c13c", "24", _start_request()).sid
+    rate_limited = {"status": 429, "message": "API rate limit exceeded"}
+    dev.set_faults({"errors": [rate_limited | {"operations": ["stop"], "count": 100}]})
+    with pytest.raises(RateLimitedByService):
+        api.stop(rid, sid, "c13c", "24")
+    sent = 1 + STOP_429_RESENDS
+    assert [p for p in slots.taken if p is Priority.STOP] == [Priority.STOP] * sent
+    assert slots.refunds == sent
+    # Other operations are not sent again: their 429 is the task's to back off from.
+    dev.set_faults({"errors": [rate_limited | {"operations": ["query"], "count": 1}]})
+    with pytest.raises(RateLimitedByService):
+        api.query(rid, sid)
+    assert slots.taken.count(Priority.QUERY) == 1
 
 
 def test_no_answer_is_a_transport_error():
