@@ -71,8 +71,9 @@ def write_active(store: JobStore, count: int, now: float) -> str:
 
 def write_ended(client: redis.Redis, count: int, now: float, retention: int) -> None:
     """Ended jobs as the store leaves them: record (with its TTL), ``jobs`` and ``ended``
-    entries, the hourly count. Written in bulk: the transition script one by one would take
-    minutes and measure nothing this benchmark is about."""
+    entries, the hourly counts (by state, and by state and app). Written in bulk: the
+    transition script one by one would take minutes and measure nothing this benchmark is
+    about."""
     hour = int(now) // keys.ENDED_COUNT_HOUR
     for start in range(0, count, WRITE_CHUNK):
         with client.pipeline(transaction=False) as pipe:
@@ -82,6 +83,8 @@ def write_ended(client: redis.Redis, count: int, now: float, retention: int) -> 
                 pipe.zadd(keys.JOBS_KEY, {job.job_id: job.created_at})
                 pipe.zadd(keys.ENDED_KEY, {job.job_id: now})
                 pipe.hincrby(keys.ended_count_key(hour), str(JobState.EMPTY), 1)
+                by_app = f"{JobState.EMPTY}{keys.ENDED_COUNT_APP_SEP}{job.app}"
+                pipe.hincrby(keys.ended_count_key(hour), by_app, 1)
             pipe.execute()
 
 

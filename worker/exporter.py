@@ -5,9 +5,9 @@ Nothing is kept in the exporter's memory. At each scrape :class:`CloudrecCollect
 - the counters every worker process adds to in Redis (:mod:`worker.metrics`): API calls by
   operation, HTTP status and API code; retries; rate-limiter waits; callback deliveries; the
   lateness of fired stops (a histogram);
-- facts computed from the job store at that moment: jobs by state (and active jobs by state and
-  app), recordings live, stops overdue (and by how much), pending scheduled starts and stops,
-  schedules;
+- facts computed from the job store at that moment: jobs by state (and by state and app),
+  recordings live and stops overdue (and by how much; both by app too), pending scheduled starts
+  and stops, schedules;
 - cloudrec task messages stranded on a queue no cloudrec worker serves (:mod:`worker.queues`:
   a caller that forgot ``queue="cloudrec"``).
 
@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 
 from config import Settings
 from config.settings import DEFAULT_APP
-from worker.keys import ENDED_COUNT_HOUR, ended_count_key
+from worker.keys import ENDED_COUNT_APP_SEP, ENDED_COUNT_HOUR, ended_count_key
 from worker.metrics import (
     API_CALLS,
     CALLBACKS,
@@ -94,8 +94,13 @@ class JobFacts:
     # absent: the default app).
     active_by_app: dict[tuple[str, str], int] = field(default_factory=dict)
     terminal: dict[str, int] = field(default_factory=dict)
+    # Ended jobs by (state, app), from the same hourly counts; jobs counted by a version before
+    # the by-app fields are in ``terminal`` only.
+    terminal_by_app: dict[tuple[str, str], int] = field(default_factory=dict)
     recordings_live: int = 0
+    recordings_live_by_app: dict[str, int] = field(default_factory=dict)
     stops_overdue: int = 0
+    stops_overdue_by_app: dict[str, int] = field(default_factory=dict)
     max_overdue: float = 0.0
     due: dict[str, int] = field(default_factory=dict)
     schedules: dict[str, int] = field(default_factory=dict)
@@ -114,7 +119,7 @@ def read_job_facts(
     active_ids = {str(s): _members(client, state_key(s)) for s in ACTIVE_STATES}
     facts.active = {state: len(ids) for state, ids in active_ids.items()}
     _read_deadlines(client, active_ids, now, grace, facts)
-    facts.terminal = _terminal_counts(client, now - window, now)
+    facts.terminal, facts.terminal_by_app = _terminal_counts(client, now - window, now)
     facts.due = _due_counts(client)
     facts.schedules = _schedule_counts(client)
     facts.ncs_unclaimed = NcsLedger(client).count_unclaimed(now)
@@ -135,32 +140,47 @@ def _read_deadlines(
         if fields is None:
             continue  # ended between the two reads
         state, stop_at, sid = fields["state"], fields["stop_at"], fields["sid"]
+        app = str(fields["app"] or DEFAULT_APP)
         if state in ACTIVE_STATES:
-            by_app = (str(state), str(fields["app"] or DEFAULT_APP))
+            by_app = (str(state), app)
             facts.active_by_app[by_app] = facts.active_by_app.get(by_app, 0) + 1
         if state in _LIVE and sid:
             facts.recordings_live += 1
+            _add(facts.recordings_live_by_app, app)
         if isinstance(stop_at, int | float) and stop_at < now - grace:
             facts.stops_overdue += 1
+            _add(facts.stops_overdue_by_app, app)
             facts.max_overdue = max(facts.max_overdue, now - stop_at)
 
 
-def _terminal_counts(client: redis.Redis, since: float, now: float) -> dict[str, int]:
-    """Jobs that ended since ``since``, by state, from the hourly counts the job store keeps
-    (worker.store): a few hashes, however many jobs ended (the hour ``since`` falls in counts
-    whole)."""
+def _add(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _terminal_counts(
+    client: redis.Redis, since: float, now: float
+) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Jobs that ended since ``since``, by state and by (state, app), from the hourly counts the
+    job store keeps (worker.store): a few hashes, however many jobs ended (the hour ``since``
+    falls in counts whole). A count written before the by-app fields existed adds to the
+    by-state figures only: its jobs' apps were not counted, and guessing one would be wrong."""
     first, last = int(since) // ENDED_COUNT_HOUR, int(now) // ENDED_COUNT_HOUR
     with client.pipeline(transaction=False) as pipe:
         for hour in range(first, last + 1):
             pipe.hgetall(ended_count_key(hour))
         buckets = pipe.execute()
     counts = {str(s): 0 for s in TERMINAL_STATES}
+    by_app: dict[tuple[str, str], int] = {}
     for bucket in buckets:
-        for raw_state, raw_count in bucket.items():
-            state = _text(raw_state)
-            if state in counts:
+        for raw_field, raw_count in bucket.items():
+            state, sep, app = _text(raw_field).partition(ENDED_COUNT_APP_SEP)
+            if state not in counts:
+                continue
+            if sep:
+                by_app[state, app] = by_app.get((state, app), 0) + int(raw_count)
+            else:
                 counts[state] += int(raw_count)
-    return counts
+    return counts, by_app
 
 
 def _due_counts(client: redis.Redis) -> dict[str, int]:
@@ -221,7 +241,7 @@ class CloudrecCollector(Collector):
         yield from counter_families(counters)
         yield lateness_family(counters)
         yield from fact_families(facts, self._window)
-        yield active_by_app_family(facts, self._settings.app_profiles())
+        yield from by_app_families(facts, self._settings.app_profiles(), self._window)
         yield stranded_family(stranded)
 
 
@@ -285,20 +305,65 @@ def fact_families(facts: JobFacts, window: float) -> Iterator[Metric]:
     )
 
 
-def active_by_app_family(facts: JobFacts, apps: Iterable[str]) -> Metric:
-    """Active jobs by state and app. Every configured app is exported from 0 (a dashboard's
-    per-app line exists before its first job); an app a job names that this exporter's
-    settings lack is exported too. Terminal states are not split by app: the store's hourly
-    ended counts (what keeps a scrape O(active jobs)) are by state only."""
-    family = GaugeMetricFamily(
+def by_app_families(
+    facts: JobFacts, apps: Iterable[str], window: float = TERMINAL_WINDOW
+) -> Iterator[Metric]:
+    """The job figures by app (the app profile a job names), beside the fixed families without
+    it (``cloudrec_jobs``, ``cloudrec_recordings_live``, ``cloudrec_stops_overdue``: a label
+    added to those would change every series a dashboard reads). Summed over ``app``, each is
+    its family without it (``cloudrec_jobs_ended`` once the 24 h window holds only counts with
+    the by-app fields). Every configured app is exported from 0 (a dashboard's per-app line
+    exists before its first job); an app a job names that this exporter's settings lack is
+    exported too."""
+    apps = list(apps)
+    yield _by_state_and_app(
         "cloudrec_jobs_active",
         "Active jobs now, by state and app (the app profile the job names)",
-        labels=["state", "app"],
+        ACTIVE_STATES,
+        apps,
+        facts.active_by_app,
     )
-    counts = {(str(s), app): 0 for s in ACTIVE_STATES for app in apps}
-    counts.update(facts.active_by_app)
+    yield _by_state_and_app(
+        "cloudrec_jobs_ended",
+        f"Jobs that ended in the last {window:.0f} s (counted by the hour), by "
+        "terminal state and app",
+        TERMINAL_STATES,
+        apps,
+        facts.terminal_by_app,
+    )
+    yield _by_app(
+        "cloudrec_recordings_live_by_app",
+        "Jobs holding a sid that are starting, recording or stopping, by app",
+        apps,
+        facts.recordings_live_by_app,
+    )
+    yield _by_app(
+        "cloudrec_stops_overdue_by_app",
+        "Unfinished jobs whose stop_at is more than the grace period behind, by app",
+        apps,
+        facts.stops_overdue_by_app,
+    )
+
+
+def _by_state_and_app(
+    name: str,
+    doc: str,
+    states: Iterable[JobState],
+    apps: list[str],
+    values: dict[tuple[str, str], int],
+) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=["state", "app"])
+    counts = {(str(s), app): 0 for s in states for app in apps}
+    counts.update(values)
     for (state, app), count in sorted(counts.items()):
         family.add_metric([state, app], count)
+    return family
+
+
+def _by_app(name: str, doc: str, apps: list[str], values: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=["app"])
+    for app, count in sorted({**dict.fromkeys(apps, 0), **values}.items()):
+        family.add_metric([app], count)
     return family
 
 

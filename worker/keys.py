@@ -4,7 +4,7 @@ The names are a stored format: a worker of the next version reads the keys this 
 no name here may change. Everything lives under ``cloudrec:``::
 
     jobs, ended, checked, due, state:<state>      the job store's indexes (worker.store)
-    ended-count:<hour>                             jobs ended in that hour, by state
+    ended-count:<hour>                             jobs ended in that hour, by state (and app)
     job:<id>, deliveries:<id>                      one job's record (one string, worker.jobcodec)
                                                    and its delivery counts
     jobdata:<id>                                   the old layout's second key of a record (a
@@ -57,10 +57,13 @@ def data_key(job_id: str) -> str:
 
 
 # Jobs ended per hour, by terminal state (hash state -> count; kept ENDED_COUNT_TTL): what the
-# exporter counts instead of walking every job of the last day (worker.exporter).
+# exporter counts instead of walking every job of the last day (worker.exporter). The same hash
+# counts them by state and app too, in fields "<state>|<app>" (an app name has no "|"; a hash
+# written by a version before them has the by-state fields only).
 ENDED_COUNT_PREFIX = PREFIX + "ended-count:"
 ENDED_COUNT_HOUR = 3600
 ENDED_COUNT_TTL = 26 * 3600
+ENDED_COUNT_APP_SEP = "|"
 
 
 def ended_count_key(hour: int) -> str:

@@ -21,7 +21,9 @@ Layout (all keys under ``cloudrec:``)::
     checked           zset   job id -> when the reconciler last queried its recording (only the
                              last ``reconcile_check_interval``: bounded by the query budget)
     ended-count:<hour> hash  terminal state -> jobs that ended in that hour (epoch // 3600),
-                             kept 26 h: the exporter's counts, without walking the ended jobs
+                             and "<state>|<app>" -> those of each app (a count written before
+                             the by-app fields has only the former), kept 26 h: the exporter's
+                             counts, without walking the ended jobs
 
 Why one string: a hash stays compact (listpack) only while every value is at most 64 bytes, and
 a resourceId is 224, so the versions before this one split a record into a small hash of JSON
@@ -452,6 +454,7 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
     redis.call('ZADD', KEYS[2] .. 'ended', now, id)
     local counted = KEYS[2] .. 'ended-count:' .. math.floor(now / @HOUR@)
     redis.call('HINCRBY', counted, name, 1)
+    redis.call('HINCRBY', counted, name .. '@SEP@' .. (f['a'] or '@APP@'), 1)
     redis.call('EXPIRE', counted, @TTL@)
   else
     redis.call('SADD', KEYS[2] .. 'state:' .. names[new], id)
@@ -462,7 +465,10 @@ if ARGV[4] == '1' and new ~= cur then
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
 end
 return {1, names[new], f['c'] or '', f['i'] or ''}
-""".replace("@HOUR@", str(keys.ENDED_COUNT_HOUR)).replace("@TTL@", str(keys.ENDED_COUNT_TTL))
+""".replace("@HOUR@", str(keys.ENDED_COUNT_HOUR))
+    .replace("@TTL@", str(keys.ENDED_COUNT_TTL))
+    .replace("@SEP@", keys.ENDED_COUNT_APP_SEP)
+    .replace("@APP@", jobcodec.DEFAULTS["app"])
 )
 
 # KEYS: due zset. ARGV: now, default lease seconds, max count, lookahead seconds, then pairs of

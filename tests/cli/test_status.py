@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
+import redis
 
-from tests.support.processes import Deployment
+from tests.support.processes import Deployment, cloudrec_env, run_cli
+from tests.support.redis_db import TEST_REDIS_URL
 from tests.support.waiting import wait_for
+from worker.states import JobState
+from worker.store import JobRecord, JobStore
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +101,42 @@ def test_jobs_filters_by_state(deployment: Deployment, finished: str) -> None:
     assert "cli-long" in text and "recording" in text and finished not in text
     invalid = deployment.cli("jobs", "--state", "sleeping")
     assert invalid.returncode == 2
+
+
+def test_status_and_jobs_name_the_app_of_a_job() -> None:
+    """``status`` (text and JSON) and ``jobs`` (text and JSON) show the app a job records with,
+    the default one included. Jobs written straight to the store (real Redis) and read by real
+    ``cloudrec`` processes; no worker is needed to read them."""
+    store = JobStore(redis.Redis.from_url(TEST_REDIS_URL))
+    now = time.time()
+    for job_id, named in (("cli-app-school", {"app": "school"}), ("cli-app-default", {})):
+        record = JobRecord(
+            job_id=job_id,
+            state=JobState.RECORDING,
+            cname="cli-app",
+            uid="1",
+            spec={"cname": "cli-app"},
+            created_at=now,
+            stop_at=now + 600,
+            history=[{"state": JobState.RECORDING, "at": now}],
+            **named,
+        )
+        store.create(record)
+    env = cloudrec_env(TEST_REDIS_URL, "http://127.0.0.1:9")
+    try:
+        for job_id, app in (("cli-app-school", "school"), ("cli-app-default", "default")):
+            text = run_cli(["status", job_id], env)
+            assert text.returncode == 14, text.stderr  # not ended yet
+            assert f"app {app}" in text.stdout.splitlines()[0]
+            as_json = run_cli(["status", job_id, "--json"], env)
+            assert json.loads(as_json.stdout)["app"] == app
+        listing = run_cli(["jobs", "--state", "recording"], env).stdout.splitlines()
+        lines = {line.split()[0]: line for line in listing}
+        assert lines["cli-app-school"].endswith("app school")
+        assert lines["cli-app-default"].endswith("app default")
+        listed = json.loads(run_cli(["jobs", "--state", "recording", "--json"], env).stdout)
+        apps = {j["job_id"]: j["app"] for j in listed}
+        assert (apps["cli-app-school"], apps["cli-app-default"]) == ("school", "default")
+    finally:
+        for job_id in ("cli-app-school", "cli-app-default"):
+            store.transition(job_id, {JobState.RECORDING}, JobState.FAILED)

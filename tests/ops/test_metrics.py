@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.recording import submit_and_start
@@ -25,6 +26,7 @@ from tests.support.waiting import wait_for
 from worker.celery_app import runtime
 from worker.devapi import DevApiClient
 from worker.exporter import OVERDUE_GRACE, build_registry
+from worker.keys import ENDED_COUNT_HOUR, ended_count_key
 from worker.metrics import Metrics
 from worker.states import JobState
 from worker.store import JobRecord, JobStore
@@ -258,3 +260,99 @@ def test_a_scrape_counts_active_jobs_by_state_and_app(
     assert not any(
         n == "cloudrec_jobs_active" and dict(k)["state"] == "completed" for n, k in samples
     )
+
+
+def test_a_scrape_counts_ended_jobs_live_recordings_and_overdue_stops_by_app(
+    env: dict[str, str], log_dir: Path, redis_client: redis.Redis
+) -> None:
+    """Jobs of two apps end in different states through the store's real transitions (its Lua
+    script counts them); a ``cloudrec metrics`` process configured with both apps is scraped
+    over HTTP. Ended jobs by state and app, live recordings and overdue stops by app; the
+    by-state figures stay what they were; an hour counted before the by-app fields existed
+    adds to ``cloudrec_jobs`` only."""
+    now = time.time()
+    store = JobStore(redis_client)
+    ended = [
+        ("d-done-1", None, JobState.COMPLETED),  # no app stored: the default
+        ("d-done-2", "default", JobState.COMPLETED),
+        ("d-fail", None, JobState.FAILED),
+        ("s-done", "school", JobState.COMPLETED),
+        ("s-cancel-1", "school", JobState.CANCELLED),
+        ("s-cancel-2", "school", JobState.CANCELLED),
+        ("s-empty", "school", JobState.EMPTY),
+        ("e-fail", "evening", JobState.FAILED),  # an app only a job names
+    ]
+    for job_id, app, final in ended:
+        full = f"metrics-end-{job_id}"
+        store.create(_active_job(full, JobState.STOPPING, app, now))
+        store.transition(full, {JobState.STOPPING}, final)
+    # Live: holding a sid. Overdue: stop_at more than the grace behind.
+    live = [
+        ("d-live", None, "sid-d1", now + 600),
+        ("d-late", None, "sid-d2", now - 60),
+        ("s-live-1", "school", "sid-s1", now + 600),
+        ("s-live-2", "school", "sid-s2", now + 600),
+        ("s-late-1", "school", "sid-s3", now - 60),
+        ("s-late-2", "school", None, now - 30),  # no sid yet: overdue, not live
+    ]
+    for job_id, app, sid, stop_at in live:
+        record = _active_job(f"metrics-live-{job_id}", JobState.RECORDING, app, now)
+        store.create(record.model_copy(update={"sid": sid, "stop_at": stop_at}))
+    # Counted by a worker before this version (by state only) in this hour.
+    redis_client.hincrby(ended_count_key(int(now) // ENDED_COUNT_HOUR), "failed", 4)
+    apps = {
+        "CLOUDREC_APPS__SCHOOL__APP_ID": "school-app-id",
+        "CLOUDREC_APPS__SCHOOL__CUSTOMER_ID": "school-customer",
+        "CLOUDREC_APPS__SCHOOL__CUSTOMER_SECRET": "school-secret",
+        "CLOUDREC_APPS__NIGHT__APP_ID": "night-app-id",
+        "CLOUDREC_APPS__NIGHT__CUSTOMER_ID": "night-customer",
+        "CLOUDREC_APPS__NIGHT__CUSTOMER_SECRET": "night-secret",
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    argv = ["metrics", "--host", "127.0.0.1", "--port", str(port)]
+    with processes() as procs:
+        procs.append(spawn("metrics", argv, {**env, **apps}, log_dir))
+        wait_http(url)
+        samples = scrape(url)
+
+    def exported(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        assert key in samples, key  # exported, also at 0
+        return samples[key]
+
+    def jobs_ended(state: str, app: str) -> float:
+        return exported("cloudrec_jobs_ended", state=state, app=app)
+
+    assert jobs_ended("completed", "default") == 2
+    assert jobs_ended("failed", "default") == 1
+    assert jobs_ended("cancelled", "default") == 0
+    assert jobs_ended("completed", "school") == 1
+    assert jobs_ended("cancelled", "school") == 2
+    assert jobs_ended("empty", "school") == 1
+    assert jobs_ended("failed", "school") == 0
+    assert jobs_ended("failed", "evening") == 1
+    assert jobs_ended("idle_exit", "night") == 0  # every configured app from 0
+    assert not any(
+        n == "cloudrec_jobs_ended" and dict(k)["state"] == "recording" for n, k in samples
+    )
+    # The by-state family as before: every app, and the count from before the by-app fields.
+    assert exported("cloudrec_jobs", state="completed") == 3
+    assert exported("cloudrec_jobs", state="failed") == 2 + 4
+    assert exported("cloudrec_jobs", state="recording") == 6
+
+    live_by_app = "cloudrec_recordings_live_by_app"
+    assert exported(live_by_app, app="default") == 2
+    assert exported(live_by_app, app="school") == 3
+    assert exported(live_by_app, app="night") == 0
+    assert exported("cloudrec_recordings_live") == 5
+    overdue_by_app = "cloudrec_stops_overdue_by_app"
+    assert exported(overdue_by_app, app="default") == 1
+    assert exported(overdue_by_app, app="school") == 2
+    assert exported(overdue_by_app, app="night") == 0
+    assert exported("cloudrec_stops_overdue") == 3
+    # The shipped overdue alert fires per app, on the family just read.
+    alerts = Path(__file__).resolve().parents[2] / "docs" / "alerts.yml"
+    rules = yaml.safe_load(alerts.read_text())["groups"][0]["rules"]
+    (rule,) = [r for r in rules if r["alert"] == "CloudrecStopsOverdue"]
+    assert rule["expr"].strip() == f"{overdue_by_app} > 0"

@@ -208,16 +208,30 @@ def test_ended_jobs_are_counted_by_the_hour_for_the_exporter(store, redis_client
 
     for job_id in ("e1", "e2", "e3"):
         store.create(_record(job_id))
+    store.create(_record("e4").model_copy(update={"app": "school"}))
     store.transition("e1", {S.QUEUED}, S.CANCELLED, stop_reason="cancel")
     store.transition("e2", {S.QUEUED}, S.FAILED, error={"reason": "x"})
     store.transition("e3", {S.QUEUED}, S.CANCELLED, stop_reason="cancel")
     store.transition("e3", {S.QUEUED, S.CANCELLED}, S.CANCELLED)  # no move: not counted again
+    store.transition("e4", {S.QUEUED}, S.CANCELLED, stop_reason="cancel")
     hour = int(time.time()) // ENDED_COUNT_HOUR
     counts = redis_client.hgetall(ended_count_key(hour))
-    assert counts == {b"cancelled": b"2", b"failed": b"1"}
+    # By state, and by state and app (the default app is not stored in a record: counted as it).
+    assert counts == {
+        b"cancelled": b"3",
+        b"failed": b"1",
+        b"cancelled|default": b"2",
+        b"cancelled|school": b"1",
+        b"failed|default": b"1",
+    }
     assert 0 < redis_client.ttl(ended_count_key(hour)) <= 26 * 3600
     facts = read_job_facts(redis_client, time.time())
-    assert (facts.terminal["cancelled"], facts.terminal["failed"]) == (2, 1)
+    assert (facts.terminal["cancelled"], facts.terminal["failed"]) == (3, 1)
+    assert facts.terminal_by_app == {
+        ("cancelled", "default"): 2,
+        ("cancelled", "school"): 1,
+        ("failed", "default"): 1,
+    }
     # An hour more than the window ago is not counted; the scrape reads no job record for it.
     redis_client.hset(ended_count_key(hour - 30), "failed", 5)
     assert read_job_facts(redis_client, time.time()).terminal["failed"] == 1

@@ -248,7 +248,10 @@ def _print_job(job: JobRecord) -> None:
 
     out = job.status_json()
     view = job_view(job, time.time())
-    click.echo(f"job {job.job_id}: {out['state']}  channel {job.cname}  recorder uid {job.uid}")
+    click.echo(
+        f"job {job.job_id}: {out['state']}  channel {job.cname}  recorder uid {job.uid}"
+        f"  app {job.app}"
+    )
     click.echo(f"  stop at {out['stop_at']}  sid {job.sid or '-'}")
     click.echo(f"  elapsed {view['elapsed']}  remaining {view['remaining']}  files {view['files']}")
     for entry in out["history"]:
