@@ -147,3 +147,10 @@ def test_after_a_failover_the_live_playlist_is_the_new_one(tmp_path: Path) -> No
     assert [s.name for s in recordings.sources(record, record.status_json())] == [
         f"bak0_{SID}_class-42.m3u8"
     ]
+
+
+def test_the_job_page_names_the_app_the_job_records_under() -> None:
+    for app in ("school", "default"):
+        summary = pages.job_sections(job(app=app).status_json(), [], time.time())["summary"]
+        cells = parse(summary).text
+        assert cells[cells.index("app") + 1] == app

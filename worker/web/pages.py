@@ -180,6 +180,7 @@ def _summary(status: dict[str, Any], now: float) -> str:
     pairs = [
         ("state", state_badge(status["state"])),
         ("channel", f'<span class="cname">{e(status["cname"])}</span>'),
+        ("app", e(status.get("app"))),  # the app profile (Agora project) the job records under
         ("recorder uid", e(status.get("uid"))),
         ("deadline", countdown(status, now)),
         ("start at", e(status.get("start_at"))),
