@@ -202,6 +202,12 @@ def run(
         "worker_view_lateness_count": worker_side.get("count"),
         "worker_view_lateness_le_1s": worker_side.get("le=1.0"),
         "redis_bytes_per_active_job": marks.get("redis_bytes_per_active_job"),
+        "redis_bytes_per_active_job_settled": (
+            round((marks["settled_memory"] - baseline) / args.jobs)
+            if "settled_memory" in marks
+            else None
+        ),
+        "redis_key_bytes_per_job": key_bytes_per_job(marks.get("redis_breakdown"), args.jobs),
         "worker_rss_mb_at_first_mark": first,
         "worker_rss_mb_at_all": last,
         "worker_rss_ratio": round(last / first, 3) if first and last else None,
@@ -228,6 +234,14 @@ def run(
         and (out["redis_bytes_per_active_job"] or 1e9) <= 1024
     )
     return out
+
+
+def key_bytes_per_job(breakdown: dict[str, Any] | None, jobs: int) -> int | None:
+    """The keys' own bytes (MEMORY USAGE, every family) per job: used_memory less what Redis
+    holds beside the keys (clients, the main hash table, allocations outside any key)."""
+    if not breakdown:
+        return None
+    return round(sum(v["bytes"] for v in breakdown.values() if isinstance(v, dict)) / jobs)
 
 
 def redis_breakdown(rt: Any) -> dict[str, Any]:
@@ -275,6 +289,10 @@ def observe(
         marks["per_process_at_all"] = [marks["control_rss_mb"], marks["recording_rss_mb"]]
         marks["redis_bytes_per_active_job"] = round((memory - baseline) / recording)
         marks["redis_breakdown"] = redis_breakdown(rt)
+    if recording >= args.jobs:
+        # The least seen while every job records (no messages in flight): the mark above is
+        # taken as the last starts finish, with the broker's last messages still in Redis.
+        marks["settled_memory"] = min(marks.get("settled_memory", memory), memory)
     print(
         f"t={time.time() - t0:6.0f}s submitted={submitted} recording={recording} "
         f"queue={queue_backlog(rt)} workers_rss={workers:.0f}MB "

@@ -17,7 +17,16 @@ the payload depends on the field's kind:
     token     a resourceId or sid: "\\0" and the bytes of a lowercase hex text, "\\1" and those
               of a URL-safe base64 text (each only if it reads back identically), else the
               text (after a "\\2" if it begins with one of these three bytes)
-    history   per entry, a state code and a time (9 bytes)
+    history   per entry, a state code and a time (9 bytes); since session 6 an entry whose
+              time is a whole number of milliseconds is the state code in upper case and
+              the milliseconds as a 6-byte integer (7 bytes); both kinds read, mixed
+
+Compact forms (session 6, issue 12: a recording job's record in jemalloc's 320-byte class, not
+its 384-byte one). Some fields have a second code (:data:`COMPACT`) whose payload has a fixed
+size and so no length byte: the times as their 8-byte double (``time8``), a decimal uid under
+2**32 as 4 bytes (``uid32``), a known ``sid_source`` as one byte (``enum``, :data:`SID_SOURCES`).
+A record holds a field under one of its codes; records written before, with the first codes,
+read as they were, and a write under one code drops the other.
 
 Defaults are not stored (``None``, ``False``, ``0``, empty lists, ``"default"``); the job id is
 the key. The codes and the kinds are a stored format: never reuse a code for another field.
@@ -77,7 +86,29 @@ FIELDS: dict[str, tuple[str, str]] = {
     "merged": ("H", "json"),
     "history": ("h", "history"),
 }
-NAMES = {code: name for name, (code, _) in FIELDS.items()}
+# name -> (code, kind): a second, fixed-size form (no length byte). A stored format too.
+# stop_sent_at keeps its one form: the transition script tests it by its code ``T``.
+COMPACT: dict[str, tuple[str, str]] = {
+    "created_at": ("1", "time8"),
+    "start_at": ("2", "time8"),
+    "stop_at": ("3", "time8"),
+    "acquired_at": ("4", "time8"),
+    "started_at": ("5", "time8"),
+    "start_sent_at": ("6", "time8"),
+    "sid_wait_since": ("7", "time8"),
+    "sid_provoked_at": ("8", "time8"),
+    "missing_since": ("9", "time8"),
+    "uid": ("v", "uid32"),
+    "sid_source": ("X", "enum"),
+}
+FIXED_SIZES = {"time8": 8, "uid32": 4, "enum": 1}
+# code -> payload size, for the codes without a length byte.
+FIXED = {code: FIXED_SIZES[kind] for code, kind in COMPACT.values()}
+# A stored format: a sid_source's byte is its index here (append only).
+SID_SOURCES = ("start", "ncs", "dev_api", "query")
+# Every code -> (name, kind), and -> name.
+CODES = {code: (name, kind) for name, (code, kind) in [*FIELDS.items(), *COMPACT.items()]}
+NAMES = {code: name for code, (name, _) in CODES.items()}
 
 # A stored format too: one character per state.
 STATE_CODES = {
@@ -95,6 +126,8 @@ STATE_CODES = {
 STATE_NAMES = {code: name for name, code in STATE_CODES.items()}
 
 _DOUBLE = struct.Struct(">d")
+_UINT32 = struct.Struct(">I")
+_MS_LIMIT = 1 << 48
 # JobRecord's defaults (a test holds them equal): a field at its default is not stored.
 DEFAULTS: dict[str, Any] = {
     "storage": "default",
@@ -160,6 +193,8 @@ SPEC_DICTIONARY = (
 def field(code: str, payload: bytes) -> bytes:
     """One stored field."""
     n = len(payload)
+    if code in FIXED:
+        return code.encode() + payload
     head = bytes([n]) if n < 128 else bytes([0x80 | n >> 16, (n >> 8) & 0xFF, n & 0xFF])
     return code.encode() + head + payload
 
@@ -169,8 +204,12 @@ def parse(raw: bytes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     i = 0
     while i < len(raw):
-        code, n = chr(raw[i]), raw[i + 1]
-        head = 2
+        code = chr(raw[i])
+        if code in FIXED:
+            out[code] = raw[i + 1 : i + 1 + FIXED[code]]
+            i += 1 + FIXED[code]
+            continue
+        n, head = raw[i + 1], 2
         if n >= 128:
             n = ((n & 0x7F) << 16) | (raw[i + 2] << 8) | raw[i + 3]
             head = 4
@@ -181,7 +220,29 @@ def parse(raw: bytes) -> dict[str, bytes]:
 
 def history_entry(state: str, at: float) -> bytes:
     """A history entry as stored: the state's code and the time (to the millisecond)."""
-    return STATE_CODES[state].encode() + _DOUBLE.pack(round(at, 3))
+    return _entry(state, round(at, 3))
+
+
+def _entry(state: str, at: float) -> bytes:
+    """7 bytes when ``at`` is whole milliseconds (the upper-case code says so), else 9."""
+    ms = round(at * 1000)
+    if 0 <= ms < _MS_LIMIT and ms / 1000 == at:
+        return STATE_CODES[state].upper().encode() + ms.to_bytes(6, "big")
+    return STATE_CODES[state].encode() + _DOUBLE.pack(at)
+
+
+def _history(payload: bytes) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    i = 0
+    while i < len(payload):
+        code = chr(payload[i])
+        if code.isupper():
+            out.append([STATE_NAMES[code.lower()], int.from_bytes(payload[i + 1 : i + 7]) / 1000])
+            i += 7
+        else:
+            out.append([STATE_NAMES[code], _DOUBLE.unpack(payload[i + 1 : i + 9])[0]])
+            i += 9
+    return out
 
 
 def is_default(name: str, value: Any) -> bool:
@@ -197,10 +258,12 @@ def is_default(name: str, value: Any) -> bool:
     return type(value) is type(default) and bool(value == default)
 
 
-def encode_value(name: str, value: Any, record: Mapping[str, Any] | None = None) -> bytes:
+def encode_value(
+    name: str, value: Any, record: Mapping[str, Any] | None = None, kind: str | None = None
+) -> bytes:
     """One field's payload (``value`` in its JSON form; ``record``: the whole record's, for
-    what the spec may leave out)."""
-    kind = FIELDS[name][1]
+    what the spec may leave out; ``kind``: a form other than the field's first)."""
+    kind = kind or FIELDS[name][1]
     if kind == "state":
         return STATE_CODES[str(value)].encode()
     if kind == "str":
@@ -214,15 +277,72 @@ def encode_value(name: str, value: Any, record: Mapping[str, Any] | None = None)
     if kind == "token":
         return _token(str(value))
     if kind == "history":  # as they are: an entry of an older record may be finer than 1 ms
-        return b"".join(STATE_CODES[h["state"]].encode() + _DOUBLE.pack(h["at"]) for h in value)
+        return b"".join(_entry(h["state"], h["at"]) for h in value)
+    if kind == "time8":
+        return _DOUBLE.pack(float(value))
+    if kind == "uid32":
+        return _UINT32.pack(int(value))
+    if kind == "enum":
+        return bytes([SID_SOURCES.index(value)])
     if kind == "spec":
         return _spec(value, record or {})
     return _json(value)
 
 
-def decode_value(name: str, payload: bytes) -> Any:
-    """One field's value from its payload, in the JSON form a JobRecord validates."""
-    kind = FIELDS[name][1]
+def encode_field(
+    name: str, value: Any, record: Mapping[str, Any] | None = None
+) -> tuple[str, bytes]:
+    """A field's code and payload: its compact form when it has one that holds ``value``."""
+    if name in COMPACT:
+        code, kind = COMPACT[name]
+        if _fits(kind, value):
+            return code, encode_value(name, value, record, kind)
+    return FIELDS[name][0], encode_value(name, value, record)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "time8":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "uid32":
+        return (
+            isinstance(value, str)
+            and value.isascii()
+            and value.isdigit()
+            and str(int(value)) == value
+            and int(value) < 1 << 32
+        )
+    return value in SID_SOURCES
+
+
+def codes_of(name: str) -> tuple[str, ...]:
+    """Every code a field may be stored under."""
+    return (FIELDS[name][0], COMPACT[name][0]) if name in COMPACT else (FIELDS[name][0],)
+
+
+def value_of(fields: Mapping[str, bytes], name: str, default: Any = None) -> Any:
+    """A field's value from a parsed record, whichever code holds it (``default``: none)."""
+    for code in codes_of(name):
+        if code in fields:
+            return decode_code(code, fields[code])
+    return default
+
+
+def decode_code(code: str, payload: bytes) -> Any:
+    """The value of a field stored under ``code``."""
+    name, kind = CODES[code]
+    return decode_value(name, payload, kind)
+
+
+def decode_value(name: str, payload: bytes, kind: str | None = None) -> Any:
+    """One field's value from its payload, in the JSON form a JobRecord validates (``kind``:
+    the payload's, when it is not the field's first form)."""
+    kind = kind or FIELDS[name][1]
+    if kind == "time8":
+        return _DOUBLE.unpack(payload)[0]
+    if kind == "uid32":
+        return str(_UINT32.unpack(payload)[0])
+    if kind == "enum":
+        return SID_SOURCES[payload[0]]
     if kind == "state":
         return STATE_NAMES[payload.decode()]
     if kind in ("str", "int"):
@@ -235,10 +355,7 @@ def decode_value(name: str, payload: bytes) -> Any:
     if kind == "token":
         return _untoken(payload)
     if kind == "history":
-        return [
-            [STATE_NAMES[chr(payload[i])], _DOUBLE.unpack(payload[i + 1 : i + 9])[0]]
-            for i in range(0, len(payload), 9)
-        ]
+        return _history(payload)
     if kind == "spec":
         return payload  # decode() restores it: it needs the record's cname and stop_at
     return json.loads(payload)
@@ -247,7 +364,7 @@ def decode_value(name: str, payload: bytes) -> Any:
 def encode(data: Mapping[str, Any]) -> bytes:
     """A record (its JSON form, job id left out) as stored; defaults are left out."""
     parts = [
-        (FIELDS[name][0], encode_value(name, value, data))
+        encode_field(name, value, data)
         for name, value in data.items()
         if name in FIELDS and not is_default(name, value)
     ]
@@ -257,9 +374,7 @@ def encode(data: Mapping[str, Any]) -> bytes:
 def decode(raw: bytes) -> dict[str, Any]:
     """A stored record's fields by name, in JSON form (what is absent is a default)."""
     fields = parse(raw)
-    data = {
-        NAMES[code]: decode_value(NAMES[code], p) for code, p in fields.items() if code in NAMES
-    }
+    data = {CODES[code][0]: decode_code(code, p) for code, p in fields.items() if code in CODES}
     if "spec" in data:
         data["spec"] = _restore_spec(data, data["spec"])
     return data

@@ -134,7 +134,8 @@ class FileRecord(BaseModel):
 
 class HistoryEntry(BaseModel):
     """One state change, the time to the millisecond (as status shows it). Stored as a state
-    code and a double (worker.jobcodec); the old layout's ``["recording", 1796005346.943]``
+    code and 6 bytes of milliseconds (worker.jobcodec; a double in records written before
+    session 6, which still read); the old layout's ``["recording", 1796005346.943]``
     pairs and the ``{"state": ..., "at": ...}`` objects before them read the same."""
 
     state: JobState
@@ -287,13 +288,8 @@ def peek(
             out.append(None)
         else:
             fields = jobcodec.parse(raw)
-            codes = {n: jobcodec.FIELDS[n][0] for n in names}
-            out.append(
-                {
-                    n: jobcodec.decode_value(n, fields[c]) if c in fields else _field_default(n)
-                    for n, c in codes.items()
-                }
-            )
+            values = {n: jobcodec.value_of(fields, n, _MISSING) for n in names}
+            out.append({n: _field_default(n) if v is _MISSING else v for n, v in values.items()})
     return out
 
 
@@ -330,6 +326,9 @@ def _old_fields(
     return out
 
 
+_MISSING = object()
+
+
 def _window(ids: list[str], offset: int, limit: int | None) -> list[str]:
     return ids[offset:] if limit is None else ids[offset : offset + limit]
 
@@ -355,12 +354,15 @@ def _field_args(fields: Mapping[str, Any]) -> list[Any]:
     drop (a default, which is not stored)."""
     out: list[Any] = []
     for name, value in fields.items():
-        code = jobcodec.FIELDS[name][0]
         plain = _plain(value)
+        codes = jobcodec.codes_of(name)
         if jobcodec.is_default(name, plain):
-            out += ["-" + code, ""]
+            for code in codes:
+                out += ["-" + code, ""]
         else:
-            out += ["+" + code, jobcodec.encode_value(name, plain)]
+            code, payload = jobcodec.encode_field(name, plain)
+            out += ["+" + code, payload]
+            out += [x for other in codes if other != code for x in ("-" + other, "")]
     return out
 
 
@@ -374,13 +376,17 @@ RECORDS_PER_ROUND_TRIP = 200
 
 
 # Parse and rebuild a record in its stored form (worker.jobcodec): fields of one-character
-# codes, each with a one- or four-byte length.
+# codes, each with a one- or four-byte length, or none for the fixed-size codes (jobcodec.FIXED).
 _CODEC_LUA = """
+local fixed = {@FIXED@}
 local function parse(s)
   local f, i = {}, 1
   while i <= #s do
+    local c = string.sub(s, i, i)
     local n, h = string.byte(s, i + 1), 2
-    if n >= 128 then
+    if fixed[c] then
+      n, h = fixed[c], 1
+    elseif n >= 128 then
       n = (n - 128) * 65536 + string.byte(s, i + 2) * 256 + string.byte(s, i + 3)
       h = 4
     end
@@ -395,7 +401,9 @@ local function build(f)
   table.sort(codes)
   for _, c in ipairs(codes) do
     local v, n = f[c], #f[c]
-    if n < 128 then
+    if fixed[c] then
+      out[#out + 1] = c .. v
+    elseif n < 128 then
       out[#out + 1] = c .. string.char(n) .. v
     else
       out[#out + 1] = c .. string.char(128 + math.floor(n / 65536), math.floor(n / 256) % 256,
@@ -405,7 +413,9 @@ local function build(f)
   return table.concat(out)
 end
 local names = {@STATES@}
-""".replace("@STATES@", ", ".join(f"{c}='{n}'" for n, c in jobcodec.STATE_CODES.items()))
+""".replace("@STATES@", ", ".join(f"{c}='{n}'" for n, c in jobcodec.STATE_CODES.items())).replace(
+    "@FIXED@", ", ".join(f"['{c}']={n}" for c, n in jobcodec.FIXED.items())
+)
 
 # KEYS: job record, key prefix. ARGV: expected state codes (a string of them), new state code
 # ("" = keep), history entry (stored form), terminal (1/0), retention seconds, now, then pairs
