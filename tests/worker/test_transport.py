@@ -1,0 +1,68 @@
+"""cloudrec's kombu Redis transport (worker.transport) against a real Redis: a channel builds
+its publishing Redis client once per connection pool, not once per publish, and what it
+publishes still arrives: from several threads at once, and after its pool was replaced (a
+reconnect, a fork)."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from kombu import Connection, Exchange, Producer, Queue
+
+from worker.transport import TRANSPORT
+
+QUEUE = Queue("cloudrec.test.transport", Exchange("cloudrec.test.transport"), "t")
+
+
+def _publish(channel: object, n: int, tag: str) -> None:
+    producer = Producer(channel)
+    for i in range(n):
+        producer.publish(
+            {"i": i, "tag": tag},
+            exchange=QUEUE.exchange,
+            routing_key="t",
+            declare=[QUEUE],
+            serializer="json",
+        )
+
+
+def test_a_channel_publishes_through_one_client_per_pool(redis_url: str, redis_client: redis.Redis):
+    with Connection(redis_url, transport=TRANSPORT) as conn:
+        channel = conn.channel()
+        try:
+            with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+                assert first is second
+            _publish(channel, 50, "a")
+            with channel.conn_or_acquire() as after:
+                assert after is first
+            assert redis_client.llen(QUEUE.name) == 50
+
+            # The pool replaced (kombu drops it after a fork and when the connection is lost):
+            # a new client on the new pool, never the old pool's.
+            channel._disconnect_pools()
+            _publish(channel, 10, "b")
+            with channel.conn_or_acquire() as renewed:
+                assert renewed is not first
+                assert renewed.connection_pool is channel.pool
+            assert redis_client.llen(QUEUE.name) == 60
+        finally:
+            channel.close()
+
+
+def test_threads_share_a_channels_client_and_every_message_arrives(
+    redis_url: str, redis_client: redis.Redis
+):
+    with Connection(redis_url, transport=TRANSPORT) as conn:
+        channel = conn.channel()
+        try:
+            threads = [
+                threading.Thread(target=_publish, args=(channel, 100, f"t{k}")) for k in range(8)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert redis_client.llen(QUEUE.name) == 800
+        finally:
+            channel.close()
