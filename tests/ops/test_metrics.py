@@ -232,18 +232,7 @@ def test_a_scrape_counts_active_jobs_by_state_and_app(
     ]
     for job_id, state, app in plan:
         store.create(_active_job(f"metrics-app-{job_id}", state, app, now))
-    apps = {
-        "CLOUDREC_APPS__SCHOOL__APP_ID": "school-app-id",
-        "CLOUDREC_APPS__SCHOOL__CUSTOMER_ID": "school-customer",
-        "CLOUDREC_APPS__SCHOOL__CUSTOMER_SECRET": "school-secret",
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    argv = ["metrics", "--host", "127.0.0.1", "--port", str(port)]
-    with processes() as procs:
-        procs.append(spawn("metrics", argv, {**env, **apps}, log_dir))
-        wait_http(url)
-        samples = scrape(url)
+    samples = scrape_with_apps(env, log_dir, "school")
 
     def active(state: str, app: str) -> float:
         key = ("cloudrec_jobs_active", (("app", app), ("state", state)))
@@ -300,21 +289,7 @@ def test_a_scrape_counts_ended_jobs_live_recordings_and_overdue_stops_by_app(
         store.create(record.model_copy(update={"sid": sid, "stop_at": stop_at}))
     # Counted by a worker before this version (by state only) in this hour.
     redis_client.hincrby(ended_count_key(int(now) // ENDED_COUNT_HOUR), "failed", 4)
-    apps = {
-        "CLOUDREC_APPS__SCHOOL__APP_ID": "school-app-id",
-        "CLOUDREC_APPS__SCHOOL__CUSTOMER_ID": "school-customer",
-        "CLOUDREC_APPS__SCHOOL__CUSTOMER_SECRET": "school-secret",
-        "CLOUDREC_APPS__NIGHT__APP_ID": "night-app-id",
-        "CLOUDREC_APPS__NIGHT__CUSTOMER_ID": "night-customer",
-        "CLOUDREC_APPS__NIGHT__CUSTOMER_SECRET": "night-secret",
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    argv = ["metrics", "--host", "127.0.0.1", "--port", str(port)]
-    with processes() as procs:
-        procs.append(spawn("metrics", argv, {**env, **apps}, log_dir))
-        wait_http(url)
-        samples = scrape(url)
+    samples = scrape_with_apps(env, log_dir, "school", "night")
 
     def exported(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -356,3 +331,20 @@ def test_a_scrape_counts_ended_jobs_live_recordings_and_overdue_stops_by_app(
     rules = yaml.safe_load(alerts.read_text())["groups"][0]["rules"]
     (rule,) = [r for r in rules if r["alert"] == "CloudrecStopsOverdue"]
     assert rule["expr"].strip() == f"{overdue_by_app} > 0"
+
+
+def scrape_with_apps(env: dict[str, str], log_dir: Path, *apps: str) -> Samples:
+    """One scrape of a `cloudrec metrics` process whose settings configure ``apps`` besides the
+    default one (each with its own App ID and customer)."""
+    profiles = {
+        f"CLOUDREC_APPS__{app.upper()}__{name}": f"{app}-{value}"
+        for app in apps
+        for name, value in (("APP_ID", "app-id"), ("CUSTOMER_ID", "customer"))
+    } | {f"CLOUDREC_APPS__{app.upper()}__CUSTOMER_SECRET": f"{app}-secret" for app in apps}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    argv = ["metrics", "--host", "127.0.0.1", "--port", str(port)]
+    with processes() as procs:
+        procs.append(spawn("metrics", argv, {**env, **profiles}, log_dir))
+        wait_http(url)
+        return scrape(url)
