@@ -71,6 +71,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--control-concurrency", type=int, default=16)
     parser.add_argument("--recording-concurrency", type=int, default=32)
     parser.add_argument(
+        "--recording-workers",
+        type=int,
+        default=1,
+        help="recording-queue worker processes (starts are CPU-bound in one interpreter)",
+    )
+    parser.add_argument(
         "--first-mark",
         type=int,
         default=1000,
@@ -125,27 +131,31 @@ def main() -> int:
         log_dir=tmp,
         loglevel=args.control_loglevel,
     ).start()
-    recorder = WorkerGroup(
-        settings,
-        "recording",
-        pool="threads",
-        concurrency=args.recording_concurrency,
-        queues=[RECORDING_QUEUE],
-        log_dir=tmp,
-    ).start()
+    recorders = [
+        WorkerGroup(
+            settings,
+            f"recording{i}" if i else "recording",
+            pool="threads",
+            concurrency=args.recording_concurrency,
+            queues=[RECORDING_QUEUE],
+            log_dir=tmp,
+        ).start()
+        for i in range(args.recording_workers)
+    ]
     beat = BeatProcess(settings, tmp)
     figures: dict[str, Any] = {"jobs": args.jobs, "logs": str(tmp)}
     figures["load_average_at_start"] = os.getloadavg()
     try:
-        wait_workers(2)
+        wait_workers(1 + len(recorders))
         beat.start()
         time.sleep(3)  # let beat take its lock and the first dispatches run (a pace)
         baseline = used_memory(rt)
-        figures.update(run(rt, args, baseline, control, recorder))
+        figures.update(run(rt, args, baseline, control, recorders))
     finally:
         beat.stop()
         control.stop()
-        recorder.stop()
+        for recorder in recorders:
+            recorder.stop()
         emulator.stop()
         server.stop()
     figures["load_average_at_end"] = os.getloadavg()
@@ -154,7 +164,11 @@ def main() -> int:
 
 
 def run(
-    rt: Any, args: argparse.Namespace, baseline: int, control: WorkerGroup, recorder: WorkerGroup
+    rt: Any,
+    args: argparse.Namespace,
+    baseline: int,
+    control: WorkerGroup,
+    recorders: list[WorkerGroup],
 ) -> dict[str, Any]:
     t0 = time.time()
     opens = t0 + args.ramp
@@ -163,22 +177,25 @@ def run(
     next_report = time.monotonic()
     for i in range(args.jobs):
         stop_at = datetime.fromtimestamp(opens + random.uniform(0, args.window), UTC)
-        spec = empty_channel_spec(f"scale{i}", 1) | {"stop_at": stop_at.isoformat()}
+        # The recorder must not leave the empty channel by itself before its deadline.
+        max_idle = round(args.ramp + args.window + 600)
+        spec = empty_channel_spec(f"scale{i}", 1, max_idle=max_idle)
+        spec["stop_at"] = stop_at.isoformat()
         del spec["duration"]
         ids.append(submit_and_start(rt, spec)[0].job_id)
         if time.monotonic() >= next_report:
             next_report = time.monotonic() + 10
-            observe(rt, args, marks, baseline, control, recorder, t0, len(ids))
+            observe(rt, args, marks, baseline, control, recorders, t0, len(ids))
     submitted = time.time() - t0
     print(f"submitted {args.jobs} jobs in {submitted:.0f} s", flush=True)
     while time.time() < opens + 5 and "all_recording_at_s" not in marks:
-        observe(rt, args, marks, baseline, control, recorder, t0, len(ids))
+        observe(rt, args, marks, baseline, control, recorders, t0, len(ids))
         time.sleep(2)
     if "all_recording_at_s" not in marks:
         print("WARNING: not every job was recording when the deadlines began", flush=True)
     peak = marks.get("peak_recording", 0)
     while time.time() < opens + args.window + 5:
-        observe(rt, args, marks, baseline, control, recorder, t0, len(ids))
+        observe(rt, args, marks, baseline, control, recorders, t0, len(ids))
         time.sleep(5)
     finished = wait_all_terminal(rt, ids, 600)
     time.sleep(2)
@@ -269,16 +286,17 @@ def observe(
     marks: dict[str, Any],
     baseline: int,
     control: WorkerGroup,
-    recorder: WorkerGroup,
+    recorders: list[WorkerGroup],
     t0: float,
     submitted: int,
 ) -> None:
     """Progress line, and the memory figures the first time each mark is reached."""
     recording = recording_count(rt)
     marks["peak_recording"] = max(marks.get("peak_recording", 0), recording)
-    workers = rss_mb(control.pids() + recorder.pids())
+    recorder_pids = [pid for recorder in recorders for pid in recorder.pids()]
+    workers = rss_mb(control.pids() + recorder_pids)
     marks["control_rss_mb"] = round(rss_mb(control.pids()), 1)
-    marks["recording_rss_mb"] = round(rss_mb(recorder.pids()), 1)
+    marks["recording_rss_mb"] = round(rss_mb(recorder_pids), 1)
     memory = used_memory(rt)
     if recording >= args.first_mark and "worker_rss_mb_at_first_mark" not in marks:
         marks["worker_rss_mb_at_first_mark"] = round(workers, 1)

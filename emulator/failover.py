@@ -43,6 +43,7 @@ class Failovers:
             new_uid=self._new_recorder_uid(task),
         )
         task.failovers.append(failover)
+        self._registry.wake(task)  # a resting task must see its migration end
         log.info(
             "recording %s: HA failover %d, migrating for %.1fs", task.sid, failover.index, seconds
         )

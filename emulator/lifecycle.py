@@ -150,11 +150,10 @@ class Lifecycle:
         self._leave_event(task)
         if task.uploader is not None:
             task.uploader.close(timeout=0)  # nothing queued; never join under the lock
-        task.phase = Phase.EXITED
+        self._registry.mark_exited(task)
         # a recorder that failed (e.g. could not join: a bad token) exits abnormally
         task.exit_status = 20 if task.error else 8
         task.exit_reason = "empty" if task.exit_reason == "stop" else task.exit_reason
-        task.exited = self._registry.clock()
         self._registry.event(task, 11, exitStatus=1 if task.error else 0)
         task.done.set()
 
@@ -183,9 +182,8 @@ class Lifecycle:
         finally:
             with registry.lock:
                 registry.event(task, 11, exitStatus=1 if task.error else 0)
-                task.phase = Phase.EXITED
+                registry.mark_exited(task)
                 task.exit_status = 20 if task.error else 8
-                task.exited = registry.clock()
             task.done.set()
 
     def _finish_recorder(self, task: Task, uploader: TaskUploader) -> None:

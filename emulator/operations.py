@@ -187,11 +187,7 @@ class Operations:
             raise errors.already_started(resource.resource_id)
         if task.started - resource.created > registry.config.resource_ttl_seconds:
             raise errors.resource_expired()
-        key = (task.appid, task.cname, task.uid)
-        if any(
-            (t.appid, t.cname, t.uid) == key and t.phase is not Phase.EXITED
-            for t in registry.tasks.values()
-        ):
+        if registry.unexited(task.appid, task.cname, task.uid) is not None:
             raise errors.task_conflict()
 
     def query(self, appid: str, resource_id: str, sid: str, mode: str) -> contract.QueryResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,11 @@ def unique_files(files: Sequence[OutputFile]) -> list[OutputFile]:
     return unique
 
 
+def task_key(task: Task) -> tuple[str, str, str]:
+    """What a second start of the same recorder would clash on: app, channel, uid."""
+    return (task.appid, task.cname, task.uid)
+
+
 class Registry:
     """Resources, tasks (by sid, until removed after the linger) and the history of every task
     started (the last ``history_limit``, for ``/dev/recordings``), with the lock that guards
@@ -207,16 +213,48 @@ class Registry:
         self.clock = clock
         self.history_limit = history_limit
         self.lock = threading.RLock()
-        self.resources: dict[str, Resource] = {}
+        self.resources: dict[str, Resource] = {}  # in the order they were acquired
         self.tasks: dict[str, Task] = {}
         self.history: list[Task] = []
+        # Every per-call lookup is by key, never a pass over the tasks: an emulator holds
+        # 100,000 live recordings in benchmarks/scale.py, and a pass per start is quadratic.
+        self._unexited: dict[tuple[str, str, str], Task] = {}  # (appid, cname, uid) -> task
+        self._exits: deque[Task] = deque()  # EXITED tasks in the order they exited
+        self._to_tend: list[Task] = []  # started or woken since housekeeping last looked
 
     def add_task(self, task: Task, resource: Resource) -> None:
         """Record the start of ``resource`` as ``task``. Caller holds the lock."""
         resource.sid = task.sid
         self.tasks[task.sid] = task
+        self._unexited[task_key(task)] = task
         self.history.append(task)
         del self.history[: -self.history_limit]
+        self.wake(task)
+
+    def unexited(self, appid: str, cname: str, uid: str) -> Task | None:
+        """The task of this app, channel and uid that has not exited, if any (at most one:
+        a second start is refused). Caller holds the lock."""
+        return self._unexited.get((appid, cname, uid))
+
+    def mark_exited(self, task: Task) -> None:
+        """The task is EXITED from now on. Caller holds the lock."""
+        task.phase = Phase.EXITED
+        task.exited = self.clock()
+        key = task_key(task)
+        if self._unexited.get(key) is task:
+            del self._unexited[key]
+        self._exits.append(task)
+        self.wake(task)  # housekeeping lets go of it
+
+    def wake(self, task: Task) -> None:
+        """Housekeeping looks at ``task`` at its next tick, even if it was resting (a
+        failover began, ...). Caller holds the lock."""
+        self._to_tend.append(task)
+
+    def take_to_tend(self) -> list[Task]:
+        """The tasks started or woken since the last call. Caller holds the lock."""
+        tasks, self._to_tend = self._to_tend, []
+        return tasks
 
     def find(self, sid: str) -> Task | None:
         """The task ``sid`` from the history (live or not, removed or not)."""
@@ -228,22 +266,29 @@ class Registry:
             self.resources.clear()
             self.tasks.clear()
             self.history.clear()
+            self._unexited.clear()
+            self._exits.clear()
+            self._to_tend.clear()
 
     def forget_old(self, now: float) -> None:
         """Drop tasks past their exit linger and resources past their keep time. Caller holds
-        the lock."""
+        the lock. Both are looked at oldest first, up to the first one still kept."""
         linger = self.config.exit_linger_seconds
-        for task in list(self.tasks.values()):
-            if (
-                task.phase is Phase.EXITED
-                and task.exited is not None
-                and now - task.exited > linger
-            ):
+        while self._exits:
+            task = self._exits[0]
+            if task.exited is not None and now - task.exited <= linger:
+                break
+            self._exits.popleft()
+            if self.tasks.get(task.sid) is task:
                 del self.tasks[task.sid]
         keep = max(self.config.resource_keep_seconds, self.config.resource_ttl_seconds)
-        for rid, resource in list(self.resources.items()):
-            if now - resource.created > keep:
-                del self.resources[rid]
+        old = []
+        for rid, resource in self.resources.items():
+            if now - resource.created <= keep:
+                break
+            old.append(rid)
+        for rid in old:
+            del self.resources[rid]
 
     def status(self, task: Task) -> int:
         """The task's status number (docs/service/api-contract.md#status-values): climbing 0 -> 5

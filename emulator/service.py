@@ -159,6 +159,7 @@ class RecordingService:
         self._lifecycle.finish_everything(timeout)
         with self._registry.lock:
             self._registry.clear()
+            self._housekeeper.clear()
             self.channels.clear()
             self.events.clear()
             self.faults.configure(FaultSettings())

@@ -120,8 +120,10 @@ class TaskUploader:
         self._ever_backuped = False
         self._bytes_recorded: dict[str, int] = {}
         self._bytes_done: dict[str, int] = {}
-        self._thread = threading.Thread(target=self._run, name=f"upload-{sid[:8]}", daemon=True)
-        self._thread.start()
+        # The thread starts with the first file: a recording in a channel nobody publishes in
+        # never produces one, and a deployment holds tens of thousands of those at once
+        # (benchmarks/scale.py); a thread each would exhaust the machine's pids.
+        self._thread: threading.Thread | None = None
 
     # -- producer side -------------------------------------------------------------------
 
@@ -135,6 +137,11 @@ class TaskUploader:
             else:
                 self._bytes_recorded[output.name] = size
             self._queue.append((output, self._submitted))
+            if self._thread is None:  # after close too: the thread handles what is queued
+                self._thread = threading.Thread(
+                    target=self._run, name=f"upload-{self.sid[:8]}", daemon=True
+                )
+                self._thread.start()
             self._cond.notify_all()
 
     def drain(self, timeout: float | None = None) -> bool:
@@ -153,7 +160,9 @@ class TaskUploader:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
     # -- state -----------------------------------------------------------------------------
 
