@@ -4,10 +4,12 @@ say whether the worker keeps its promises at that size.
 What runs (every part real, each in its own process): a private ``redis-server`` (append-only,
 ``everysec``, like compose.yaml), the emulator (REST rate limit off, empty channels: the recorder
 composites nothing, so the emulator's own cost stays small), ``celery beat`` (the dispatcher every
-second, the reconciler every 30 s), one worker for the control queue (stops) and one for the
-recording queue (submit/acquire/start/watch), both ``--pool threads``. ``CLOUDREC_API_RATE_LIMIT``
-is set high (the emulator's limit is off): 10,000 starts and stops cannot go through 10 requests
-per second in any sensible time.
+second, the reconciler every 30 s), one worker for the control queue (stops) and one (or
+``--recording-workers``) for the recording queue (submit/acquire/start/watch), all ``--pool
+threads``, in real-service mode (``CLOUDREC_DEV_API=false``: the worker lists nothing; the
+benchmark's own checks read the emulator's dev API). ``CLOUDREC_API_RATE_LIMIT`` is set high
+(the emulator's limit is off): 10,000 starts and stops cannot go through 10 requests per second
+in any sensible time.
 
 Deadlines are spread the way real recordings end: every job is submitted during the ramp, and its
 ``stop_at`` is drawn uniformly from a window that opens once the ramp allowance is over, so all N
@@ -118,7 +120,9 @@ def main() -> int:
         redis_url=server.url,
         api_base_url=emulator.base_url,
         api_rate_limit=100_000,
-        dev_api=True,
+        # Real-service mode: the worker uses nothing of the emulator's dev API (the real
+        # service cannot list its recordings). The benchmark's own checks do.
+        dev_api=False,
     )
     configure(settings)
     rt = runtime()
@@ -201,6 +205,7 @@ def run(
     time.sleep(2)
     verdict = check_promises(rt, DevApiClient(rt.settings.api_base_url, timeout=120), ids)
     lateness = sorted(verdict.lateness)
+    split = lateness_split(rt, verdict.stops)
     worker_side = {k.decode(): float(v) for k, v in rt.redis.hgetall(STOP_LATENESS).items()}
     first = marks.get("worker_rss_mb_at_first_mark")
     last = marks.get("worker_rss_mb_at_all")
@@ -216,6 +221,12 @@ def run(
         "lateness_p50_s": round(statistics.median(lateness), 3) if lateness else None,
         "lateness_p99_s": round(verdict.percentile(0.99), 3),
         "lateness_max_s": round(verdict.max_lateness, 3),
+        # Where the lateness is spent: until the stop step began (its record's stop_sent_at,
+        # the step's first clock reading, less stop_at: the dispatcher, the broker, the
+        # worker's timer and pool), and from then to the service's stop (the step's Redis
+        # round trips, the limiter, the HTTP call, the service).
+        "lateness_until_step_p50_p99_max_s": split[0],
+        "lateness_in_step_p50_p99_max_s": split[1],
         "worker_view_lateness_count": worker_side.get("count"),
         "worker_view_lateness_le_1s": worker_side.get("le=1.0"),
         "redis_bytes_per_active_job": marks.get("redis_bytes_per_active_job"),
@@ -251,6 +262,30 @@ def run(
         and (out["redis_bytes_per_active_job"] or 1e9) <= 1024
     )
     return out
+
+
+def lateness_split(
+    rt: Any, stops: list[tuple[float, float, str]]
+) -> tuple[list[float] | None, list[float] | None]:
+    """p50/p99/max of the time each deadline stop took until its step began, and in it."""
+    records = {j.job_id: j for j in rt.store.records([job_id for _, _, job_id in stops])}
+    before: list[float] = []
+    during: list[float] = []
+    for stop_at, late, job_id in stops:
+        job = records.get(job_id)
+        if job is None or job.stop_sent_at is None:
+            continue
+        before.append(job.stop_sent_at - stop_at)
+        during.append(late - before[-1])
+    return _p50_p99_max(before), _p50_p99_max(during)
+
+
+def _p50_p99_max(values: list[float]) -> list[float] | None:
+    if not values:
+        return None
+    values = sorted(values)
+    p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
+    return [round(statistics.median(values), 3), round(p99, 3), round(values[-1], 3)]
 
 
 def key_bytes_per_job(breakdown: dict[str, Any] | None, jobs: int) -> int | None:

@@ -67,6 +67,7 @@ ApiResult = tuple[int, dict[str, Any]]
 # GET /dev/recordings keeps this many recordings; read when a service is made, so that a
 # benchmark can raise it beforehand.
 _HISTORY_LIMIT = 1000
+_DESCRIBE_CHUNK = 500  # recordings described per hold of the lock
 
 
 def _default_storage(config: EmulatorConfig) -> StorageBackend:
@@ -199,12 +200,19 @@ class RecordingService:
         or only the live (or ended) ones, or the one a resource started."""
         registry = self._registry
         with registry.lock:
-            return [
-                describe(registry, task)
-                for task in registry.history
-                if (live is None or (task.phase is Phase.LIVE) == live)
-                and (resource_id is None or task.resource_id == resource_id)
-            ]
+            history = list(registry.history)
+        out: list[dict[str, Any]] = []
+        # A chunk at a time under the lock: a list of 100,000 recordings takes seconds to
+        # describe, and the REST calls (a stop due now) must not wait for all of it.
+        for start in range(0, len(history), _DESCRIBE_CHUNK):
+            with registry.lock:
+                out.extend(
+                    describe(registry, task)
+                    for task in history[start : start + _DESCRIBE_CHUNK]
+                    if (live is None or (task.phase is Phase.LIVE) == live)
+                    and (resource_id is None or task.resource_id == resource_id)
+                )
+        return out
 
     def recording(self, sid: str) -> dict[str, Any] | None:
         with self._registry.lock:

@@ -67,7 +67,7 @@ from worker.recording import (
 from worker.recording import find_sid as find_job_sid
 from worker.states import ACTIVE_STATES, JobState
 from worker.steps import Step
-from worker.store import FileRecord, JobRecord
+from worker.store import FileRecord, JobRecord, peek
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -129,9 +129,13 @@ def reconcile(rt: Runtime, now: float | None = None, *, backlog: int = 0) -> Rec
     # memory (and every connection's read buffer) must not grow with the number of jobs.
     ids = rt.store.active_ids(ACTIVE_STATES)
     for start in range(0, len(ids), READ_CHUNK):
-        jobs = rt.store.records(ids[start : start + READ_CHUNK])
+        chunk = ids[start : start + READ_CHUNK]
+        recording, others = glance(rt, chunk, now)
+        jobs = rt.store.records(others)
         redrive_stuck(rt, jobs, now, report, backlog=backlog)
         seen.add(jobs)
+        restore_recording_deadlines(rt, recording, report)
+        seen.add_recording(recording)
     adopt_late(rt, now, report)
     live = apply_ncs(rt, seen.live, now, report)
     budget = rt.settings.reconcile_query_budget
@@ -142,6 +146,50 @@ def reconcile(rt: Runtime, now: float | None = None, *, backlog: int = 0) -> Rec
 
 
 READ_CHUNK = 500
+# What a round reads of every active job. A whole record is built only for the jobs this does
+# not show to be plainly recording: at 100,000 recording jobs, building every record every
+# round kept a core busy (benchmarks/scale.py); a recording job before its deadline needs
+# nothing but these.
+GLANCE_FIELDS = ("state", "sid", "resource_id", "stop_reason", "stop_at", "missing_since")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """An active job that is plainly recording, as a round sees it."""
+
+    job_id: str
+    sid: str | None
+    stop_reason: str | None
+    stop_at: float
+    missing_since: float | None
+
+
+def glance(rt: Runtime, job_ids: Sequence[str], now: float) -> tuple[list[Recording], list[str]]:
+    """Split the jobs into those plainly recording (before their deadline's overdue mark:
+    nothing for step 1 to re-drive) and the others, whose whole records the round reads
+    (jobs gone meanwhile are among them: reading them leaves them out)."""
+    overdue_before = now - OVERDUE_FACTOR * rt.settings.stop_lease
+    recording: list[Recording] = []
+    others: list[str] = []
+    for job_id, fields in zip(job_ids, peek(rt.redis, job_ids, GLANCE_FIELDS), strict=True):
+        if (
+            fields is None
+            or str(fields["state"]) != S.RECORDING
+            or float(fields["stop_at"]) < overdue_before
+        ):
+            others.append(job_id)
+            continue
+        missing = fields["missing_since"]
+        recording.append(
+            Recording(
+                job_id=job_id,
+                sid=fields["sid"] or None,
+                stop_reason=fields["stop_reason"] or None,
+                stop_at=float(fields["stop_at"]),
+                missing_since=None if missing is None else float(missing),
+            )
+        )
+    return recording, others
 
 
 @dataclass(frozen=True)
@@ -170,6 +218,14 @@ class Seen:
                 self.waiting[job.resource_id] = job.job_id
             if job.state == S.RECORDING and job.sid and not job.stop_reason:
                 self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
+
+    def add_recording(self, jobs: Sequence[Recording]) -> None:
+        """As :meth:`add`, for jobs seen at a glance (all of them recording)."""
+        for job in jobs:
+            if job.sid:
+                self.held.add(job.sid)
+                if not job.stop_reason:
+                    self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
 
 
 SCANNED_KEY = keys.SCANNED_KEY
@@ -279,6 +335,17 @@ def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileR
                 job.job_id,
                 extra={"job_id": job.job_id},
             )
+
+
+def restore_recording_deadlines(
+    rt: Runtime, jobs: Sequence[Recording], report: ReconcileReport
+) -> None:
+    """:func:`restore_deadlines` for the jobs seen at a glance: only those whose deadline is
+    missing are read whole."""
+    present = rt.store.due_scores("stop", [j.job_id for j in jobs])
+    missing = [job.job_id for job, score in zip(jobs, present, strict=True) if score is None]
+    if missing:
+        restore_deadlines(rt, rt.store.records(missing), report)
 
 
 # -- 2. recordings believed live -------------------------------------------------------------------

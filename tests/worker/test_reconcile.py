@@ -13,6 +13,7 @@ from tests.support.specs import small_spec
 from tests.support.stack import make_settings
 from tests.support.waiting import wait_for
 from worker import recording
+from worker import store as store_module
 from worker.leases import LeaseKeeper
 from worker.limiter import Priority
 from worker.reconcile import reconcile
@@ -82,6 +83,43 @@ def test_a_missing_stop_deadline_is_put_back(rt):
     report = reconcile(rt)
     assert report.deadlines_restored == 1
     assert rt.store.due_at("stop", job_id) == rt.store.get(job_id).stop_at
+
+
+def test_a_recording_jobs_missing_stop_deadline_is_put_back(rt):
+    job_id = _recording(rt, "recording-deadline")
+    rt.store.unschedule("stop", job_id)
+    report = reconcile(rt)
+    assert report.deadlines_restored == 1
+    assert rt.store.due_at("stop", job_id) == rt.store.get(job_id).stop_at
+
+
+def test_a_round_builds_whole_records_only_of_jobs_not_plainly_recording(
+    redis_url, emulator, monkeypatch
+):
+    """At 100,000 recording jobs, building every record every 30 s kept a core busy: a job
+    recording before its deadline is looked at through a few fields. (No queries here: a
+    query reads the record of the job it checks.)"""
+    rt = _runtime(redis_url, emulator.base_url, reconcile_query_budget=0)
+    try:
+        recording_ids = [_recording(rt, f"plain{i}", duration=3600) for i in range(3)]
+        overdue = _recording(rt, "late")
+        rt.store.transition(overdue, {S.RECORDING}, None, stop_at=time.time() - 120)
+        queued = _submit(rt, "waiting")
+        built: list[str] = []
+        record = store_module._record
+
+        def counting(job_id, raw):  # type: ignore[no-untyped-def]
+            built.append(job_id)
+            return record(job_id, raw)
+
+        monkeypatch.setattr(store_module, "_record", counting)
+        report = reconcile(rt, now=time.time() + 120)
+        assert sorted(built) == sorted([overdue, queued])
+        assert (overdue, Next("stop")) in report.redrive
+        assert (queued, Next("acquire")) in report.redrive
+        assert not set(recording_ids) & set(dict(report.redrive))
+    finally:
+        rt.close()
 
 
 def test_a_recording_far_past_its_deadline_is_sent_its_stop(rt):
