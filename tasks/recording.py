@@ -18,6 +18,7 @@ task modules import each other.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -369,10 +370,12 @@ def watch(self: Task, job_id: str) -> None:
 
 
 @app.task(name=task_name(Step.STOP), bind=True, priority=priority(Step.STOP), max_retries=None)
-def stop(self: Task, job_id: str) -> None:
+def stop(self: Task, job_id: str, call_at: float | None = None) -> None:
+    """``call_at``: the time its stop call goes (the task is delivered STOP_PREPARE_LEAD
+    before it); a retry keeps it, by then past."""
     # Begun: from here the lease heartbeat (or this task's retry) keeps the deadline's lease.
     PendingSends(runtime().redis, PENDING_SEND_TTL).begun(Step.STOP, job_id)
-    run_step(self, Step.STOP, job_id, recording.stop_step)
+    run_step(self, Step.STOP, job_id, functools.partial(recording.stop_step, call_at=call_at))
 
 
 @app.task(
@@ -623,8 +626,25 @@ def _send_watch(job_id: str, countdown: float | None, producer: Any) -> None:
     watch.apply_async((job_id,), countdown=countdown, producer=producer)
 
 
+# A stop timed for a later second is delivered this much before it: the step does its Redis
+# work (delivery count, lease, transition) first and then waits for the second to make its call.
+# That work, and whatever held up the worker's timer or pool meanwhile, is then not added to
+# the stop's lateness; the call itself never goes before its time.
+STOP_PREPARE_LEAD = 0.25
+
+
 def _send_stop(job_id: str, countdown: float | None, producer: Any) -> None:
-    stop.apply_async((job_id,), countdown=countdown, producer=producer)
+    if countdown is None:
+        stop.apply_async((job_id,), producer=producer)
+        return
+    call_at = time.time() + countdown
+    early = countdown - STOP_PREPARE_LEAD
+    stop.apply_async(
+        (job_id,),
+        {"call_at": call_at},
+        countdown=early if early > 0.01 else None,
+        producer=producer,
+    )
 
 
 def _send_callback(job_id: str, countdown: float | None, producer: Any) -> None:

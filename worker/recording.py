@@ -579,8 +579,13 @@ def request_stop(rt: Runtime, job_id: str, reason: StopReason) -> JobRecord:
     return rt.store.get(job_id)
 
 
-def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
+def stop_step(
+    rt: Runtime, job_id: str, now: float | None = None, *, call_at: float | None = None
+) -> Next:
     """Stop the recording and collect its files: -> stopping -> a terminal state.
+
+    ``call_at``: the stop call goes no earlier than this (the step was delivered ahead of it to
+    do its Redis work first: tasks.recording.STOP_PREPARE_LEAD).
 
     A 404 ends the job only once it has lasted longer than a failover takes
     (docs/service/errors.md#not-found): inside that window the recording may come back, and a job
@@ -607,10 +612,10 @@ def stop_step(rt: Runtime, job_id: str, now: float | None = None) -> Next:
     with rt.leases.hold(Step.STOP, job_id) as mine:
         if not mine:
             return DONE  # another delivery's stop request is in flight
-        return _send_stop(rt, job, now)
+        return _send_stop(rt, job, now, call_at)
 
 
-def _send_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
+def _send_stop(rt: Runtime, job: JobRecord, now: float, call_at: float | None = None) -> Next:
     job_id = job.job_id
     assert job.resource_id is not None and job.sid is not None
     reason = job.stop_reason or StopReason.DEADLINE
@@ -619,11 +624,12 @@ def _send_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
         LIVE_STATES,
         S.STOPPING,
         stop_reason=reason,
-        stop_sent_at=job.stop_sent_at or now,
+        stop_sent_at=job.stop_sent_at or max(now, call_at or now),
         stop_uncertain=True,
     )
     if not moved:
         return DONE
+    _wait_until(call_at)
     try:
         response = rt.client_for(job.app).stop(job.resource_id, job.sid, job.cname, job.uid)
     except EmptyRecording:
@@ -653,6 +659,14 @@ def _send_stop(rt: Runtime, job: JobRecord, now: float) -> Next:
     _count_lateness(rt, job, reason)
     _finish(rt, job, _stopped_state(job), response=response)
     return DONE
+
+
+def _wait_until(call_at: float | None) -> None:
+    """Sleep until ``call_at`` (epoch seconds), if it is ahead."""
+    if call_at is not None:
+        ahead = call_at - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
 
 
 def _not_sent(rt: Runtime, job: JobRecord) -> None:

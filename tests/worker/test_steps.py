@@ -11,6 +11,7 @@ import pytest
 
 from contract.models import AcquireClientRequest
 from tests.support.emulator import live_recordings, recordings_of
+from tests.support.promises import epoch
 from tests.support.specs import small_spec
 from tests.support.stack import make_settings
 from tests.support.waiting import wait_for
@@ -225,6 +226,21 @@ def test_a_cancel_that_races_a_start_still_stops_the_recording(rt, dev):
     assert live_recordings(dev, "race") == []
     assert rt.store.due_at("stop", job_id) is None
     assert rt.store.get(job_id).stop_sent_at is not None
+
+
+def test_a_stop_delivered_ahead_does_its_work_first_and_calls_at_its_time(rt, dev):
+    """tasks.recording.STOP_PREPARE_LEAD: the step is delivered before its second; the job is
+    stopping before then, the call reaches the service at that second, never before."""
+    job_id = _recording(rt, "ahead")
+    call_at = time.time() + 0.8
+    assert recording.stop_step(rt, job_id, call_at=call_at) == DONE
+    job = rt.store.get(job_id)
+    assert job.terminal
+    stopping = next(h.at for h in job.history if h.state == S.STOPPING)
+    assert stopping < call_at - 0.3  # the Redis work was done ahead
+    (stopped,) = [epoch(r["stoppedAt"]) for r in recordings_of(dev, "ahead")]
+    assert stopped is not None and call_at <= stopped < call_at + 0.5
+    assert job.stop_sent_at == pytest.approx(call_at)
 
 
 def test_a_deadline_stop_counts_its_lateness(rt, redis_client):
