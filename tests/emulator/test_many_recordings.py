@@ -51,6 +51,12 @@ def start(svc: RecordingService, cname: str, *, max_idle: int = 3600) -> str:
     return str(started["sid"])
 
 
+def later(service: RecordingService, clock: ManualClock, seconds: float) -> None:
+    """``seconds`` pass, then a housekeeping tick."""
+    clock.now += seconds
+    service.tick()
+
+
 def view(svc: RecordingService, sid: str) -> dict[str, object]:
     recording = svc.recording(sid)
     assert recording is not None
@@ -87,13 +93,11 @@ def test_a_tick_looks_only_at_the_recordings_something_can_happen_to(
     assert sorted(tended) == sorted(sids)
     tended.clear()
     for _ in range(5):
-        clock.now += 0.2
-        service.tick()
+        later(service, clock, 0.2)
     assert tended == []
 
     service.channels.join("room7", JoinRequest.model_validate({"uid": "1"}))
-    clock.now += 0.2
-    service.tick()
+    later(service, clock, 0.2)
     assert tended == [sids[7]]
     # it records now: its recorder starts (on a thread of its own) and says so
     wait_for(lambda: view(service, sids[7])["recorderStartedAt"] is not None, timeout=30)
@@ -104,11 +108,9 @@ def test_a_resting_recording_exits_idle_on_time(
 ) -> None:
     sid = start(service, "quiet", max_idle=5)
     service.tick()  # the channel is empty from now: idle for more than 5 s exits
-    clock.now += 5.0
-    service.tick()
+    later(service, clock, 5.0)
     assert view(service, sid)["live"]
-    clock.now += 0.1
-    service.tick()
+    later(service, clock, 0.1)
     recording = view(service, sid)
     assert not recording["live"]
     assert recording["exitReason"] == "idle"
@@ -119,17 +121,14 @@ def test_a_user_who_joins_and_leaves_keeps_a_resting_recording_from_its_idle_exi
 ) -> None:
     sid = start(service, "visited", max_idle=5)
     service.tick()
-    clock.now += 4.0
+    clock.now += 4.0  # no tick: someone joins before the next one
     service.channels.join("visited", JoinRequest.model_validate({"uid": "1", "video": None}))
     service.tick()
     service.channels.leave("visited", "1")
-    clock.now += 0.1
-    service.tick()  # idle again from here
-    clock.now += 4.0
-    service.tick()
+    later(service, clock, 0.1)  # idle again from here
+    later(service, clock, 4.0)
     assert view(service, sid)["live"]  # 4 s idle, not 8
-    clock.now += 1.1
-    service.tick()
+    later(service, clock, 1.1)
     assert view(service, sid)["exitReason"] == "idle"
 
 
@@ -140,11 +139,9 @@ def test_a_failover_wakes_a_resting_recording(
     service.tick()
     uid_before = view(service, sid)["recorderUid"]
     assert service.failover(sid, 2.0) is not None
-    clock.now += 1.0
-    service.tick()
+    later(service, clock, 1.0)
     assert view(service, sid)["migrating"]
-    clock.now += 1.1
-    service.tick()
+    later(service, clock, 1.1)
     recording = view(service, sid)
     assert not recording["migrating"]
     assert recording["recorderUid"] != uid_before  # event 12: it rejoined with a new uid
@@ -160,8 +157,7 @@ def test_a_stopped_resting_recording_is_let_go_and_its_key_is_free_again(
         service.stop("app", str(recording["resourceId"]), sid, "mix", {"cname": "room", "uid": "9"})
     assert stopped.value.body["code"] == 435
     tended.clear()
-    clock.now += FAST.exit_linger_seconds + 1
-    service.tick()
+    later(service, clock, FAST.exit_linger_seconds + 1)
     assert view(service, sid)["removed"]
     # the same app, channel and uid can record again
     second = start(service, "room")

@@ -77,16 +77,9 @@ def test_a_backlog_in_the_queue_makes_the_reconciler_patient(rt):
     ]
 
 
-def test_a_missing_stop_deadline_is_put_back(rt):
-    job_id = _submit(rt, "deadline")
-    rt.store.unschedule("stop", job_id)
-    report = reconcile(rt)
-    assert report.deadlines_restored == 1
-    assert rt.store.due_at("stop", job_id) == rt.store.get(job_id).stop_at
-
-
-def test_a_recording_jobs_missing_stop_deadline_is_put_back(rt):
-    job_id = _recording(rt, "recording-deadline")
+@pytest.mark.parametrize("make", [_submit, _recording], ids=["queued", "recording"])
+def test_a_missing_stop_deadline_is_put_back(rt, make):
+    job_id = make(rt, "deadline")
     rt.store.unschedule("stop", job_id)
     report = reconcile(rt)
     assert report.deadlines_restored == 1
