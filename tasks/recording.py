@@ -501,7 +501,7 @@ def send_planned(rt: Runtime) -> int:
         if sends:
             with app.producer_or_acquire() as producer:
                 for stop_, at in sends:
-                    _send_stop(stop_.job_id, at - now if at - now > 0.01 else None, producer)
+                    _send_stop(stop_.job_id, countdown_to(at), producer)
         sent += len(sends)
     return sent
 
@@ -562,11 +562,19 @@ def send_due(entries: list[DueEntry]) -> None:
     with app.producer_or_acquire() as producer:
         for entry, at in zip(entries, fire_at, strict=True):
             # Early entries (the lookahead) wait in the worker until their second; others go now.
-            countdown = at - now if at - now > 0.01 else None
+            countdown = countdown_to(at)
             sender = SENDERS.get(entry.action)
             if sender is not None:
                 sender(entry.job_id, countdown, producer)
     sent.mark(Step.STOP, [e.job_id for e in entries if e.action == Step.STOP])
+
+
+def countdown_to(at: float) -> float | None:
+    """The countdown that runs a task at ``at`` (epoch seconds), taken as the message is sent:
+    a round sends hundreds, and a countdown taken once before them all would have each message
+    run later than its time by what the sends before it took. None: at once."""
+    countdown = at - time.time()
+    return countdown if countdown > 0.01 else None
 
 
 def _not_pending(sent: PendingSends, entries: list[DueEntry]) -> list[DueEntry]:

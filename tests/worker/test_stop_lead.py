@@ -12,9 +12,11 @@ from typing import Any
 
 import redis
 
-from tasks.recording import STOP_PREPARE_LEAD, _send_stop
+import tasks.recording as tasks_module
+from tasks.recording import STOP_PREPARE_LEAD, _send_stop, send_due
 from tests.support.stack import make_settings
 from worker.celery_app import CONTROL_QUEUE, configure
+from worker.store import DueEntry
 
 
 def control_messages(client: redis.Redis) -> list[dict[str, Any]]:
@@ -52,3 +54,25 @@ def test_a_stop_due_within_the_lead_goes_at_once_with_its_second(redis_url, redi
     (message,) = control_messages(redis_client)
     assert message["eta"] is None
     assert message["call_at"] > time.time()
+
+
+def test_every_stop_of_a_dispatch_round_is_timed_to_its_second_however_long_sending_takes(
+    redis_url, redis_client, monkeypatch
+):
+    """A round sends hundreds of stops: a countdown taken once before them all made each run
+    later than its second by what the sends before it took (0.35 s at p99 at 10,000 jobs)."""
+    configure(make_settings(redis_url, "http://127.0.0.1:9"))
+    publish = tasks_module.stop.apply_async
+
+    def slow_publish(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = publish(*args, **kwargs)
+        time.sleep(0.005)  # a busy broker connection
+        return result
+
+    monkeypatch.setattr(tasks_module.stop, "apply_async", slow_publish)
+    due = time.time() + 3.0
+    send_due([DueEntry("stop", f"job{i}", due) for i in range(100)])  # 0.5 s of sending
+    messages = control_messages(redis_client)
+    assert len(messages) == 100
+    assert all(abs(m["call_at"] - due) < 0.01 for m in messages)
+    assert all(abs(m["eta"] - (due - STOP_PREPARE_LEAD)) < 0.01 for m in messages)
