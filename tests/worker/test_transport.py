@@ -56,6 +56,9 @@ def test_threads_share_a_channels_client_and_every_message_arrives(
     with Connection(redis_url, transport=TRANSPORT) as conn:
         channel = conn.channel()
         try:
+            # Declared once before the threads: a message published while another thread is
+            # still declaring the binding finds no queue to go to (kombu routes by the binding).
+            QUEUE.bind(channel).declare()
             threads = [
                 threading.Thread(target=_publish, args=(channel, 100, f"t{k}")) for k in range(8)
             ]
