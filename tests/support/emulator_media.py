@@ -48,6 +48,9 @@ def composite_request(
     }
 
 
+END_GUARD = 0.3  # seconds left out at the end of each phase's window
+
+
 @dataclass
 class Timeline:
     """A live recording's media clock: media time = wall time - the recorder's start."""
@@ -88,8 +91,11 @@ class Timeline:
         """Media-time window well inside phase ``index`` (the last phase ends at ``now``)."""
         start = self.marks[index] + margin
         end = self.sent[index] if index + 1 < len(self.marks) else self.now()
-        assert end - 0.1 > start, f"phase {index} too short: {start}..{end}"
-        return start, end - 0.1
+        # The change may show a little before the mark we took of its sending: the file's
+        # media clock starts with its first frame, a few tens of ms after the start time the
+        # query answers (the mapping here), more on a busy machine.
+        assert end - END_GUARD > start, f"phase {index} too short: {start}..{end}"
+        return start, end - END_GUARD
 
 
 def region_centres(layout: LayoutSpec, uids: list[str]) -> dict[str, tuple[float, float]]:
