@@ -163,6 +163,7 @@ def run(
     rt: Runtime, caller: Celery, args: argparse.Namespace, workers: list[Service], beat: Service
 ) -> dict[str, Any]:
     baseline = int(rt.redis.info("memory")["used_memory"])
+    stats0 = rt.redis.memory_stats()
     cpu0 = [w.cpu_seconds() for w in workers]
     beat0 = beat.cpu_seconds()
     t0 = time.time()
@@ -187,6 +188,9 @@ def run(
             marks["redis_bytes_per_job"] = round((memory - baseline) / args.jobs)
             marks["worker_rss_mb_all_recording"] = [round(w.rss_mb(), 1) for w in workers]
             marks["redis_breakdown"] = redis_breakdown(rt)
+            marks["redis_overhead_per_job"] = overhead_per_job(
+                stats0, rt.redis.memory_stats(), args.jobs
+            )
         time.sleep(5)
     finished = wait_all_terminal(rt, ids, args.window + 300)
     cpu1 = [w.cpu_seconds() for w in workers]
@@ -215,6 +219,7 @@ def run(
         "api_calls_per_job": api_calls_per_job(rt, args.jobs),
         "worker_rss_mb_all_recording": marks.get("worker_rss_mb_all_recording"),
         "redis_breakdown": marks.get("redis_breakdown"),
+        "redis_overhead_per_job": marks.get("redis_overhead_per_job"),
         "latest_stops": [
             [round(at - t0, 1), round(late, 3), job_id]
             for at, late, job_id in sorted(verdict.stops, key=lambda s: -s[1])[:10]
@@ -255,6 +260,17 @@ def redis_breakdown(rt: Runtime) -> dict[str, Any]:
         usage = [rt.redis.memory_usage(k, samples=0) or 0 for k in sample]
         out[family] = [len(keys), round(sum(usage) / len(sample) * len(keys))]
     return out
+
+
+def overhead_per_job(before: dict[str, Any], after: dict[str, Any], jobs: int) -> dict[str, float]:
+    """MEMORY STATS fields that grew, per job: what of ``used_memory`` is not the keys' own
+    (the main dictionary's tables, client buffers, the AOF buffer, ...)."""
+    grew: dict[str, float] = {}
+    for name, value in after.items():
+        old = before.get(name)
+        if isinstance(value, int) and isinstance(old, int) and value != old:
+            grew[name] = round((value - old) / jobs, 1)
+    return grew
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ from worker.queues import RECORDING_QUEUE as RECORDING_QUEUE
 from worker.queues import intake_queues as intake_queues
 from worker.queues import queue_layout as queue_layout
 from worker.redis_conn import celery_redis_config
+from worker.results import CloudrecCelery
 from worker.runtime import Runtime
 from worker.steps import STEPS, Step, priority, task_name
 from worker.transport import transport_for
@@ -115,7 +116,11 @@ def _by_intake(request: Any) -> bool:
     return _routing_key(request) in intake_queues(settings())
 
 
-app = Celery("cloudrec", include=["tasks.recording", "tasks.schedules"], task_cls=CloudrecTask)
+# Compact answers in the result backend (worker.results): a day of intake answers is a
+# quarter of Redis's memory per job otherwise.
+app = CloudrecCelery(
+    "cloudrec", include=["tasks.recording", "tasks.schedules"], task_cls=CloudrecTask
+)
 
 _settings: Settings | None = None
 _runtime: Runtime | None = None

@@ -6,14 +6,17 @@ Layout (all keys under ``cloudrec:``)::
                              :mod:`worker.jobcodec`: one-character field codes, times as 8-byte
                              doubles, resourceId and sid as their bytes, the spec without what
                              the record holds anyway, defaults not stored
-    jobs              zset   every job id that has a record, scored by creation time (listing,
-                             newest first); an entry leaves with its record (``ended``)
+    jobs              zset   ended jobs' ids, scored by creation time (a listing merges them
+                             with the active jobs' state sets, newest first); the transition
+                             that ends a job adds its entry, which leaves with its record
+                             (``ended``). Before session 8 every job had an entry from its
+                             create: an active job's old entry is listed once, as active.
     ended             zset   id -> when the job ended, for ended jobs only: a record expires
                              ``retention`` seconds after that, and :meth:`JobStore.purge_expired`
                              drops its ``jobs`` and ``ended`` entries then (each create purges a
                              few, each listing all that are due), so the index never outgrows
                              the records
-    state:<state>     set    ids of jobs in each *active* state (reconciler, metrics)
+    state:<state>     set    ids of jobs in each *active* state (reconciler, metrics, listing)
     due               zset   "<action>:<id>" scored by due time: scheduled starts ("start"),
                              stop deadlines ("stop"), pending completion callbacks ("callback"),
                              pending merges ("merge", worker.merge)
@@ -58,6 +61,8 @@ side by side (the key names themselves are built in :mod:`worker.keys`).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -65,7 +70,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field, model_validator
@@ -462,6 +467,10 @@ if ARGV[2] ~= '' and ARGV[2] ~= cur then
     redis.call('DEL', KEYS[2] .. 'deliveries:' .. id)
     redis.call('ZREM', KEYS[2] .. 'checked', id)
     redis.call('ZADD', KEYS[2] .. 'ended', now, id)
+    -- The job index (ended jobs, by creation time): a double, stored big-endian ('1' or 'C').
+    local created = f['1'] or f['C']
+    local score = created and struct.unpack('>d', created) or now
+    redis.call('ZADD', KEYS[2] .. 'jobs', string.format('%.17g', score), id)
     local counted = KEYS[2] .. 'ended-count:' .. math.floor(now / @HOUR@)
     redis.call('HINCRBY', counted, name, 1)
     redis.call('HINCRBY', counted, name .. '@SEP@' .. (f['a'] or '@APP@'), 1)
@@ -591,8 +600,14 @@ class JobStore:
                         return self.get(record.job_id), False
                     pipe.multi()
                     pipe.set(key, stored)
-                    pipe.zadd(JOBS_KEY, {record.job_id: record.created_at})
-                    # An id used again after its old record expired: not the old one's to purge.
+                    # The job index holds ended jobs only: an active job is in its state's set
+                    # (which lists it), and a second entry would cost ~100 bytes per job while
+                    # it records. The transition that ends a job adds it (_TRANSITION_LUA).
+                    if record.state in TERMINAL_STATES:
+                        pipe.zadd(JOBS_KEY, {record.job_id: record.created_at})
+                    else:
+                        # An id used again after its old record expired: the old entries go.
+                        pipe.zrem(JOBS_KEY, record.job_id)
                     pipe.zrem(ENDED_KEY, record.job_id)
                     pipe.sadd(state_key(record.state), record.job_id)
                     # EVAL, not a registered script: in a pipeline that would cost a round trip
@@ -755,7 +770,7 @@ class JobStore:
             chosen = ACTIVE_STATES if state is None else (state,)
             yield from _chunks(_window(self._active_newest_first(chosen), offset, limit))
         elif state is None:
-            yield from self._index_pages(offset, limit)
+            yield from _chunks(list(self._every_id_newest_first(offset, limit)))
         else:
             yield from self._state_pages(state, offset, limit)
 
@@ -779,10 +794,45 @@ class JobStore:
                 return total
 
     def _active_newest_first(self, states: Iterable[JobState]) -> list[str]:
+        return [job_id for _, job_id in self._active_by_creation(states)]
+
+    def _active_by_creation(self, states: Iterable[JobState]) -> list[tuple[float, str]]:
+        """(created_at, id) of the active jobs in ``states``, newest first (ties: id, last
+        first, as the job index orders them)."""
         ids = self.active_ids(states)
-        created = self.redis.zmscore(JOBS_KEY, ids) if ids else []
-        pairs = sorted(zip(created, ids, strict=True), key=lambda p: (-(p[0] or 0.0), p[1]))
-        return [job_id for _, job_id in pairs]
+        created = [0.0] * len(ids)
+        for start in range(0, len(ids), RECORDS_PER_ROUND_TRIP):
+            chunk = ids[start : start + RECORDS_PER_ROUND_TRIP]
+            found = peek(self.redis, chunk, ["created_at"])
+            for i, fields in enumerate(found, start):
+                created[i] = float((fields or {}).get("created_at") or 0.0)
+        return sorted(zip(created, ids, strict=True), reverse=True)
+
+    def _every_id_newest_first(self, offset: int, limit: int | None) -> Iterator[str]:
+        """Every job id, newest first: the active jobs (their state sets) merged with the
+        ended ones (the job index). An active job indexed by a version before this one is
+        listed once, as active."""
+        active = self._active_by_creation(ACTIVE_STATES)
+        listed = {job_id for _, job_id in active}
+        ended = (entry for entry in self._index_entries() if entry[1] not in listed)
+        merged = heapq.merge(active, ended, reverse=True)
+        stop = None if limit is None else offset + limit
+        for _, job_id in itertools.islice(merged, offset, stop):
+            yield job_id
+
+    def _index_entries(self) -> Iterator[tuple[float, str]]:
+        """(created_at, id) of the job index (the ended jobs), newest first, a page per
+        round trip."""
+        position = 0
+        while True:
+            page = self.redis.zrevrange(
+                JOBS_KEY, position, position + LIST_CHUNK - 1, withscores=True
+            )
+            if not page:
+                return
+            position += len(page)
+            for member, score in cast(list[tuple[bytes, float]], page):
+                yield float(score), _text(member)
 
     def _index_pages(self, offset: int, limit: int | None) -> Iterator[list[str]]:
         position, left = offset, limit

@@ -148,7 +148,7 @@ def test_an_ended_jobs_index_entry_leaves_with_its_record(redis_client):
     assert not redis_client.exists(job_key("old"))
     assert store.purge_expired() == 1
     assert store.ids() == ["live"]
-    assert redis_client.zrange("cloudrec:jobs", 0, -1) == [b"live"]
+    assert redis_client.zcard("cloudrec:jobs") == 0  # "live" is active: its state set lists it
     assert redis_client.zcard("cloudrec:ended") == 0
     assert store.purge_expired(time.time() + 10**6) == 0  # an active job is never purged
 
@@ -160,7 +160,7 @@ def test_each_create_purges_expired_entries(redis_client):
         _end(store, f"e{i}")
     time.sleep(1.2)
     store.create(_record("new"))  # no listing, no purge call: the create drains them
-    assert redis_client.zrange("cloudrec:jobs", 0, -1) == [b"new"]
+    assert redis_client.zcard("cloudrec:jobs") == 0
     assert redis_client.zcard("cloudrec:ended") == 0
 
 
@@ -172,6 +172,40 @@ def test_an_id_used_again_after_expiry_keeps_its_new_entry(redis_client):
     store.create(_record("again"))  # the old record expired: a new job with the same id
     assert store.purge_expired(time.time() + 0.5) == 0
     assert store.ids() == ["again"]
+
+
+def test_only_ended_jobs_have_an_index_entry_scored_by_their_creation(redis_client):
+    """An active job costs no entry in ``jobs`` (its state set lists it); the transition that
+    ends it adds one, scored by when the job was created, so listings keep their order."""
+    store = JobStore(redis_client)
+    record = _record("ends")
+    store.create(record)
+    store.create(_record("active"))
+    assert redis_client.zcard("cloudrec:jobs") == 0
+    _end(store, "ends")
+    assert redis_client.zrange("cloudrec:jobs", 0, -1, withscores=True) == [
+        (b"ends", pytest.approx(record.created_at, abs=1e-6))
+    ]
+    store.create(_record("born-ended", S.CANCELLED))  # stored ended: indexed at once
+    assert redis_client.zscore("cloudrec:jobs", "born-ended") is not None
+
+
+def test_listing_every_job_merges_active_and_ended_newest_first(redis_client, monkeypatch):
+    monkeypatch.setattr("worker.store.LIST_CHUNK", 2)  # index pages that cross round trips
+    store = JobStore(redis_client)
+    now = time.time()
+    for i in range(8):
+        store.create(_record(f"j{i}").model_copy(update={"created_at": now - 100 + i}))
+        if i % 3 == 0:
+            _end(store, f"j{i}")
+    # An active job indexed the way versions before session 8 indexed every job.
+    store.create(_record("old-active").model_copy(update={"created_at": now - 50.5}))
+    redis_client.zadd("cloudrec:jobs", {"old-active": now - 50.5})
+    newest_first = ["old-active", "j7", "j6", "j5", "j4", "j3", "j2", "j1", "j0"]
+    assert store.ids(limit=None) == newest_first
+    assert store.ids(limit=3, offset=2) == newest_first[2:5]
+    assert store.ids(S.CANCELLED, limit=None) == ["j6", "j3", "j0"]
+    assert store.ids(S.QUEUED, limit=None) == ["old-active", "j7", "j5", "j4", "j2", "j1"]
 
 
 def test_a_listing_drops_entries_whose_record_is_gone(store, redis_client):

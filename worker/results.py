@@ -1,0 +1,66 @@
+"""The Celery result backend the public tasks answer through, stored compactly.
+
+Callers of the intake (``send_task("recording.submit", ...)``) read a task's answer from
+Celery's result backend: the job id, a status JSON. Celery keeps each answer
+``result_expires`` (a day) under ``celery-task-meta-<task id>``, so at scale every job carries
+one: 360 bytes of Redis per job in ``benchmarks/deployment.py``, a quarter of the total.
+
+A success stores only what a reader needs: ``status``, ``result`` and ``task_id`` (Celery's
+own :class:`celery.result.AsyncResult` and the result consumer of its Redis backend read
+these; ``traceback``, ``children`` and ``date_done`` are read with ``.get()``, so a missing one
+reads as None). ``date_done``, an empty ``children`` and a null ``traceback`` are left out.
+Failures, retries and anything with children are stored as Celery stores them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from celery import Celery, states
+from celery.app import backends
+
+# What a success leaves out (each reads as None through .get()).
+_LEFT_OUT_ON_SUCCESS = ("traceback", "children", "date_done")
+
+
+class CompactResultMeta:
+    """A mixin over a Celery backend class: successes without the fields no reader needs."""
+
+    def _get_result_meta(
+        self,
+        result: Any,
+        state: str,
+        traceback: Any,
+        request: Any,
+        format_date: bool = True,
+        encode: bool = False,
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = super()._get_result_meta(  # type: ignore[misc]
+            result, state, traceback, request, format_date=format_date, encode=encode
+        )
+        if state == states.SUCCESS and not meta.get("children") and meta.get("traceback") is None:
+            for name in _LEFT_OUT_ON_SUCCESS:
+                meta.pop(name, None)
+        return meta
+
+
+@functools.cache
+def compact(backend_cls: type) -> type:
+    """``backend_cls`` (Celery's Redis or Sentinel backend, as the settings chose) storing
+    successes compactly."""
+    return type(f"Compact{backend_cls.__name__}", (CompactResultMeta, backend_cls), {})
+
+
+class CloudrecCelery(Celery):  # type: ignore[misc]
+    """Celery, with the result backend the configuration names made compact.
+
+    The backend is still chosen by ``result_backend`` (a ``redis://`` URL or Sentinel's
+    ``sentinel://``), so everything Celery derives from that URL stays as it is (the banner's
+    and Flower's masked URL among them); only the class is wrapped."""
+
+    def _get_backend(self) -> Any:
+        backend_cls, url = backends.by_url(
+            self.backend_cls or self.conf.result_backend, self.loader
+        )
+        return compact(backend_cls)(app=self, url=url)
