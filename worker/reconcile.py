@@ -154,22 +154,23 @@ GLANCE_FIELDS = ("state", "sid", "resource_id", "stop_reason", "stop_at", "missi
 
 
 @dataclass(frozen=True)
-class Recording:
-    """An active job that is plainly recording, as a round sees it."""
+class LiveJob:
+    """A job as a round needs it to choose which recordings to query (and, for the jobs seen
+    at a glance, whether a stop was asked)."""
 
     job_id: str
-    sid: str | None
-    stop_reason: str | None
     stop_at: float
     missing_since: float | None
+    sid: str = ""
+    stop_reason: str | None = None
 
 
-def glance(rt: Runtime, job_ids: Sequence[str], now: float) -> tuple[list[Recording], list[str]]:
+def glance(rt: Runtime, job_ids: Sequence[str], now: float) -> tuple[list[LiveJob], list[str]]:
     """Split the jobs into those plainly recording (before their deadline's overdue mark:
     nothing for step 1 to re-drive) and the others, whose whole records the round reads
     (jobs gone meanwhile are among them: reading them leaves them out)."""
     overdue_before = now - OVERDUE_FACTOR * rt.settings.stop_lease
-    recording: list[Recording] = []
+    recording: list[LiveJob] = []
     others: list[str] = []
     for job_id, fields in zip(job_ids, peek(rt.redis, job_ids, GLANCE_FIELDS), strict=True):
         if (
@@ -181,25 +182,15 @@ def glance(rt: Runtime, job_ids: Sequence[str], now: float) -> tuple[list[Record
             continue
         missing = fields["missing_since"]
         recording.append(
-            Recording(
+            LiveJob(
                 job_id=job_id,
-                sid=fields["sid"] or None,
-                stop_reason=fields["stop_reason"] or None,
                 stop_at=float(fields["stop_at"]),
                 missing_since=None if missing is None else float(missing),
+                sid=fields["sid"] or "",
+                stop_reason=fields["stop_reason"] or None,
             )
         )
     return recording, others
-
-
-@dataclass(frozen=True)
-class LiveJob:
-    """What choosing which recordings to query needs to know about one."""
-
-    job_id: str
-    stop_at: float
-    missing_since: float | None
-    sid: str = ""
 
 
 @dataclass
@@ -219,13 +210,13 @@ class Seen:
             if job.state == S.RECORDING and job.sid and not job.stop_reason:
                 self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
 
-    def add_recording(self, jobs: Sequence[Recording]) -> None:
+    def add_recording(self, jobs: Sequence[LiveJob]) -> None:
         """As :meth:`add`, for jobs seen at a glance (all of them recording)."""
         for job in jobs:
             if job.sid:
                 self.held.add(job.sid)
                 if not job.stop_reason:
-                    self.live.append(LiveJob(job.job_id, job.stop_at, job.missing_since, job.sid))
+                    self.live.append(job)
 
 
 SCANNED_KEY = keys.SCANNED_KEY
@@ -338,7 +329,7 @@ def restore_deadlines(rt: Runtime, jobs: Sequence[JobRecord], report: ReconcileR
 
 
 def restore_recording_deadlines(
-    rt: Runtime, jobs: Sequence[Recording], report: ReconcileReport
+    rt: Runtime, jobs: Sequence[LiveJob], report: ReconcileReport
 ) -> None:
     """:func:`restore_deadlines` for the jobs seen at a glance: only those whose deadline is
     missing are read whole."""
