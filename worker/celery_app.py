@@ -93,6 +93,9 @@ class CloudrecTask(Task):  # type: ignore[misc]  # Celery is untyped
     """
 
     public = False
+    # The steps a task sends (a submit's acquire) are not its caller's children: without this
+    # Celery lists each in the task's stored answer, which callers keep for a day per job.
+    trail = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self.public and _by_intake(self.request):

@@ -101,17 +101,20 @@ def test_a_success_is_stored_as_three_fields_and_a_failure_as_celery_stores_it(
     client = redis.Redis.from_url(cloudrec.redis_url)
     cloudrec.start_worker(plain_celery=True)
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    now_id = send(client, "recording.submit", [process_spec("raw-now")])  # sends its acquire
     ok_id = send(client, "recording.submit", [process_spec("raw-small", start_at=later)])
     failed_id = send(client, "recording.status", ["no-such-job"])
 
+    started = result_of(client, now_id)
     answer = result_of(client, ok_id)
     failure = result_of(client, failed_id)
 
+    assert started == {"status": "SUCCESS", "result": started["result"], "task_id": now_id}
     assert answer == {"status": "SUCCESS", "result": answer["result"], "task_id": ok_id}
     assert failure["status"] == "FAILURE" and failure["task_id"] == failed_id
     assert {"traceback", "children", "date_done"} <= failure.keys()
-    stored = client.memory_usage(f"celery-task-meta-{ok_id}", samples=0)
-    assert stored is not None and stored <= 256, stored  # was 360 with Celery's five fields
+    stored = client.memory_usage(f"celery-task-meta-{now_id}", samples=0)
+    assert stored is not None and stored <= 256, stored  # 360 with Celery's fields and children
 
 
 def test_errors_reach_a_non_python_caller_by_type_and_message(cloudrec: Cloudrec) -> None:
