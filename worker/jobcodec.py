@@ -9,11 +9,13 @@ the payload depends on the field's kind:
     time      an IEEE 754 double, 8 bytes big-endian (exact: a float reads back the same)
     bool      empty (present means true; false is the default and not stored)
     json      compact JSON
-    spec      a flag digit, then compact JSON: bit 1, ``cname`` (the spec's first key) left
-              out, it is the record's; bit 2, ``stop_at`` left out, it is the record's
-              ``stop_at`` in the spec's own ISO form (checked when written), and a digit
-              says where it was; a read puts them back; bit 4, the JSON raw-deflated against
-              :data:`SPEC_DICTIONARY` (when that is shorter)
+    spec      a flag character (``"0"`` plus the flags), then compact JSON: bit 8,
+              ``job_id`` (the spec's first key) left out, it is the record's key; bit 1,
+              ``cname`` (the first key after it) left out, it is the record's; bit 2,
+              ``stop_at`` left out, it is the record's ``stop_at`` in the spec's own ISO form
+              (checked when written), and a digit says where it was; a read puts them back;
+              bit 4, the JSON raw-deflated against :data:`SPEC_DICTIONARY` (when that is
+              shorter)
     token     a resourceId or sid: "\\0" and the bytes of a lowercase hex text, "\\1" and those
               of a URL-safe base64 text (each only if it reads back identically), else the
               text (after a "\\2" if it begins with one of these three bytes)
@@ -163,7 +165,7 @@ DEFAULTS: dict[str, Any] = {
         ]
     ),
 }
-_SPEC_CNAME, _SPEC_STOP, _SPEC_DEFLATED = 1, 2, 4
+_SPEC_CNAME, _SPEC_STOP, _SPEC_DEFLATED, _SPEC_JOB_ID = 1, 2, 4, 8
 # A spec's JSON is deflated against this dictionary (the names and texts specs repeat) when that
 # is shorter: ~100 bytes of a typical spec become ~40. A stored format: a record written with it
 # is read with it, so it may never change (a new one would need a new flag).
@@ -362,7 +364,8 @@ def decode_value(name: str, payload: bytes, kind: str | None = None) -> Any:
 
 
 def encode(data: Mapping[str, Any]) -> bytes:
-    """A record (its JSON form, job id left out) as stored; defaults are left out."""
+    """A record (its JSON form) as stored; defaults are left out, and so is the job id (the
+    key): ``data["job_id"]``, when there, only tells the spec what it may leave out."""
     parts = [
         encode_field(name, value, data)
         for name, value in data.items()
@@ -371,12 +374,13 @@ def encode(data: Mapping[str, Any]) -> bytes:
     return b"".join(field(code, payload) for code, payload in sorted(parts))
 
 
-def decode(raw: bytes) -> dict[str, Any]:
-    """A stored record's fields by name, in JSON form (what is absent is a default)."""
+def decode(raw: bytes, job_id: str | None = None) -> dict[str, Any]:
+    """A stored record's fields by name, in JSON form (what is absent is a default).
+    ``job_id``: the record's key's, which its spec may have left out."""
     fields = parse(raw)
     data = {CODES[code][0]: decode_code(code, p) for code, p in fields.items() if code in CODES}
     if "spec" in data:
-        data["spec"] = _restore_spec(data, data["spec"])
+        data["spec"] = _restore_spec(data, data["spec"], job_id)
     return data
 
 
@@ -425,9 +429,14 @@ def _b64text(packed: bytes) -> str:
 
 
 def _spec(spec: Mapping[str, Any], record: Mapping[str, Any]) -> bytes:
-    """The spec without what the record holds anyway: its cname when it is the spec's first
-    key, and its stop_at when it is the record's in the same text (where it was: a digit)."""
+    """The spec without what the record holds anyway: its job_id when it is the spec's first
+    key (wire order) and the record's key, then its cname when it is the first key left, and
+    its stop_at when it is the record's in the same text (where it was: a digit)."""
     flags, stored, where = 0, dict(spec), ""
+    job_id = record.get("job_id")
+    if job_id is not None and next(iter(stored), None) == "job_id" and stored["job_id"] == job_id:
+        del stored["job_id"]
+        flags |= _SPEC_JOB_ID
     if next(iter(stored), None) == "cname" and stored["cname"] == record.get("cname"):
         del stored["cname"]
         flags |= _SPEC_CNAME
@@ -442,10 +451,11 @@ def _spec(spec: Mapping[str, Any], record: Mapping[str, Any]) -> bytes:
     packed = packer.compress(text) + packer.flush()
     if len(packed) < len(text):
         text, flags = packed, flags | _SPEC_DEFLATED
-    return f"{flags}{where}".encode() + text
+    # One character for every flag combination: "0" to "?" (records before bit 8: "0" to "7").
+    return f"{chr(ord('0') + flags)}{where}".encode() + text
 
 
-def _restore_spec(data: dict[str, Any], head: bytes) -> dict[str, Any]:
+def _restore_spec(data: dict[str, Any], head: bytes, job_id: str | None) -> dict[str, Any]:
     flags = head[0] - ord("0")
     text = head[2:] if flags & _SPEC_STOP else head[1:]
     if flags & _SPEC_DEFLATED:
@@ -456,6 +466,10 @@ def _restore_spec(data: dict[str, Any], head: bytes) -> dict[str, Any]:
         items.insert(head[1] - ord("0"), ("stop_at", _iso(data["stop_at"])))
     if flags & _SPEC_CNAME:
         items.insert(0, ("cname", data.get("cname")))
+    if flags & _SPEC_JOB_ID:
+        if job_id is None:
+            raise ValueError("this record's spec left its job_id out: decode it with its key's")
+        items.insert(0, ("job_id", job_id))
     return dict(items)
 
 

@@ -10,6 +10,10 @@ own :class:`celery.result.AsyncResult` and the result consumer of its Redis back
 these; ``traceback``, ``children`` and ``date_done`` are read with ``.get()``, so a missing one
 reads as None). ``date_done``, an empty ``children`` and a null ``traceback`` are left out.
 Failures, retries and anything with children are stored as Celery stores them.
+
+Every answer is JSON without the blanks kombu's serializer puts after ``,`` and ``:`` (any
+JSON reader reads it the same): the 96-byte answer of a submit becomes 90, and Redis's
+allocator then keeps it in its 96-byte class instead of its 112-byte one.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from typing import Any
 
 from celery import Celery, states
 from celery.app import backends
+from kombu.utils import json as kombu_json
 
 # What a success leaves out (each reads as None through .get()).
 _LEFT_OUT_ON_SUCCESS = ("traceback", "children", "date_done")
 
 
 class CompactResultMeta:
-    """A mixin over a Celery backend class: successes without the fields no reader needs."""
+    """A mixin over a Celery backend class: successes without the fields no reader needs, and
+    JSON without blanks."""
 
     def _get_result_meta(
         self,
@@ -43,6 +49,11 @@ class CompactResultMeta:
             for name in _LEFT_OUT_ON_SUCCESS:
                 meta.pop(name, None)
         return meta
+
+    def _encode(self, data: Any) -> tuple[str, str, Any]:
+        if self.serializer != "json":  # type: ignore[attr-defined]
+            return super()._encode(data)  # type: ignore[misc,no-any-return]
+        return "application/json", "utf-8", kombu_json.dumps(data, separators=(",", ":"))
 
 
 @functools.cache

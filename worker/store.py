@@ -256,12 +256,12 @@ def _json_default(value: Any) -> Any:
 
 def _stored(record: JobRecord) -> bytes:
     """A record as stored (worker.jobcodec): one string, defaults left out."""
-    dumped = record.model_dump(mode="json", exclude={"job_id"})  # the id is the key
-    return jobcodec.encode(dumped)
+    # The id is the key, never stored; the spec leaves its copy out too (worker.jobcodec).
+    return jobcodec.encode(record.model_dump(mode="json"))
 
 
 def _record(job_id: str, raw: bytes) -> JobRecord:
-    return JobRecord.model_validate({"job_id": job_id, **jobcodec.decode(raw)})
+    return JobRecord.model_validate({"job_id": job_id, **jobcodec.decode(raw, job_id)})
 
 
 def _old_record(job_id: str, raw: Mapping[Any, Any], blob: Any) -> JobRecord:
@@ -376,7 +376,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
-DUE_ACTIONS = ("start", "stop", "callback", "merge")
+DUE_ACTIONS = ("start", "stop", "callback", "merge", "watch")
 RECORDS_PER_ROUND_TRIP = 200
 
 

@@ -89,7 +89,7 @@ def test_the_app_is_in_the_status_and_omitted_from_the_record_when_default(
     # Bytes per job: the default costs nothing, another app one small field.
     stored = [jobcodec.parse(redis_client.get(keys.job_key(j.job_id))) for j in (plain, school)]
     assert "a" not in stored[0] and stored[1]["a"] == b"school"  # "a": the app's code
-    spec = jobcodec.decode(redis_client.get(keys.job_key(school.job_id)))["spec"]
+    spec = jobcodec.decode(redis_client.get(keys.job_key(school.job_id)), school.job_id)["spec"]
     assert "app" not in spec
 
 

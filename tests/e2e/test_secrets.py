@@ -71,7 +71,8 @@ def _dump_db(client: redis.Redis) -> list[bytes]:
             if kind == b"string":
                 values = [client.get(key) or b""]
                 if key.startswith(job_key("").encode()):  # a job record: its spec is deflated
-                    values.append(json.dumps(jobcodec.decode(values[0])).encode())
+                    job_id = key[len(job_key("")) :].decode()
+                    values.append(json.dumps(jobcodec.decode(values[0], job_id)).encode())
             elif kind == b"hash":
                 values = [k + b"=" + v for k, v in client.hgetall(key).items()]
             elif kind == b"list":

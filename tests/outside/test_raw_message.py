@@ -115,6 +115,10 @@ def test_a_success_is_stored_as_three_fields_and_a_failure_as_celery_stores_it(
     assert {"traceback", "children", "date_done"} <= failure.keys()
     stored = client.memory_usage(f"celery-task-meta-{now_id}", samples=0)
     assert stored is not None and stored <= 256, stored  # 360 with Celery's fields and children
+    # Compact JSON (no blanks after "," and ":"), failures too: any JSON reader reads it.
+    for task_id in (now_id, ok_id, failed_id):
+        raw = client.get(f"celery-task-meta-{task_id}") or b""
+        assert raw == json.dumps(json.loads(raw), separators=(",", ":")).encode(), raw
 
 
 def test_errors_reach_a_non_python_caller_by_type_and_message(cloudrec: Cloudrec) -> None:

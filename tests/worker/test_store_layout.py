@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from worker import jobcodec
+from worker.jobs import JobSpec
 from worker.keys import DUE_KEY, JOBS_KEY, data_key, job_key, state_key
 from worker.states import JobState
 from worker.store import JobRecord, JobStore, peek
@@ -193,6 +195,47 @@ def test_a_recording_job_of_the_scale_benchmark_fits_the_allocators_320_byte_cla
     assert store.get(job_id) == JobRecord.model_validate({**fields, "job_id": job_id})
     assert len(raw) <= 314, len(raw)
     assert redis_client.memory_usage(job_key(job_id), samples=0) <= 424
+
+
+def test_the_spec_leaves_out_the_job_id_its_key_holds(store, redis_client):
+    """A caller's job_id is the first key of the stored spec (wire order) and the record's key:
+    stored once. A recording job as benchmarks/deployment.py submits it then fits jemalloc's
+    320-byte class (its record was 330 bytes, in the 384-byte class)."""
+    now = time.time()
+    job_id = "dep-000005"
+    stop_at = datetime.fromtimestamp(now + 300, UTC).isoformat()  # "+00:00", as callers write
+    sent = {"cname": "dep5", "recordingConfig": {"maxIdleTime": 3600}, "job_id": job_id}
+    spec = JobSpec.model_validate(sent | {"stop_at": stop_at}).wire()
+    assert list(spec)[:2] == ["job_id", "cname"]
+    stop = JobSpec.model_validate(spec).stop_at
+    assert stop is not None
+    record = JobRecord(
+        job_id=job_id,
+        state=S.QUEUED,
+        cname="dep5",
+        uid="1234567",
+        spec=spec,
+        created_at=now,
+        stop_at=stop.timestamp(),
+    )
+    store.create(record)
+    store.transition(job_id, {S.QUEUED}, S.ACQUIRING)
+    store.transition(job_id, {S.ACQUIRING}, S.STARTING, resource_id=RESOURCE_ID, acquired_at=now)
+    store.transition(job_id, {S.STARTING}, S.RECORDING, sid=SID, started_at=now, sid_source="start")
+    raw = redis_client.get(job_key(job_id))
+
+    stored_spec = jobcodec.parse(raw)["p"]
+    assert (stored_spec[0] - ord("0")) & 8, stored_spec[:2]  # flag 8: job_id left out
+    assert store.get(job_id).spec == spec and list(store.get(job_id).spec) == list(spec)
+    assert len(raw) <= 314, len(raw)
+    assert redis_client.memory_usage(job_key(job_id), samples=0) <= 424
+    # Only the key's own id is left out; reading it needs the key.
+    with pytest.raises(ValueError, match="job_id"):
+        jobcodec.decode(raw)
+    other = JobRecord.model_validate(record.model_dump() | {"job_id": "another"})
+    store.create(other)
+    assert store.get("another").spec == spec  # its spec names dep-000005: kept as it is
+    assert not (jobcodec.parse(redis_client.get(job_key("another")))["p"][0] - ord("0")) & 8
 
 
 # A recording job's record as the version before this one wrote it (times as 8-byte doubles after
