@@ -343,11 +343,23 @@ def overhead_per_job(before: dict[str, Any], after: dict[str, Any], jobs: int) -
     """MEMORY STATS fields that grew, per job: what of ``used_memory`` is not the keys' own
     (the main dictionary's tables, client buffers, the AOF buffer, ...)."""
     grew: dict[str, float] = {}
-    for name, value in after.items():
-        old = before.get(name)
-        if isinstance(value, int) and isinstance(old, int) and value != old:
+    old_fields, new_fields = _flat(before), _flat(after)
+    for name, value in new_fields.items():
+        old = old_fields.get(name, 0)
+        if value != old:
             grew[name] = round((value - old) / jobs, 1)
     return grew
+
+
+def _flat(stats: dict[str, Any], prefix: str = "") -> dict[str, int]:
+    """MEMORY STATS's integer fields, a database's (``db.0``: its tables) as ``db.0.<field>``."""
+    out: dict[str, int] = {}
+    for name, value in stats.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{name}.")
+        elif isinstance(value, int):
+            out[prefix + name] = value
+    return out
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from worker.errors import (
 )
 from worker.keys import job_key
 from worker.leases import PendingSends
+from worker.logs import job_log_context
 from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import DONE, Next
@@ -64,8 +65,10 @@ Sender = Callable[[str, float | None, Any], None]
 
 MAX_BACKOFF = 60.0  # countdowns stay short: see worker.celery_app
 DISPATCH_BATCH = 500  # due entries claimed per round trip
-# Watches due in the same second go in one message (recording.watch_batch), this many at most.
+# Watches due in the same quarter of a second go in one message (recording.watch_batch), this
+# many at most. A watch then runs at most a quarter of a second after its time.
 WATCH_BATCH = 100
+WATCH_SLOT = 0.25
 WATCH_BATCH_TASK = "recording.watch_batch"
 DISPATCH_TIME_BUDGET = 0.8  # seconds one dispatch may keep claiming (the next one is 1 s away)
 # How long a stop the dispatcher sent counts as on its way (worker.leases.PendingSends): a stop
@@ -377,11 +380,14 @@ def watch(self: Task, job_id: str) -> None:
 
 @app.task(name=WATCH_BATCH_TASK, bind=True, priority=priority(Step.WATCH), max_retries=None)
 def watch_batch(self: Task, job_ids: list[str]) -> None:
-    """The watches due in one second, one message for all of them (:func:`send_due`)."""
+    """The watches due in one quarter of a second, one message for all of them
+    (:func:`send_due`)."""
     rt = runtime()
     for job_id in job_ids:
         try:
-            watch_due(rt, job_id, f"{Step.WATCH}:{self.request.id}")
+            # Each job's lines name it, as a one-job task's do (worker.logs).
+            with job_log_context(job_id):
+                watch_due(rt, job_id, f"{Step.WATCH}:{self.request.id}")
         except Exception:
             # One job's trouble is not the others': its claimed entry comes back after its
             # lease (worker.steps.STEPS) and the dispatcher sends it again.
@@ -607,17 +613,17 @@ def send_due(entries: list[DueEntry]) -> None:
 
 
 def _send_watch_batches(entries: list[DueEntry], producer: Any) -> None:
-    """The claimed watches, one message per second they are due in (at that second): a watch is
-    a query a few seconds after a start, not a deadline, and one message for many of them is
-    what a message per job per query cost (a fifth of a job's messages)."""
-    by_second: dict[int, list[str]] = {}
+    """The claimed watches, one message per :data:`WATCH_SLOT` they are due in (at its end): a
+    watch is a query a few seconds after a start, not a deadline, and one message for many of
+    them is what a message per job per query cost (a fifth of a job's messages)."""
+    by_slot: dict[int, list[str]] = {}
     for entry in entries:
-        by_second.setdefault(math.ceil(entry.due), []).append(entry.job_id)
-    for second, job_ids in sorted(by_second.items()):
+        by_slot.setdefault(math.ceil(entry.due / WATCH_SLOT), []).append(entry.job_id)
+    for slot, job_ids in sorted(by_slot.items()):
         for first in range(0, len(job_ids), WATCH_BATCH):
             watch_batch.apply_async(
                 (job_ids[first : first + WATCH_BATCH],),
-                countdown=countdown_to(second),
+                countdown=countdown_to(slot * WATCH_SLOT),
                 producer=producer,
             )
 
@@ -684,8 +690,8 @@ def _send_start_chain(job_id: str, countdown: float | None, producer: Any) -> No
 
 
 def _schedule_watch(job_id: str, countdown: float | None, producer: Any) -> None:
-    # A watch is a due entry: the dispatcher sends the watches due in the same second in one
-    # message (send_due). Until then it costs a member of the due zset, no message.
+    # A watch is a due entry: the dispatcher sends the watches due in the same quarter second
+    # in one message (send_due). Until then it costs a member of the due zset, no message.
     runtime().store.schedule(Step.WATCH, job_id, time.time() + (countdown or 0.0))
 
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 AUTH = ("ops", "flower-pass-1234")
 # The tasks a job that starts at the first try runs: its start runs inside the acquire task
 # (tasks.recording.start_inline); ``recording.start`` is sent only to retry a start. Its watch
-# goes in a batch with the others due in the same second: the only task whose argument is a
+# goes in a batch with the others due in the same quarter second: the only task whose argument is a
 # list of job ids.
 JOB_TASKS = {
     "recording.acquire": RECORDING_QUEUE,
