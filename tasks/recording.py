@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -46,7 +45,6 @@ from worker.errors import (
 )
 from worker.keys import job_key
 from worker.leases import PendingSends
-from worker.logs import job_log_context
 from worker.planner import PlannedStop
 from worker.reconcile import reconcile as reconcile_round
 from worker.recording import DONE, Next
@@ -65,11 +63,6 @@ Sender = Callable[[str, float | None, Any], None]
 
 MAX_BACKOFF = 60.0  # countdowns stay short: see worker.celery_app
 DISPATCH_BATCH = 500  # due entries claimed per round trip
-# Watches due in the same quarter of a second go in one message (recording.watch_batch), this
-# many at most. A watch then runs at most a quarter of a second after its time.
-WATCH_BATCH = 100
-WATCH_SLOT = 0.25
-WATCH_BATCH_TASK = "recording.watch_batch"
 DISPATCH_TIME_BUDGET = 0.8  # seconds one dispatch may keep claiming (the next one is 1 s away)
 # How long a stop the dispatcher sent counts as on its way (worker.leases.PendingSends): a stop
 # task lost in the instant a worker takes it is sent again after this.
@@ -373,40 +366,7 @@ def start(self: Task, job_id: str) -> None:
 
 @app.task(name=task_name(Step.WATCH), bind=True, priority=priority(Step.WATCH), max_retries=None)
 def watch(self: Task, job_id: str) -> None:
-    """One job's watch, as versions before batched watches sent it (their messages may still
-    be queued); what it asks next is a due entry like any watch's."""
     run_step(self, Step.WATCH, job_id, recording.watch_step)
-
-
-@app.task(name=WATCH_BATCH_TASK, bind=True, priority=priority(Step.WATCH), max_retries=None)
-def watch_batch(self: Task, job_ids: list[str]) -> None:
-    """The watches due in one quarter of a second, one message for all of them
-    (:func:`send_due`)."""
-    rt = runtime()
-    for job_id in job_ids:
-        try:
-            # Each job's lines name it, as a one-job task's do (worker.logs).
-            with job_log_context(job_id):
-                watch_due(rt, job_id, f"{Step.WATCH}:{self.request.id}")
-        except Exception:
-            # One job's trouble is not the others': its claimed entry comes back after its
-            # lease (worker.steps.STEPS) and the dispatcher sends it again.
-            log.exception("job %s: watch failed; it comes back after its lease", job_id)
-
-
-def watch_due(rt: Runtime, job_id: str, delivery: str) -> None:
-    """One due watch, under the watch's retry policy: a retry, or another watch, is its due
-    entry again at that time; anything else ends the entry and is sent as usual."""
-
-    def retry(countdown: float) -> None:
-        rt.store.schedule(Step.WATCH, job_id, time.time() + countdown)
-
-    nxt = attempt_step(rt, Step.WATCH, job_id, recording.watch_step, retry, delivery, 0)
-    if nxt is None:
-        return  # retried (due again), or the job failed
-    if nxt.step != Step.WATCH:
-        rt.store.unschedule(Step.WATCH, job_id)
-    follow(job_id, nxt)
 
 
 @app.task(name=task_name(Step.STOP), bind=True, priority=priority(Step.STOP), max_retries=None)
@@ -598,11 +558,8 @@ def send_due(entries: list[DueEntry]) -> None:
     sent = PendingSends(rt.redis, PENDING_SEND_TTL)
     entries = _not_pending(sent, entries)
     now = time.time()
-    watches = [e for e in entries if e.action == Step.WATCH]
-    entries = [e for e in entries if e.action != Step.WATCH]
     fire_at = fire_times(rt.store, entries, now)
     with app.producer_or_acquire() as producer:
-        _send_watch_batches(watches, producer)
         for entry, at in zip(entries, fire_at, strict=True):
             # Early entries (the lookahead) wait in the worker until their second; others go now.
             countdown = countdown_to(at)
@@ -610,22 +567,6 @@ def send_due(entries: list[DueEntry]) -> None:
             if sender is not None:
                 sender(entry.job_id, countdown, producer)
     sent.mark(Step.STOP, [e.job_id for e in entries if e.action == Step.STOP])
-
-
-def _send_watch_batches(entries: list[DueEntry], producer: Any) -> None:
-    """The claimed watches, one message per :data:`WATCH_SLOT` they are due in (at its end): a
-    watch is a query a few seconds after a start, not a deadline, and one message for many of
-    them is what a message per job per query cost (a fifth of a job's messages)."""
-    by_slot: dict[int, list[str]] = {}
-    for entry in entries:
-        by_slot.setdefault(math.ceil(entry.due / WATCH_SLOT), []).append(entry.job_id)
-    for slot, job_ids in sorted(by_slot.items()):
-        for first in range(0, len(job_ids), WATCH_BATCH):
-            watch_batch.apply_async(
-                (job_ids[first : first + WATCH_BATCH],),
-                countdown=countdown_to(slot * WATCH_SLOT),
-                producer=producer,
-            )
 
 
 def countdown_to(at: float) -> float | None:
@@ -689,10 +630,8 @@ def _send_start_chain(job_id: str, countdown: float | None, producer: Any) -> No
     start_chain(job_id).apply_async(countdown=countdown, producer=producer)
 
 
-def _schedule_watch(job_id: str, countdown: float | None, producer: Any) -> None:
-    # A watch is a due entry: the dispatcher sends the watches due in the same quarter second
-    # in one message (send_due). Until then it costs a member of the due zset, no message.
-    runtime().store.schedule(Step.WATCH, job_id, time.time() + (countdown or 0.0))
+def _send_watch(job_id: str, countdown: float | None, producer: Any) -> None:
+    watch.apply_async((job_id,), countdown=countdown, producer=producer)
 
 
 # A stop timed for a later second is delivered this much before it: the step does its Redis
@@ -729,7 +668,7 @@ def _send_merge(job_id: str, countdown: float | None, producer: Any) -> None:
 SENDERS: dict[str, Sender] = {
     Step.ACQUIRE: _send_start_chain,
     Step.START: _send_start_chain,
-    Step.WATCH: _schedule_watch,
+    Step.WATCH: _send_watch,
     Step.STOP: _send_stop,
     Step.CALLBACK: _send_callback,
     Step.MERGE: _send_merge,
@@ -754,5 +693,4 @@ __all__ = [
     "stop_now",
     "submit",
     "watch",
-    "watch_batch",
 ]

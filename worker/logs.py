@@ -271,25 +271,6 @@ SCHEDULE_TASK = "recording.fire_schedule"
 _task_tokens: dict[str, tuple[Token[Mapping[str, str]], Token[DeferredJobFields | None]]] = {}
 
 
-# The job lookup install_task_log_context was given (job_log_context reads it).
-_job_lookup: JobLookup | None = None
-
-
-@contextlib.contextmanager
-def job_log_context(job_id: str) -> Iterator[None]:
-    """Lines logged inside the block name this job as a one-job task's lines do: its id, and
-    its cname and sid when a line lacks them. For a task that works on several jobs in turn
-    (``recording.watch_batch``)."""
-    token = bind_log_fields(job_id=job_id)
-    lookup = _job_lookup
-    deferred = _deferred.set(DeferredJobFields(lookup, job_id) if lookup else None)
-    try:
-        yield
-    finally:
-        _deferred.reset(deferred)
-        reset_log_fields(token)
-
-
 def task_log_fields(task_name: str, args: Any) -> dict[str, object]:
     """The context a task's lines carry: its name, and its job id or schedule."""
     fields: dict[str, object] = {"task": task_name}
@@ -326,9 +307,6 @@ def install_task_log_context(lookup: JobLookup | None = None) -> None:
     Connecting twice is harmless: the handlers are registered under fixed ids.
     """
     from celery.signals import task_postrun, task_prerun
-
-    global _job_lookup
-    _job_lookup = lookup
 
     def _bind(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
         name = getattr(task, "name", "") or ""

@@ -78,8 +78,7 @@ STEPS: dict[Step, StepSpec] = {
     Step.STOP_NOW: StepSpec(INTAKE, 0),
     Step.ACQUIRE: StepSpec(RECORDING_QUEUE, 6, attempts=8),
     Step.START: StepSpec(RECORDING_QUEUE, 0, attempts=8, lease=300.0),
-    # Watches are due entries the dispatcher sends in batches (tasks.recording.watch_batch).
-    Step.WATCH: StepSpec(RECORDING_QUEUE, 0, attempts=20, lease=30.0),
+    Step.WATCH: StepSpec(RECORDING_QUEUE, 0, attempts=20),
     Step.STOP: StepSpec(CONTROL_QUEUE, 0, attempts=10_000),
     Step.CALLBACK: StepSpec(CALLBACKS_QUEUE, 6, lease=120.0),
     # A merge in progress keeps its lease alive on a heartbeat (worker.leases); this is how

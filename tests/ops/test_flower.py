@@ -31,12 +31,10 @@ pytestmark = pytest.mark.e2e
 
 AUTH = ("ops", "flower-pass-1234")
 # The tasks a job that starts at the first try runs: its start runs inside the acquire task
-# (tasks.recording.start_inline); ``recording.start`` is sent only to retry a start. Its watch
-# goes in a batch with the others due in the same quarter second: the only task whose argument is a
-# list of job ids.
+# (tasks.recording.start_inline); ``recording.start`` is sent only to retry a start.
 JOB_TASKS = {
     "recording.acquire": RECORDING_QUEUE,
-    "recording.watch_batch": RECORDING_QUEUE,
+    "recording.watch": RECORDING_QUEUE,
     "recording.stop": CONTROL_QUEUE,
 }
 
@@ -47,15 +45,9 @@ def _tasks_of(base: str, job_id: str) -> dict[str, dict[str, Any]] | None:
     mine = {
         t["name"]: t
         for t in tasks.values()
-        if t.get("args") and _names(_args(t["args"]), job_id) and t.get("state") == "SUCCESS"
+        if t.get("args") and _args(t["args"]) == [job_id] and t.get("state") == "SUCCESS"
     }
     return mine if set(JOB_TASKS) <= mine.keys() else None
-
-
-def _names(args: Any, job_id: str) -> bool:
-    """The task's arguments are this job's id, or a batch of ids with it."""
-    batch = isinstance(args, list) and len(args) == 1 and isinstance(args[0], list)
-    return args == [job_id] or (batch and job_id in args[0])
 
 
 def _args(text: str) -> Any:
@@ -117,7 +109,6 @@ def test_flower_shows_the_recording_tasks_and_workers(
     assert {
         *JOB_TASKS,
         "recording.start",
-        "recording.watch",
         "recording.submit",
         "recording.dispatch",
         "recording.fire_schedule",

@@ -12,7 +12,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks.recording import submit_and_start, watch_batch
+from tasks.recording import submit_and_start
 from tests.support.ports import free_port
 from tests.support.processes import (
     processes,
@@ -60,14 +60,6 @@ def _wait_state(store: JobStore, job_id: str, done: Callable[[JobRecord], bool],
     wait_for(lambda: done(store.get(job_id)), 60, 0.3, what)
 
 
-def _watched(store: JobStore, *job_ids: str) -> bool:
-    """Whether every job records; if not, its watch is sent (as the dispatcher sends it)."""
-    starting = [j for j in job_ids if store.get(j).state != JobState.RECORDING]
-    if starting:
-        watch_batch.delay(starting)
-    return not starting
-
-
 def test_the_figures_move_as_jobs_run(
     env: dict[str, str], log_dir: Path, redis_client: redis.Redis, emulator
 ) -> None:
@@ -90,10 +82,9 @@ def test_the_figures_move_as_jobs_run(
         callback = {"task": "ops.on_recording"}
         live, _ = submit_and_start(rt, process_spec("metrics-live", duration=8, callback=callback))
         empty, _ = submit_and_start(rt, process_spec("metrics-empty", duration=8))
-        # No beat yet: nothing fires the deadlines, so both stops become overdue. Nor the
-        # watches (due entries too): the test sends them, as the dispatcher would.
-        wait_for(lambda: _watched(store, live.job_id, empty.job_id), 60, 0.5, "both jobs recording")
+        _wait_state(store, live.job_id, lambda j: j.state == "recording", "recording")
         during = scrape(url)
+        # No beat yet: nothing fires the deadlines, so both stops become overdue.
         wait_for(
             lambda: time.time() > max(live.stop_at, empty.stop_at) + OVERDUE_GRACE + 1,
             20,

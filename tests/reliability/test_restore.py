@@ -170,8 +170,8 @@ def hold_then_kill(
         )
         submit_and_start(rt, spec)
         wait_for(holds(client, "recording.start", retried=True), 30, 0.05, "the start's retry")
-    else:  # watch: the recording started, its first query (a batch) waits in the worker
+    else:  # watch: the recording started, its first query waits in the worker
         submit_and_start(rt, spec)
-        wait_for(holds(client, "recording.watch_batch"), 30, 0.05, "the worker to take a watch")
+        wait_for(holds(client, "recording.watch"), 30, 0.05, "the worker to take a watch")
     worker.kill()
     return time.time()

@@ -27,7 +27,7 @@ def test_routing_reads_the_table():
     routes = celery_config(settings)["task_routes"]
     queue = {name: route["queue"] for name, route in routes.items()}
     assert queue["recording.stop"] == queue["recording.dispatch"] == CONTROL_QUEUE
-    for name in ("acquire", "start", "watch", "watch_batch", "reconcile", "fire_schedule"):
+    for name in ("acquire", "start", "watch", "reconcile", "fire_schedule"):
         route = queue.get(f"recording.{name}", queue["recording.*"])
         assert route == RECORDING_QUEUE, name
     assert queue["recording.callback"] == CALLBACKS_QUEUE
@@ -42,7 +42,7 @@ def test_retries_and_due_leases_read_the_table():
         20,
         10_000,
     ]
-    assert due_leases() == {"start": 300.0, "watch": 30.0, "callback": 120.0, "merge": 600.0}
+    assert due_leases() == {"start": 300.0, "callback": 120.0, "merge": 600.0}
 
 
 def test_stored_strings_are_unchanged():
