@@ -376,7 +376,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
-DUE_ACTIONS = ("start", "stop", "callback", "merge", "watch")
+DUE_ACTIONS = ("start", "stop", "callback", "merge")
 RECORDS_PER_ROUND_TRIP = 200
 
 
