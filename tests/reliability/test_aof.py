@@ -5,7 +5,9 @@ acknowledged before the crash is still there, and the worker carries each to its
 
 from __future__ import annotations
 
+import faulthandler
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -93,7 +95,11 @@ def test_jobs_acknowledged_before_redis_is_killed_survive_and_finish(tmp_path: P
             assert all(_rank(after[i]) >= _rank(before[i]) for i in ids), (before, after)
             if group.proc is not None and group.proc.poll() is not None:
                 group.start()  # a worker that gave up on the broker is restarted
-            assert wait_all_terminal(rt, ids, 90), "jobs were not carried to their end"
+            if not wait_all_terminal(rt, ids, 90):
+                faulthandler.dump_traceback(sys.stderr, all_threads=True)
+                print(group.stacks(), file=sys.stderr)
+                states = {j.job_id: j.state for j in rt.store.records(ids)}
+                pytest.fail(f"jobs were not carried to their end: {states}")
             time.sleep(1)
         group.stop()
         verdict = check_promises(rt, dev, ids)

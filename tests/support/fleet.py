@@ -119,6 +119,18 @@ class WorkerGroup:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def stacks(self, wait: float = 1.0) -> str:
+        """Every thread's stack in the running worker (Celery logs them on SIGUSR1) and the
+        tail of its log: what a test prints when the worker seems stuck."""
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            return f"worker {self.name} is not running (exit code {code})"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(wait)
+        log = self.log_dir / f"{self.name}-{self.starts - 1}.log"
+        return log.read_text(errors="replace")[-20_000:] if log.exists() else "(no log)"
+
     def pids(self) -> list[int]:
         """The group's processes (main and pool children), for memory measurements."""
         import psutil

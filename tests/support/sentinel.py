@@ -183,7 +183,30 @@ class SentinelGroup:
             del argv[argv.index("--replicaof") : argv.index("--replicaof") + 3]
         node.argv = [*argv, "--replicaof", "127.0.0.1", str(master.port)]
         node.start()
-        self._wait(lambda: self._replica_linked(node), timeout, f"{node.name} to rejoin")
+
+        def linked() -> bool:
+            if not node.alive():  # e.g. its port was taken meanwhile: the log says, try again
+                time.sleep(0.5)
+                node.start()
+                return False
+            return self._replica_linked(node)
+
+        self._wait(linked, timeout, f"{node.name} to rejoin", lambda: self._explain(node))
+
+    def _explain(self, node: Node) -> str:
+        """What a test prints when a node did not come back: its replication state as it and
+        the master see it, and its log's tail."""
+        lines = [f"{node.name} alive: {node.alive()}"]
+        for who in (node, self.master()):
+            client = redis.Redis(port=who.port, password=PASSWORD, socket_timeout=1)
+            try:
+                lines.append(f"{who.name} replication: {client.info('replication')}")
+            except redis.RedisError as exc:
+                lines.append(f"{who.name}: {exc!r}")
+            finally:
+                client.close()
+        log = node.log.read_text(errors="replace") if node.log.exists() else "(no log)"
+        return "\n".join([*lines, f"{node.name} log (tail):", log[-4000:]])
 
     def _replica_linked(self, node: Node) -> bool:
         client = redis.Redis(port=node.port, password=PASSWORD, socket_timeout=1)
@@ -209,10 +232,11 @@ class SentinelGroup:
         return True
 
     @staticmethod
-    def _wait(probe: Any, timeout: float, what: str) -> None:
+    def _wait(probe: Any, timeout: float, what: str, explain: Any = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if probe():
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"timed out waiting for {what}")
+        detail = f"\n{explain()}" if explain is not None else ""
+        raise TimeoutError(f"timed out waiting for {what}{detail}")

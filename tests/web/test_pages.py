@@ -3,6 +3,9 @@ only a job's own files are served (no other name, no path out of the storage dir
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -154,3 +157,60 @@ def test_the_job_page_names_the_app_the_job_records_under() -> None:
         summary = pages.job_sections(job(app=app).status_json(), [], time.time())["summary"]
         cells = parse(summary).text
         assert cells[cells.index("app") + 1] == app
+
+
+def test_a_live_playlist_replaced_while_served_comes_whole(tmp_path: Path) -> None:
+    """The emulator renames each new playlist version over the old one: every answer is one
+    version, whole, with the length it says (a browser rejects a length that lies)."""
+    recordings = Recordings(Settings(), tmp_path)
+    folder = tmp_path / "recordings" / "a" / "b"
+    folder.mkdir(parents=True)
+    name = f"{SID}_class-42.m3u8"
+    versions = [b"#EXTM3U\n" + b"#EXTINF:2.0,\nseg.ts\n" * n for n in (1, 400)]
+    (folder / name).write_bytes(versions[0])
+    record = job()
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tmp = folder / f".{name}.tmp"
+            tmp.write_bytes(versions[n % 2])
+            os.replace(tmp, folder / name)
+
+    writer = threading.Thread(target=rewrite, daemon=True)
+    writer.start()
+    try:
+        for _ in range(400):
+            length, body = asyncio.run(
+                _served(recordings.response(record, f"a/b/{name}", name, None))
+            )
+            assert length == len(body)
+            assert body in versions
+    finally:
+        stop.set()
+        writer.join()
+
+
+async def _served(response: Any) -> tuple[int, bytes]:
+    """Run an ASGI response as a server would: the length it announced, and the body it sent."""
+    sent: list[dict[str, Any]] = []
+
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if requested:  # the client stays connected until the answer is sent
+            await asyncio.sleep(3600)
+        requested = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "headers": [], "path": "/", "query_string": b""}
+    await response(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return int(headers[b"content-length"]), body

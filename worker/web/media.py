@@ -125,6 +125,8 @@ class Recordings:
         path = self.local.path_of(profile.bucket, key) if profile is not None else None
         if path is None:
             return PlainTextResponse("no such file\n", status_code=404)
+        if name.endswith(".m3u8"):
+            return _playlist_response(path, media_type(name))
         return FileResponse(path, media_type=media_type(name))
 
     def sources(self, job: JobRecord, status: dict[str, Any]) -> list[Source]:
@@ -161,6 +163,18 @@ class Recordings:
     def _exists(self, job: JobRecord, name: str, status: dict[str, Any]) -> bool:
         key = self.key_of(job, name, status)
         return key is not None and self.exists(job, key)
+
+
+def _playlist_response(path: Path, kind: str) -> Response:
+    """A playlist read whole, once. A live playlist is replaced (renamed over) while the
+    recording goes on: a file response would take its length from one version and its bytes
+    from the next, which a browser rejects (``ERR_CONTENT_LENGTH_MISMATCH``). Playlists are a
+    few kilobytes; nobody caches a live one."""
+    try:
+        body = path.read_bytes()
+    except OSError:
+        return PlainTextResponse("no such file\n", status_code=404)
+    return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
 
 
 class LocalFiles:
