@@ -1,12 +1,13 @@
 """The REST client for the cloud recording API (docs/service/api-contract.md), composite ("mix")
 mode.
 
-One :class:`RecordingApiClient` per process: a ``requests.Session`` with HTTP Basic auth, explicit
-connect/read timeouts, and the shared rate limiter in front of every call. This module is the one
-boundary where ``requests`` exceptions and non-200 answers become :mod:`worker.errors` classes;
-nothing above it sees a third-party error. Request bodies are built from the pydantic models of
-:mod:`contract.models` and serialized with ``to_wire`` (the only place secrets are revealed,
-and only into the request body, never into a log line or an exception).
+One :class:`RecordingApiClient` per app and process: a pool of HTTP connections (urllib3, see
+:func:`http_pool`) with HTTP Basic auth, explicit connect/read timeouts, and the shared rate
+limiter in front of every call. This module is the one boundary where urllib3's exceptions and
+non-200 answers become :mod:`worker.errors` classes; nothing above it sees a third-party error.
+Request bodies are built from the pydantic models of :mod:`contract.models` and serialized with
+``to_wire`` (the only place secrets are revealed, and only into the request body and the auth
+header, never into a log line or an exception).
 
 Every call, answered or not, produces one log line (operation, HTTP status, API code, request
 id, cname, sid; the job id comes from the log context of the task) and one call of the
@@ -15,13 +16,17 @@ id, cname, sid; the job id comes from the log context of the task) and one call 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import requests
+import certifi
+import requests.utils
+import urllib3
 from pydantic import BaseModel, ValidationError
 
 from config import DEFAULT_APP, Settings
@@ -84,7 +89,7 @@ class RecordingApiClient:
         app: str = DEFAULT_APP,
         acquire_slot: AcquireSlot = _no_limit,
         refund_slot: RefundSlot = _no_refund,
-        session: requests.Session | None = None,
+        http: urllib3.PoolManager | None = None,
         on_api_call: ApiCallHook = _not_counted,
     ) -> None:
         """``app`` names the app profile (App ID in the paths, its customer's Basic auth);
@@ -94,17 +99,22 @@ class RecordingApiClient:
         self.app = app
         self._root = settings.api_base_url.rstrip("/")
         self._app_id = profile.app_id
-        self._timeout = (settings.api_connect_timeout, settings.api_read_timeout)
-        self._stop_timeout = (settings.api_connect_timeout, settings.api_stop_read_timeout)
+        self._timeout = urllib3.Timeout(
+            connect=settings.api_connect_timeout, read=settings.api_read_timeout
+        )
+        self._stop_timeout = urllib3.Timeout(
+            connect=settings.api_connect_timeout, read=settings.api_stop_read_timeout
+        )
         self._acquire_slot = acquire_slot
         self._refund_slot = refund_slot
         self._on_api_call = on_api_call
-        self._session = environment_once(session or requests.Session(), self._root)
-        self._session.auth = (profile.customer_id, profile.customer_secret.get_secret_value())
-        self._session.headers["Content-Type"] = "application/json;charset=utf-8"
+        self._http = http or http_pool(self._root)
+        self._headers = urllib3.make_headers(
+            basic_auth=f"{profile.customer_id}:{profile.customer_secret.get_secret_value()}"
+        ) | {"Content-Type": "application/json;charset=utf-8", "Accept": "application/json"}
 
     def close(self) -> None:
-        self._session.close()
+        self._http.clear()
 
     # -- the six operations ------------------------------------------------------------------
     def acquire(self, cname: str, uid: str, request: AcquireClientRequest) -> AcquireResponse:
@@ -213,26 +223,33 @@ class RecordingApiClient:
     ) -> dict[str, Any]:
         self._acquire_slot(priority)
         timeout = self._stop_timeout if operation == "stop" else self._timeout
+        data = None if body is None else json.dumps(body, allow_nan=False).encode()
         try:
-            # Never follow a redirect: requests would re-send the body (storage keys, token) to
-            # wherever the Location points, and re-send it again and again on a 307 loop.
-            response = self._session.request(
-                method, self._root + path, json=body, timeout=timeout, allow_redirects=False
+            # Never follow a redirect (it would re-send the body, storage keys and token, to
+            # wherever the Location points) and never retry here: retries are the tasks'.
+            response = self._http.request(
+                method,
+                self._root + path,
+                body=data,
+                headers=self._headers,
+                timeout=timeout,
+                redirect=False,
+                retries=False,
             )
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             self._record_no_answer(operation, ids, type(exc).__name__)
             # The exception text may quote the URL, never the auth header or the body.
             error: ApiError = TransportError(operation, reason=type(exc).__name__)
             error.app = self.app
             raise error from exc
         request_id = response.headers.get(routes.REQUEST_ID_HEADER)
-        payload = _json_or_none(response)
-        self._record_answer(operation, ids, response.status_code, payload, request_id)
-        if response.status_code == 429:
+        payload = _json_or_none(response.data)
+        self._record_answer(operation, ids, response.status, payload, request_id)
+        if response.status == 429:
             self._refund_slot()
-        if response.status_code == 200 and payload is not None:
+        if response.status == 200 and payload is not None:
             return payload
-        error = _to_error(operation, response.status_code, payload, request_id)
+        error = _to_error(operation, response.status, payload, request_id)
         error.app = self.app
         raise error
 
@@ -293,24 +310,31 @@ def _envelope(cname: str, uid: str, request: BaseModel) -> dict[str, Any]:
     return {"cname": cname, "uid": uid, "clientRequest": to_wire(request)}
 
 
-def environment_once(session: requests.Session, root: str) -> requests.Session:
-    """Have ``session`` read the environment (``HTTPS_PROXY``/``NO_PROXY``,
-    ``REQUESTS_CA_BUNDLE``) once, now, for the API's root URL, rather than on every request:
-    requests does the latter by default (``trust_env``), and parsing the proxy settings was an
-    eighth of a worker's CPU (benchmarks/README.md). Every call goes to the same host, so the
-    answer is the same."""
-    if not session.trust_env:
-        return session
-    env = session.merge_environment_settings(root, {}, None, None, None)
-    session.proxies.update(env["proxies"])
-    session.verify = env["verify"]
-    session.trust_env = False
-    return session
+# HTTP connections kept per host: a threads worker runs up to this many API calls at once.
+HTTP_POOL_SIZE = 64
 
 
-def _json_or_none(response: requests.Response) -> dict[str, Any] | None:
+def http_pool(root: str, pool_size: int = HTTP_POOL_SIZE) -> urllib3.PoolManager:
+    """The connections to the API's root URL, with the environment read once, now: a proxy
+    from ``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` names the host (requests' rules),
+    the CA bundle from ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (else certifi's).
+
+    urllib3 rather than requests: every call goes to the same host with the same headers, and
+    requests' per-call work (merging session settings, cookies, hooks) was a tenth of a
+    worker's CPU in ``benchmarks/deployment.py``."""
+    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    options: dict[str, Any] = {"maxsize": pool_size, "ca_certs": ca_certs or certifi.where()}
+    proxies = requests.utils.get_environ_proxies(root)
+    scheme = root.split("://", 1)[0].lower()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if proxy:
+        return urllib3.ProxyManager(proxy, num_pools=4, **options)
+    return urllib3.PoolManager(num_pools=4, **options)
+
+
+def _json_or_none(data: bytes) -> dict[str, Any] | None:
     try:
-        payload = response.json()
+        payload = json.loads(data)
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import redis
-import requests
-import requests.adapters
 
 from config import DEFAULT_APP, Settings
 from worker import keys
@@ -27,18 +25,6 @@ from worker.planner import StopPlan, budget_key
 from worker.redis_conn import redis_client
 from worker.store import JobStore
 from worker.vault import TokenVault
-
-# HTTP connections kept per host: a threads worker runs up to this many API calls at once
-# (requests' default of 10 makes a busier worker open and drop a connection per call).
-HTTP_POOL_SIZE = 64
-
-
-def _pooled_session() -> requests.Session:
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=HTTP_POOL_SIZE)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 @dataclass
@@ -72,7 +58,6 @@ class Runtime:
                 acquire_slot=limiter.acquire,
                 refund_slot=limiter.refund,
                 on_api_call=partial(metrics.api_call, app=name),
-                session=_pooled_session(),
             )
             for name, limiter in limiters.items()
         }

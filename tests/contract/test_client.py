@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import certifi
 import pytest
-import requests
+import urllib3
 
 from config import Settings
 from contract.models import (
@@ -322,7 +323,7 @@ def test_no_answer_is_a_transport_error():
     api = RecordingApiClient(Settings(api_base_url="http://127.0.0.1:9", api_connect_timeout=1))
     with pytest.raises(TransportError) as info:
         api.acquire("c14", "21", AcquireClientRequest())
-    assert isinstance(info.value.__cause__, requests.RequestException)
+    assert isinstance(info.value.__cause__, urllib3.exceptions.HTTPError)
 
 
 def test_every_call_takes_a_limiter_slot_with_its_priority(emulator, dev):
@@ -349,27 +350,32 @@ def test_no_secret_in_logs_or_errors(client, dev, caplog):
     assert "api start -> 200" in caplog.text  # the calls were logged, just not the secrets
 
 
-def test_the_session_reads_the_environment_once(monkeypatch):
+def test_the_connections_read_the_environment_once(monkeypatch, emulator):
     """Proxies and the CA bundle come from the environment when the client is built, for the
     API's host (NO_PROXY honoured), and no request reads the environment again."""
-    import requests.sessions
+    import requests.utils
 
-    from worker.client import environment_once
+    from worker.client import http_pool
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/bundle.pem")
-    remote = environment_once(requests.Session(), "https://api.sd-rtn.com")
-    local = environment_once(requests.Session(), "http://127.0.0.1:8700")
-    assert remote.proxies["https"] == "http://proxy.example:3128"
-    assert remote.verify == "/tmp/bundle.pem"
-    assert "https" not in local.proxies and "http" not in local.proxies
+    remote = http_pool("https://api.sd-rtn.com")
+    assert isinstance(remote, urllib3.ProxyManager)
+    assert (remote.proxy.host, remote.proxy.port) == ("proxy.example", 3128)
+    assert remote.connection_pool_kw["ca_certs"] == "/tmp/bundle.pem"
+    local = http_pool(emulator.base_url)
+    assert not isinstance(local, urllib3.ProxyManager)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert http_pool(emulator.base_url).connection_pool_kw["ca_certs"] == certifi.where()
 
     def read(*_args, **_kwargs):
         raise AssertionError("the environment was read again")
 
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies", read)
-    settings = remote.merge_environment_settings(
-        "https://api.sd-rtn.com/v1/x", {}, None, None, None
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", read)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # would refuse every call
+    api = RecordingApiClient(
+        Settings(api_base_url=emulator.base_url, customer_secret=SECRET), http=local
     )
-    assert settings["proxies"]["https"] == "http://proxy.example:3128"
+    assert api.acquire("c17", "24", AcquireClientRequest()).resourceId
