@@ -28,6 +28,9 @@ Figures printed (one JSON object; exit 1 if a goal is missed):
   send until every job is terminal, over the jobs (goal: <= 20 ms); beat's CPU is shown apart,
   and so are the phases (first send to all recording; all recording until the first deadline
   is near; the stops) and user against system CPU;
+- Redis commands per job (INFO commandstats, first send to all terminal, the most frequent
+  first): every process's, this script's own too (its wait for the end reads every job's
+  record twice a second: most of the ``get`` figure);
 - the promises: every job terminal, none started twice, none left live.
 
 Run: ``.venv/bin/python benchmarks/deployment.py`` (3,000 jobs, about 7 minutes on 2 cores);
@@ -188,6 +191,7 @@ def run(
     cpu0 = [w.cpu_seconds() for w in workers]
     splits0 = [w.cpu_split() for w in workers]
     beat0 = beat.cpu_seconds()
+    commands0 = rt.redis.info("commandstats")
     t0 = time.time()
     opens = t0 + args.ramp
     ids = []
@@ -241,6 +245,7 @@ def run(
     cpu1 = [w.cpu_seconds() for w in workers]
     splits1 = [w.cpu_split() for w in workers]
     beat1 = beat.cpu_seconds()
+    commands1 = rt.redis.info("commandstats")
     elapsed = time.time() - t0
     time.sleep(2)
     verdict = check_promises(rt, DevApiClient(rt.settings.api_base_url, timeout=120), ids)
@@ -271,6 +276,7 @@ def run(
         "beat_cpu_ms_per_job": round((beat1 - beat0) * 1000 / args.jobs, 1),
         "first_send_to_all_terminal_s": round(elapsed, 1),
         "api_calls_per_job": api_calls_per_job(rt, args.jobs),
+        "redis_commands_per_job": commands_per_job(commands0, commands1, args.jobs),
         "worker_rss_mb_all_recording": marks.get("worker_rss_mb_all_recording"),
         "redis_breakdown": marks.get("redis_breakdown"),
         "redis_overhead_per_job": marks.get("redis_overhead_per_job"),
@@ -322,6 +328,20 @@ def api_calls_per_job(rt: Runtime, jobs: int) -> dict[str, float]:
         operation = field.decode().split("|", 1)[0]
         calls[operation] = calls.get(operation, 0) + int(count)
     return {op: round(n / jobs, 2) for op, n in sorted(calls.items())}
+
+
+def commands_per_job(before: dict[str, Any], after: dict[str, Any], jobs: int) -> dict[str, float]:
+    """Redis commands run per job (INFO commandstats) from the first send until every job is
+    terminal, the most frequent first: each one is a round trip some process paid for (this
+    script's own sampling is a few hundred in all)."""
+    counts = {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        - int(before.get(name, {}).get("calls", 0))
+        for name, stats in after.items()
+    }
+    per_job = {name: round(n / jobs, 2) for name, n in counts.items() if n}
+    ranked = dict(sorted(per_job.items(), key=lambda item: -item[1]))
+    return {"total": round(sum(per_job.values()), 1), **ranked}
 
 
 def redis_breakdown(rt: Runtime) -> dict[str, Any]:

@@ -96,7 +96,8 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
     """Run one step with the redelivery cap and the retry policy of the error tree."""
     rt = runtime()
     delivery = f"{step}:{task.request.id}"
-    if _redelivered_too_often(rt, task, delivery, job_id):
+    redelivered = is_redelivery(task)
+    if redelivered and _redelivered_too_often(rt, delivery, job_id):
         follow(job_id, recording.fail_job(rt, job_id, _redelivery_error(step)))
         return
 
@@ -106,7 +107,8 @@ def run_step(task: Task, step: Step, job_id: str, func: StepFunc) -> None:
     nxt = attempt_step(rt, step, job_id, func, retry, delivery, task.request.retries or 0)
     if nxt is None:
         return
-    rt.store.forget_delivery(job_id, delivery)
+    if redelivered:
+        rt.store.forget_delivery(job_id, delivery)
     if step == Step.ACQUIRE and nxt.step == Step.START:
         nxt = start_inline(rt, job_id, delivery)
     follow(job_id, nxt)
@@ -203,12 +205,18 @@ def _retry_countdown(rt: Runtime, step: Step, job_id: str, countdown: float) -> 
     return countdown
 
 
-def _redelivered_too_often(rt: Runtime, task: Task, delivery: str, job_id: str) -> bool:
-    # Retries keep the task id and count in request.retries; anything beyond is a redelivery
-    # (the worker died holding the message). Cap them so a poison job cannot loop forever.
-    runs = rt.store.count_delivery(job_id, delivery)
-    redeliveries = runs - 1 - (task.request.retries or 0)
-    return redeliveries > rt.settings.max_deliveries
+def is_redelivery(task: Task) -> bool:
+    """Whether this message was taken before by a worker that died holding it: whoever put it
+    back (kombu's own restore, worker.restorer) marked it redelivered."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
+
+
+def _redelivered_too_often(rt: Runtime, delivery: str, job_id: str) -> bool:
+    # Cap the redeliveries of one message (its worker died running it each time) so a poison
+    # job cannot loop forever. Only a redelivery is counted: a first delivery and a retry (a
+    # new message with the same task id) cannot be one, and counting every run cost two round
+    # trips per task (benchmarks/README.md, session 11).
+    return rt.store.count_delivery(job_id, delivery) > rt.settings.max_deliveries
 
 
 def _redelivery_error(step: Step) -> dict[str, Any]:
@@ -310,8 +318,7 @@ def submit(self: Task, spec: dict[str, Any]) -> str:
     A token in ``spec`` must be sealed (:func:`worker.vault.seal_token`): this message sat in
     the broker.
     """
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    job, _ = submit_and_start(runtime(), spec, via_broker=True, redelivered=redelivered)
+    job, _ = submit_and_start(runtime(), spec, via_broker=True, redelivered=is_redelivery(self))
     return job.job_id
 
 

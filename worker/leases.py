@@ -98,7 +98,9 @@ class LeaseKeeper:
             if entries:
                 try:
                     self._renew(entries)
-                except redis.RedisError as exc:  # next beat tries again; the lease has slack
+                # The next beat tries again; the lease has slack. OSError: the client's socket
+                # was closed under this thread (its runtime closed): the thread must not die.
+                except (redis.RedisError, OSError) as exc:
                     log.warning("lease renewal failed: %s", exc)
 
     def _renew(self, entries: list[tuple[str, str]]) -> None:

@@ -85,7 +85,10 @@ class DeferredJobFields:
 
     Most of a task's lines name the job's cname and sid themselves (the store's transition
     line, the API call line): reading them when every task starts cost a Redis round trip per
-    task for lines that rarely use it. Read once, then kept for the task's other lines.
+    task for lines that rarely use it. Read once, then kept for the task's other lines; and
+    not read at all when the task's step read its job anyway (:func:`offer_job_fields`: the
+    line Celery logs when a task succeeded lacks them, and looking them up cost a round trip
+    per task).
     """
 
     def __init__(self, lookup: JobLookup, job_id: str) -> None:
@@ -97,6 +100,20 @@ class DeferredJobFields:
         if self._fields is None:
             self._fields = _safe_lookup(self._lookup, self._job_id)
         return self._fields
+
+    def offer(self, job_id: str, fields: Mapping[str, str | None]) -> None:
+        """The job's fields as just read by the task itself (the latest read wins: a sid the
+        task learnt is in it)."""
+        if job_id == self._job_id:
+            self._fields = fields
+
+
+def offer_job_fields(job_id: str, cname: str | None, sid: str | None) -> None:
+    """Tell the running task's log context its job's cname and sid, read anyway (the job
+    store calls this when it reads one job): its lines need not look them up."""
+    deferred = _deferred.get()
+    if deferred is not None:
+        deferred.offer(job_id, {"cname": cname, "sid": sid})
 
 
 _deferred: ContextVar[DeferredJobFields | None] = ContextVar("cloudrec_log_job", default=None)

@@ -107,10 +107,14 @@ def submit(
     spec = parse_job_spec(data, rt.settings, minted=minted)  # minted: a schedule's firing
     token = _job_token(rt, spec, via_broker)
     job_id = spec.job_id or uuid.uuid4().hex
-    existing = rt.store.find(job_id)
-    if existing is not None:
-        return existing, False
-    times = resolve_times(spec, rt.settings, now)
+    try:
+        times = resolve_times(spec, rt.settings, now)
+    except JobSpecError:
+        # The same spec submitted again once its times are past still returns its job.
+        existing = rt.store.find(job_id)
+        if existing is not None:
+            return existing, False
+        raise
     record = JobRecord(
         job_id=job_id,
         state=S.QUEUED,
@@ -128,15 +132,16 @@ def submit(
         stop_early_max=times.stop_early_max,
         history=[],
     )
-    record, created = rt.store.create(record)
-    if created:
-        if token is not None:
-            rt.vault.put(job_id, token, int(times.stop_at - now) + 86_400)
-        # The deadline exists from the first moment: a job is never without its stop. It is due
-        # from its release (the deadline, or up to stop_early_max before: worker.planner).
-        rt.store.schedule(Step.STOP, job_id, stop_release(record))
-        if record.start_at is not None:
-            rt.store.schedule(Step.START, job_id, record.start_at)
+    # The deadline exists from the first moment, written with the job: a job is never without
+    # its stop. It is due from its release (the deadline, or up to stop_early_max before:
+    # worker.planner). An existing job_id returns that job (the store checks, in the same
+    # round trips: a read before would cost one more per submit).
+    due = {Step.STOP.value: stop_release(record)}
+    if record.start_at is not None:
+        due[Step.START.value] = record.start_at
+    record, created = rt.store.create(record, due)
+    if created and token is not None:
+        rt.vault.put(job_id, token, int(times.stop_at - now) + 86_400)
     return record, created
 
 

@@ -9,7 +9,8 @@ A success stores only what a reader needs: ``status``, ``result`` and ``task_id`
 own :class:`celery.result.AsyncResult` and the result consumer of its Redis backend read
 these; ``traceback``, ``children`` and ``date_done`` are read with ``.get()``, so a missing one
 reads as None). ``date_done``, an empty ``children`` and a null ``traceback`` are left out.
-Failures, retries and anything with children are stored as Celery stores them.
+Failures, retries and anything with children are stored as Celery stores them. A success is
+written without Celery's read of the stored answer first (see ``_store_result``).
 
 Every answer is JSON without the blanks kombu's serializer puts after ``,`` and ``:`` (any
 JSON reader reads it the same): the 96-byte answer of a submit becomes 90, and Redis's
@@ -23,7 +24,9 @@ from typing import Any
 
 from celery import Celery, states
 from celery.app import backends
+from celery.exceptions import BackendStoreError
 from kombu.utils import json as kombu_json
+from kombu.utils.encoding import bytes_to_str
 
 # What a success leaves out (each reads as None through .get()).
 _LEFT_OUT_ON_SUCCESS = ("traceback", "children", "date_done")
@@ -49,6 +52,35 @@ class CompactResultMeta:
             for name in _LEFT_OUT_ON_SUCCESS:
                 meta.pop(name, None)
         return meta
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A success is written without reading the stored answer first. Celery reads it to
+        keep a late failure or retry of a lost task from overwriting a success; a success
+        written over a success cannot do that harm, and the read was a round trip per answer
+        (every submit's). Every other state is stored as Celery stores it, read first."""
+        if state != states.SUCCESS:
+            return super()._store_result(  # type: ignore[misc]
+                task_id, result, state, traceback=traceback, request=request, **kwargs
+            )
+        meta = self._get_result_meta(result, state, traceback, request)
+        meta["task_id"] = bytes_to_str(task_id)
+        try:
+            self._set_with_state(  # type: ignore[attr-defined]
+                self.get_key_for_task(task_id),  # type: ignore[attr-defined]
+                self.encode(meta),  # type: ignore[attr-defined]
+                state,
+            )
+        except BackendStoreError as exc:
+            raise BackendStoreError(str(exc), state=state, task_id=task_id) from exc
+        return result
 
     def _encode(self, data: Any) -> tuple[str, str, Any]:
         if self.serializer != "json":  # type: ignore[attr-defined]

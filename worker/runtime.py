@@ -47,9 +47,11 @@ class Runtime:
     _locator_decided: bool = field(default=False, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, metrics_flush: float | None = None) -> Runtime:
+        """``metrics_flush``: seconds between metric writes (worker.metrics.Metrics; None:
+        every count written at once)."""
         client = redis_client(settings)
-        metrics = Metrics(client)
+        metrics = Metrics(client, flush_every=metrics_flush)
         limiters = {name: app_limiter(client, settings, name) for name in settings.app_profiles()}
         clients = {
             name: RecordingApiClient(
@@ -109,6 +111,7 @@ class Runtime:
         return {name: self.stop_plan(name) for name in self.settings.app_profiles()}
 
     def close(self) -> None:
+        self.metrics.close()
         for client in {id(c): c for c in (self.client, *self.clients.values())}.values():
             client.close()
         self.redis.close()

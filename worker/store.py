@@ -87,6 +87,7 @@ from worker.keys import data_key as data_key
 from worker.keys import deliveries_key as deliveries_key
 from worker.keys import due_member
 from worker.keys import job_key as job_key
+from worker.logs import offer_job_fields
 from worker.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -586,8 +587,11 @@ class JobStore:
         self._forget_missing = client.register_script(_FORGET_MISSING_LUA)
 
     # -- records ---------------------------------------------------------------------------
-    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        """Store a new job unless ``job_id`` exists: returns (the stored job, created?)."""
+    def create(
+        self, record: JobRecord, due: Mapping[str, float] | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Store a new job unless ``job_id`` exists: returns (the stored job, created?).
+        ``due``: its first due entries (action -> when), written in the same transaction."""
         stored = _stored(record)
         key = job_key(record.job_id)
         # WATCH on the record is the idempotency gate; the rest follows in one MULTI.
@@ -610,6 +614,10 @@ class JobStore:
                         pipe.zrem(JOBS_KEY, record.job_id)
                     pipe.zrem(ENDED_KEY, record.job_id)
                     pipe.sadd(state_key(record.state), record.job_id)
+                    if due:
+                        pipe.zadd(
+                            DUE_KEY, {due_member(a, record.job_id): at for a, at in due.items()}
+                        )
                     # EVAL, not a registered script: in a pipeline that would cost a round trip
                     # (SCRIPT EXISTS) per create. Redis caches the compiled script by its hash.
                     pipe.eval(
@@ -637,6 +645,7 @@ class JobStore:
         records = self.records([job_id])
         if not records:
             raise JobNotFound(job_id)
+        offer_job_fields(job_id, records[0].cname, records[0].sid)
         return records[0]
 
     def log_fields(self, job_id: str) -> dict[str, str | None]:

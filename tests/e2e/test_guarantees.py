@@ -18,9 +18,10 @@ from standardwebhooks import Webhook
 
 from contract.models import AcquireClientRequest
 from tasks.recording import acquire, request_stop, submit_and_start
+from tests.support.redelivery import send_as_redelivered
 from tests.support.stack import WEBHOOK_SECRET
 from tests.support.waiting import wait_for
-from worker.celery_app import app, runtime
+from worker.celery_app import RECORDING_QUEUE, app, runtime
 from worker.limiter import ApiRateLimiter, Priority
 from worker.metrics import LIMITER_WAITS
 from worker.recording import build_start_request
@@ -192,13 +193,17 @@ def test_redeliveries_of_a_step_are_capped_per_job(stack):
     rt = stack.runtime
     limit = rt.settings.max_deliveries
     delivery = f"acquire:{'the-same-message'}"
+
+    def redeliver(job_id: str) -> None:
+        send_as_redelivered(app, rt.redis, acquire, (job_id,), "the-same-message", RECORDING_QUEUE)
+
     # What `limit` deliveries of one message leave behind when each killed its worker mid-run
-    # (the broker redelivers a message with the same task id each time): within the cap, it
-    # still runs (the acquire task starts the job too).
+    # (the broker gives it back marked redelivered, with the same task id, each time): within
+    # the cap, it still runs (the acquire task starts the job too).
     ok, _ = submit_and_start(rt, _spec("poison-ok", start_at=TOMORROW))
-    for _ in range(limit):
+    for _ in range(limit - 1):
         rt.store.count_delivery(ok.job_id, delivery)
-    acquire.apply_async((ok.job_id,), task_id="the-same-message")
+    redeliver(ok.job_id)
     _wait_state(stack, ok.job_id, "starting", "recording")
     wait_for(
         lambda: not rt.redis.hexists(f"cloudrec:deliveries:{ok.job_id}", delivery),
@@ -209,12 +214,28 @@ def test_redeliveries_of_a_step_are_capped_per_job(stack):
     request_stop(rt, ok.job_id, "cancel")
     # One more, and the job fails before any API call.
     job, _ = submit_and_start(rt, _spec("poison", start_at=TOMORROW))
-    for _ in range(limit + 1):
+    for _ in range(limit):
         rt.store.count_delivery(job.job_id, delivery)
-    acquire.apply_async((job.job_id,), task_id="the-same-message")
+    redeliver(job.job_id)
     job = _wait_state(stack, job.job_id, "failed", timeout=20)
     assert "redelivered too often" in job.error["reason"]
     assert _recordings(stack, "poison") == []
+
+
+def test_a_first_delivery_is_not_counted_against_the_cap(stack):
+    # A message delivered for the first time cannot be a redelivery: its run writes no count
+    # (two round trips per task saved), whatever counts an earlier message of the job left.
+    rt = stack.runtime
+    job, _ = submit_and_start(rt, _spec("first-delivery", start_at=TOMORROW))
+    delivery = "acquire:first-delivery-message"
+    for _ in range(rt.settings.max_deliveries + 1):
+        rt.store.count_delivery(job.job_id, delivery)
+    acquire.apply_async((job.job_id,), task_id="first-delivery-message")
+    _wait_state(stack, job.job_id, "starting", "recording")
+    assert int(rt.redis.hget(f"cloudrec:deliveries:{job.job_id}", delivery) or 0) == (
+        rt.settings.max_deliveries + 1
+    )
+    request_stop(rt, job.job_id, "cancel")
 
 
 def test_work_waiting_for_the_budget_does_not_hold_worker_slots(stack, redis_client):
@@ -249,8 +270,14 @@ def test_work_waiting_for_the_budget_does_not_hold_worker_slots(stack, redis_cli
     finally:
         stop_hammer.set()
         thread.join()
-    # Each wait was counted under the priority that waited.
-    assert int(redis_client.hget(LIMITER_WAITS, "start") or 0) >= 12
+    # Each wait was counted under the priority that waited (a worker writes its counts twice a
+    # second: worker.metrics).
+    wait_for(
+        lambda: int(redis_client.hget(LIMITER_WAITS, "start") or 0) >= 12,
+        5,
+        0.1,
+        "the waits to be counted",
+    )
     for j in jobs:  # and once the budget is back, every waiting job goes on
         _wait_state(stack, j.job_id, "recording", timeout=60)
         request_stop(rt, j.job_id, "stop")

@@ -217,7 +217,8 @@ def test_a_sid_nothing_tells_ends_the_job_sid_unknown_and_counts_it(
         "sid_unknown",
         "SidUnknown",
     )
-    assert real_stack.runtime.redis.hget(SID_UNKNOWN, "total") == b"1"
+    # Counted (a worker writes its counts twice a second: worker.metrics).
+    wait_for(lambda: real_stack.runtime.redis.hget(SID_UNKNOWN, "total") == b"1", 5, 0.1)
     # Honest: the recording the job could not stop is running at the emulator.
     assert [r["live"] for r in _recordings(real_stack, "unknowable")] == [True]
 

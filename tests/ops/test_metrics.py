@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,7 +28,7 @@ from worker.celery_app import runtime
 from worker.devapi import DevApiClient
 from worker.exporter import OVERDUE_GRACE, build_registry
 from worker.keys import ENDED_COUNT_HOUR, ended_count_key
-from worker.metrics import Metrics
+from worker.metrics import Metrics, read_counters
 from worker.states import JobState
 from worker.store import JobRecord, JobStore
 
@@ -167,6 +168,63 @@ def test_the_lateness_histogram_is_cumulative(redis_client: redis.Redis) -> None
     assert buckets["5.0"] == 3
     assert buckets["300.0"] == 3
     assert buckets["+Inf"] == 4
+
+
+def test_lateness_written_by_an_older_version_still_adds_up(redis_client: redis.Redis) -> None:
+    """Before session 11 a stop wrote every cumulative bucket it fell in ("le=" fields); now it
+    writes its own bucket only ("in=" fields, three commands instead of eleven) and the reader
+    adds up. A hash holding both reads as one histogram."""
+    from worker.metrics import LATENESS_BUCKETS, STOP_LATENESS
+
+    for bound in (b for b in LATENESS_BUCKETS if b >= 1.0):  # an old stop 0.7 s late
+        redis_client.hincrby(STOP_LATENESS, f"le={bound}", 1)
+    redis_client.hincrby(STOP_LATENESS, "le=+Inf", 1)
+    redis_client.hincrby(STOP_LATENESS, "count", 1)
+    redis_client.hincrbyfloat(STOP_LATENESS, "sum", 0.7)
+    Metrics(redis_client).stop_lateness(0.1)
+    Metrics(redis_client).stop_lateness(400.0)
+    snapshot = read_counters(redis_client).lateness["default"]
+    buckets = dict(snapshot.buckets)
+    assert (buckets["0.25"], buckets["0.5"], buckets["1.0"], buckets["300.0"]) == (1, 1, 2, 2)
+    assert buckets["+Inf"] == snapshot.count == 3
+    assert snapshot.sum == pytest.approx(400.8)
+
+
+def test_a_worker_writes_its_counts_twice_a_second_in_one_round_trip(
+    redis_client: redis.Redis,
+) -> None:
+    """A worker process's Metrics (flush_every) adds counts up and writes them together: none
+    is in Redis at once, all are within the interval, and close() writes what is pending."""
+    from worker.metrics import API_CALLS, STOP_LATENESS
+
+    writes = _PipelinesCounted(redis_client)
+    metrics = Metrics(writes, flush_every=0.3)  # type: ignore[arg-type]
+    for _ in range(50):
+        metrics.api_call("query", 200, None)
+    metrics.stop_lateness(0.1)
+    metrics.stop_lateness(0.2)
+    assert redis_client.hgetall(API_CALLS) == {}  # not yet: added up in the process
+    wait_for(lambda: redis_client.hget(API_CALLS, "query|200|") == b"50", 2, 0.05, "a write")
+    assert writes.pipelines == 1  # 52 counts, one round trip
+    assert redis_client.hget(STOP_LATENESS, "count") == b"2"
+    metrics.api_call("stop", 200, None)
+    metrics.close()
+    assert redis_client.hget(API_CALLS, "stop|200|") == b"1"
+
+
+class _PipelinesCounted:
+    """A real client that counts the pipelines made from it (each one round trip)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self.pipelines = 0
+
+    def pipeline(self, **kwargs: Any) -> Any:
+        self.pipelines += 1
+        return self._client.pipeline(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 def test_per_request_and_per_job_figures_carry_the_app(redis_client: redis.Redis) -> None:

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tests.support.processes import processes, start_worker_process
+from tests.support.specs import process_spec
 from worker.celery_app import app
 from worker.queues import DEFAULT_INTAKE_QUEUE
 
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.e2e
 
 TASKS = 40
 TASK_EVENTS = {"task-received", "task-started", "task-succeeded", "task-failed"}
+# What a worker sends for a job of its own accord before it records.
+WORKER_SENT = {"recording.acquire", "recording.watch"}
 
 
 def test_task_events_go_out_in_batches_each_within_a_second(
@@ -34,7 +37,9 @@ def test_task_events_go_out_in_batches_each_within_a_second(
         _read(tap, 1.0)  # the worker's own events (online, heartbeats)
         for i in range(TASKS):  # a status query of a job that is not there: fails at once
             app.send_task("recording.status", args=[f"missing-{i}"], queue=DEFAULT_INTAKE_QUEUE)
-        received = _read(tap, 15.0, until=lambda events: len(events) >= 3 * TASKS)
+        received = _read(
+            tap, 15.0, until=lambda events: len([e for e in events if _task(e)]) >= 3 * TASKS
+        )
     events = [(at, event) for at, batch in received for event in batch]
     task_events = [(at, e) for at, e in events if e.get("type") in TASK_EVENTS]
     assert len(task_events) == 3 * TASKS, sorted({str(e.get("type")) for _, e in events})
@@ -43,6 +48,41 @@ def test_task_events_go_out_in_batches_each_within_a_second(
     assert messages <= TASKS // 2, messages
     late = [round(at - e["timestamp"], 3) for at, e in task_events if at - e["timestamp"] > 1.0]
     assert late == [], late
+
+
+def test_the_tasks_a_worker_sends_are_announced_in_batches(
+    redis_url: str, env: dict[str, str], log_dir: Path
+) -> None:
+    """A job's submit sends its acquire, the acquire (with its start) sends the first watch:
+    Celery announces each with a task-sent event; the worker's go out with its other events,
+    in batches, not one message each."""
+    tap = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    tap.psubscribe("*celeryev*")
+    jobs = 20
+    with processes() as procs:
+        procs.append(start_worker_process(env, log_dir))
+        _read(tap, 1.0)
+        for i in range(jobs):
+            spec = process_spec(f"sent-{i}", duration=60)
+            app.send_task("recording.submit", args=[spec], queue=DEFAULT_INTAKE_QUEUE)
+        received = _read(tap, 30.0, until=lambda events: _sent_by_worker(events) >= 2 * jobs)
+    sent = [(at, e) for at, batch in received for e in batch if _by_worker(e)]
+    # Each job's acquire and first watch (a watch that found the recording not yet running
+    # sends another).
+    assert len(sent) >= 2 * jobs, sorted({str(e.get("name")) for _, e in sent})
+    messages = sum(1 for _, batch in received if any(_by_worker(e) for e in batch))
+    # Before: one message per task-sent event (40).
+    assert messages <= jobs // 2, messages
+    late = [round(at - e["timestamp"], 3) for at, e in sent if at - e["timestamp"] > 1.0]
+    assert late == [], late
+
+
+def _by_worker(event: dict[str, Any]) -> bool:
+    return event.get("type") == "task-sent" and event.get("name") in WORKER_SENT
+
+
+def _sent_by_worker(events: list[dict[str, Any]]) -> int:
+    return sum(1 for e in events if _by_worker(e))
 
 
 def _read(tap: Any, seconds: float, until: Any = None) -> list[tuple[float, list[dict[str, Any]]]]:
@@ -59,7 +99,7 @@ def _read(tap: Any, seconds: float, until: Any = None) -> list[tuple[float, list
             raw = base64.b64decode(raw)
         body = json.loads(raw)
         got.append((time.time(), body if isinstance(body, list) else [body]))
-        if until is not None and until([e for _, batch in got for e in batch if _task(e)]):
+        if until is not None and until([e for _, batch in got for e in batch]):
             break
     return got
 

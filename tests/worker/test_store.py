@@ -279,6 +279,41 @@ def test_log_fields_are_the_jobs_cname_and_sid(store):
     assert store.log_fields("nope") == {}
 
 
+def test_a_task_that_read_its_job_does_not_look_its_log_fields_up(store):
+    """A step reads its job anyway: the store offers the cname and sid to the task's log
+    context, so a line without them costs no second read, and names the latest sid read."""
+    import logging
+
+    from worker.logs import ContextFilter, DeferredJobFields, _deferred
+
+    store.create(_record("lf2"))
+    store.create(_record("other"))
+    reads: list[str] = []
+
+    def lookup(job_id: str) -> dict[str, str | None]:
+        reads.append(job_id)
+        return {"cname": "looked-up", "sid": None}
+
+    def line() -> logging.LogRecord:
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "a line", None, None)
+        ContextFilter().filter(record)
+        return record
+
+    token = _deferred.set(DeferredJobFields(lookup, "lf2"))
+    try:
+        store.get("lf2")
+        store.get("other")  # another job's read tells this task nothing
+        first = line()
+        assert (first.cname, getattr(first, "sid", None)) == ("c", None)  # type: ignore[attr-defined]
+        store.transition("lf2", {S.QUEUED}, None, sid="s-2")
+        store.get("lf2")
+        later = line()
+        assert (later.cname, later.sid) == ("c", "s-2")  # type: ignore[attr-defined]
+        assert reads == []
+    finally:
+        _deferred.reset(token)
+
+
 def test_history_is_stored_compact_and_old_entries_still_read(store, redis_client):
     from worker import jobcodec
     from worker.keys import data_key
