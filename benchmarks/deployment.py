@@ -31,7 +31,13 @@ Figures printed (one JSON object; exit 1 if a goal is missed):
 - Redis commands per job (INFO commandstats, first send to all terminal, the most frequent
   first): every process's, this script's own too (its wait for the end reads every job's
   record twice a second: most of the ``get`` figure);
-- the promises: every job terminal, none started twice, none left live.
+- the promises: every job terminal, none started twice, none left live;
+- the machine's pace, to compare CPU figures taken on different machines: the CPU one redis-py
+  round trip costs this script (``redis_round_trip_cpu_us``, the median of three rounds of
+  2,000 GETs against the private Redis, before anything starts). The same code measured
+  25.7-27.9 ms per job on a machine where a loop of 5,000 GETs against the local Redis cost
+  ~150 us of CPU per GET, and 13.4-15.3 ms on one where the same loop cost ~42 us: a job's CPU
+  is mostly system calls (messages, round trips), so it moves with the machine's pace.
 
 Run: ``.venv/bin/python benchmarks/deployment.py`` (3,000 jobs, about 7 minutes on 2 cores);
 ``--jobs 500 --ramp 60`` for a quick look.
@@ -158,6 +164,7 @@ def main() -> int:
     services: list[Service] = []
     figures: dict[str, Any] = {"jobs": args.jobs, "logs": str(tmp)}
     rt = Runtime.build(settings)
+    figures["redis_round_trip_cpu_us"] = round_trip_cpu_us(rt)
     try:
         level = ["-l", args.loglevel] if args.loglevel else []
         workers = [
@@ -296,6 +303,20 @@ def run(
         and out["worker_cpu_ms_per_job"] <= 20
     )
     return out
+
+
+def round_trip_cpu_us(rt: Runtime, rounds: int = 3, calls: int = 2000) -> float:
+    """The CPU (this process's, user + system) one redis-py round trip costs: the median of
+    ``rounds`` rounds of ``calls`` GETs of one key."""
+    rt.redis.set("bench:pace", b"1")
+    costs = []
+    for _ in range(rounds):
+        began = time.process_time()
+        for _ in range(calls):
+            rt.redis.get("bench:pace")
+        costs.append((time.process_time() - began) / calls * 1e6)
+    rt.redis.delete("bench:pace")
+    return round(statistics.median(costs), 1)
 
 
 def client_buffers(rt: Runtime) -> tuple[int, int]:

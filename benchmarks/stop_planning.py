@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,14 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import Settings
 from tasks.recording import submit_and_start
-from tests.support.fleet import REPO, BeatProcess, RedisServer, WorkerGroup, popen_logged
-from tests.support.ports import free_port
+from tests.support.fleet import BeatProcess, EmulatorProcess, RedisServer, WorkerGroup
 from tests.support.promises import check_promises, empty_channel_spec, wait_all_terminal
 from worker.celery_app import CONTROL_QUEUE, RECORDING_QUEUE, app, configure, runtime
 from worker.devapi import DevApiClient
@@ -56,70 +51,6 @@ from worker.states import JobState
 
 RATE = 10  # the service's requests per second per App ID
 RAMP_RATE = 100_000  # the workers' limiter while the jobs start (the emulator's limit is off)
-
-# The emulator as benchmarks run it (tests/support/fleet.py), plus one route of this benchmark's
-# own that sets the emulator's rate limit while it runs.
-_EMULATOR_MAIN = """
-import json, sys
-from pathlib import Path
-import uvicorn
-from emulator.app import create_app
-from emulator.config import EmulatorConfig
-options = json.loads(sys.argv[1])
-options["storage_dir"] = Path(options["storage_dir"])
-import emulator.service
-emulator.service._HISTORY_LIMIT = 1_000_000
-config = EmulatorConfig(**options)
-app = create_app(config)
-
-@app.put("/bench/qps/{qps}")
-def set_qps(qps: int) -> dict:
-    app.state.gateway.limiter.rate = qps
-    return {"qps": qps}
-
-uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
-"""
-
-
-class Emulator:
-    def __init__(self, storage_dir: Path) -> None:
-        self.port = free_port()
-        self.storage_dir = storage_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Emulator:
-        self.storage_dir.mkdir(parents=True, exist_ok=True)
-        options = {"port": self.port, "storage_dir": str(self.storage_dir), "qps": 0}
-        options["startup_seconds"] = 2.0
-        self.proc = popen_logged(
-            [sys.executable, "-c", _EMULATOR_MAIN, json.dumps(options)],
-            self.storage_dir.parent / "emulator.log",
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.base_url + "/dev/faults", timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise TimeoutError("the emulator did not answer")
-
-    def set_qps(self, qps: int) -> None:
-        requests.put(f"{self.base_url}/bench/qps/{qps}", timeout=10).raise_for_status()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def parse_args() -> argparse.Namespace:
@@ -187,7 +118,7 @@ def run_once(args: argparse.Namespace, early: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"cloudrec-stopplan-{early:g}-"))
     (tmp / "redis").mkdir()
     server = RedisServer(tmp / "redis", appendfsync="everysec").start()
-    emulator = Emulator(tmp / "storage").start()
+    emulator = EmulatorProcess(tmp / "storage", startup_seconds=2.0, qps_route=True).start()
     settings = Settings(
         redis_url=server.url, api_base_url=emulator.base_url, api_rate_limit=RAMP_RATE
     )
@@ -203,7 +134,7 @@ def run_once(args: argparse.Namespace, early: float) -> dict[str, Any]:
 
 
 def measure(
-    args: argparse.Namespace, early: float, emulator: Emulator, fleet: Fleet
+    args: argparse.Namespace, early: float, emulator: EmulatorProcess, fleet: Fleet
 ) -> dict[str, Any]:
     rt = runtime()
     ramp = args.ramp if args.ramp is not None else max(60.0, args.jobs / 10)

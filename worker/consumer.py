@@ -83,8 +83,14 @@ class SentEventsThroughConsumer:
 
     @classmethod
     def install(cls, consumer: Consumer) -> None:
+        """Hand this consumer the app's ``task-sent`` events. A consumer made before it in the
+        same process (a worker restarted in-process) is replaced, not wrapped: its dispatcher
+        is closed, and an event must never fall back to it."""
         amqp = consumer.app.amqp
-        amqp.__dict__["_event_dispatcher"] = cls(consumer, amqp._event_dispatcher)
+        celerys = amqp._event_dispatcher
+        if isinstance(celerys, cls):
+            celerys = celerys._celerys
+        amqp.__dict__["_event_dispatcher"] = cls(consumer, celerys)
         # The task sender keeps the dispatcher it was made with: make it again.
         amqp.__dict__.pop("send_task_message", None)
 

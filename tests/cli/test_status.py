@@ -11,6 +11,7 @@ import redis
 
 from tests.support.processes import Deployment, cloudrec_env, run_cli
 from tests.support.redis_db import TEST_REDIS_URL
+from tests.support.status import STATUS_KEYS
 from tests.support.waiting import wait_for
 from worker.states import JobState
 from worker.store import JobRecord, JobStore
@@ -19,19 +20,6 @@ pytestmark = pytest.mark.e2e
 
 SMALL = ["--size", "160x120", "--fps", "10", "--bitrate", "200", "--files", "hls"]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-STATUS_KEYS = {
-    "job_id",
-    "state",
-    "cname",
-    "uid",
-    "resource_id",
-    "sid",
-    "stop_at",
-    "files",
-    "uploading_status",
-    "error",
-    "history",
-}
 
 
 @pytest.fixture(scope="module")

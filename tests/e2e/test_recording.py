@@ -20,6 +20,7 @@ from tests.support.mediacheck import (
     probe,
     tone_levels,
 )
+from tests.support.status import STATUS_KEYS
 from tests.support.waiting import wait_for
 from worker.celery_app import app
 from worker.errors import JobSpecError
@@ -237,18 +238,6 @@ def test_status_json_shape(stack):
     job, _ = submit_and_start(stack.runtime, _spec("shape", duration=3))
     job = _wait_terminal(stack, job.job_id)
     out = json.loads(json.dumps(job.status_json()))
-    assert set(out) >= {
-        "job_id",
-        "state",
-        "cname",
-        "uid",
-        "resource_id",
-        "sid",
-        "stop_at",
-        "files",
-        "uploading_status",
-        "error",
-        "history",
-    }
+    assert set(out) >= STATUS_KEYS
     assert out["files"][0].keys() == {"fileName", "key"}
     assert Path(out["files"][0]["key"]).parts[:2] == ("e2e", "run1")

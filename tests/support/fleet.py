@@ -291,15 +291,22 @@ options["storage_dir"] = Path(options["storage_dir"])
 # GET /dev/recordings keeps the last 1,000 recordings only; a benchmark checks every one.
 import emulator.service
 emulator.service._HISTORY_LIMIT = int(options.pop("history_limit", 1000))
+qps_route = options.pop("qps_route", False)
 config = EmulatorConfig(**options)
-uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning",
-            access_log=False)
+app = create_app(config)
+if qps_route:  # a benchmark's own route: the emulator's rate limit changed while it runs
+    @app.put("/bench/qps/{qps}")
+    def set_qps(qps: int) -> dict:
+        app.state.gateway.limiter.rate = qps
+        return {"qps": qps}
+uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
 """
 
 
 class EmulatorProcess:
     """The emulator in its own process (no access log), so that its CPU is its own and a
-    benchmark's process measures only what it should."""
+    benchmark's process measures only what it should. ``qps_route=True``: its rate limit can
+    be changed while it runs (:meth:`set_qps`)."""
 
     def __init__(self, storage_dir: Path, **options: Any) -> None:
         self.port = free_port()
@@ -337,6 +344,12 @@ class EmulatorProcess:
             except requests.RequestException:
                 time.sleep(0.1)
         raise TimeoutError("the emulator process did not answer")
+
+    def set_qps(self, qps: int) -> None:
+        """The emulator's REST rate limit from now on (started with ``qps_route=True``)."""
+        import requests
+
+        requests.put(f"{self.base_url}/bench/qps/{qps}", timeout=10).raise_for_status()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
