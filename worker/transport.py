@@ -53,6 +53,20 @@ class _ClientReuse:
 
     _sync_client: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # kombu checks a new channel with ``self.client.ping()``: its consuming (BRPOP) client,
+        # on the channel's second pool. A channel that only publishes (a worker's producers, up
+        # to broker_pool_limit per process) then held a connection that never sent anything
+        # but that PING: ~1.8 KB of Redis memory and a socket each (benchmarks/README.md,
+        # session 12). The check goes through the publishing client instead; the consuming
+        # client connects when a consumer first uses it.
+        self.__dict__["client"] = _PingThroughPublisher(self)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            if isinstance(self.__dict__.get("client"), _PingThroughPublisher):
+                del self.__dict__["client"]
+
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
             return super()._create_client(asynchronous=True)  # type: ignore[misc]
@@ -61,6 +75,17 @@ class _ClientReuse:
         if client is None or client.connection_pool is not pool:
             client = self._sync_client = super()._create_client()  # type: ignore[misc]
         return client
+
+
+class _PingThroughPublisher:
+    """Stands in for a channel's consuming client while kombu builds the channel: its one use
+    there, the connection check, goes through the publishing client."""
+
+    def __init__(self, channel: _ClientReuse) -> None:
+        self._channel = channel
+
+    def ping(self) -> Any:
+        return self._channel._create_client().ping()
 
 
 class _Channel(_ClientReuse, kombu_redis.Channel):  # type: ignore[misc]

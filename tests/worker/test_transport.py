@@ -9,6 +9,7 @@ import threading
 
 import redis
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.message import Message
 
 from worker.transport import TRANSPORT
 
@@ -67,5 +68,38 @@ def test_threads_share_a_channels_client_and_every_message_arrives(
             for t in threads:
                 t.join(30)
             assert redis_client.llen(QUEUE.name) == 800
+        finally:
+            channel.close()
+
+
+def test_a_channel_that_only_publishes_holds_one_redis_connection(
+    redis_url: str, redis_client: redis.Redis
+):
+    """kombu checks a new channel with a PING through its consuming client, whose pool is the
+    channel's second: a channel that only publishes (a worker's producers) kept a connection
+    that never sent anything else. Consuming still opens its own when it begins."""
+    db = int(redis_client.connection_pool.connection_kwargs.get("db", 0))
+
+    def connections() -> int:
+        return sum(1 for c in redis_client.client_list() if int(c["db"]) == db)
+
+    before = connections()
+    with Connection(redis_url, transport=TRANSPORT) as conn:
+        channel = conn.channel()
+        try:
+            _publish(channel, 5, "c")
+            assert connections() - before == 1
+            got: list[int] = []
+
+            def on_message(body: dict[str, object], message: Message) -> None:
+                if body["tag"] == "c":
+                    got.append(int(body["i"]))  # type: ignore[call-overload]
+                message.ack()
+
+            with conn.Consumer(QUEUE, channel=channel, callbacks=[on_message]):
+                while len(got) < 5:
+                    conn.drain_events(timeout=5)
+            assert sorted(got) == [0, 1, 2, 3, 4]
+            assert connections() - before == 2  # the consumer's own, for BRPOP
         finally:
             channel.close()
