@@ -13,15 +13,18 @@ deadline stops, and those due during the failover) is printed. The full size and
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from config import Settings
 from tests.support.failover import Plan, run_failover
 from tests.support.processes import cloudrec_env, run_cli
-from tests.support.sentinel import SentinelGroup
+from tests.support.sentinel import DB, PASSWORD, SentinelGroup
 from worker.celery_app import celery_config
 from worker.errors import NotDurable
 from worker.redis_conn import confirm_replicated, redis_client
@@ -74,6 +77,35 @@ def test_a_submit_is_not_acknowledged_without_a_replica(tmp_path: Path):
         assert client.get("cloudrec:job:probe") == b"1"
         assert client.connection_pool.connection_kwargs["db"] == 3  # the URL's db applies
         client.close()
+    finally:
+        group.stop()
+
+
+def test_a_node_restarted_empty_is_not_promoted_before_it_is_in_sync(tmp_path: Path):
+    """The restart docs/operations.md prescribes (``--replica-priority 0`` until in sync): the
+    new master frozen past down-after-ms while the old one, empty, comes back as its replica.
+    The sentinels must not promote the empty node (with the default priority they do, and the
+    master then resyncs from it, empty: a CI run lost its jobs that way)."""
+    group = SentinelGroup(tmp_path / "sentinel").start()
+    try:
+        client = redis_client(Settings(**group.settings(), redis_wait_timeout=2.0))
+        client.set("cloudrec:job:probe", "1")
+        confirm_replicated(client, ["cloudrec:job:probe"], 1, 2.0)
+        client.close()
+        old = group.kill_master()
+        group.wait_failover(old)
+        new = group.master()
+        group.start_unpromotable_replica(old)
+        time.sleep(0.3)  # it has connected: the master lists it
+        assert new.proc is not None
+        new.proc.send_signal(signal.SIGSTOP)
+        time.sleep(4 * group.down_after_ms / 1000)
+        new.proc.send_signal(signal.SIGCONT)
+        group.wait_in_sync_then_promotable(old)
+        assert group.master_port() == new.port
+        on_master = redis.Redis(port=new.port, password=PASSWORD, db=DB, socket_timeout=5)
+        assert on_master.get("cloudrec:job:probe") == b"1"
+        on_master.close()
     finally:
         group.stop()
 

@@ -23,6 +23,7 @@ from tests.support.ports import free_port
 MASTER_NAME = "cloudrec"
 PASSWORD = "sentinel-test-pw"  # the nodes' requirepass: CLOUDREC_REDIS_URL's password applies
 DB = 3  # and so does its db number
+DEFAULT_REPLICA_PRIORITY = 100  # redis.conf's
 
 
 @dataclass
@@ -176,13 +177,25 @@ class SentinelGroup:
     def restart_as_replica(self, node: Node, timeout: float = 40.0) -> None:
         """Start a killed node again, empty, as a replica of the new master (what an operator
         or an orchestrator does; left alone, the sentinels would convert it too, within about
-        ten seconds of seeing it); wait until it is in sync."""
+        ten seconds of seeing it); wait until it is in sync, then make it promotable."""
+        self.start_unpromotable_replica(node)
+        self.wait_in_sync_then_promotable(node, timeout)
+
+    def start_unpromotable_replica(self, node: Node) -> None:
+        """Start a killed node, empty, as a replica with replica-priority 0: until it is in
+        sync, a sentinel that takes the new master for down (a second failure; on a loaded
+        machine, a master busy for down-after-ms) must not promote it and have the master
+        resync from it, empty. A CI run saw exactly that before nodes started this way."""
         master = self.master()
         argv = [a for a in node.argv]
-        if "--replicaof" in argv:
-            del argv[argv.index("--replicaof") : argv.index("--replicaof") + 3]
-        node.argv = [*argv, "--replicaof", "127.0.0.1", str(master.port)]
+        for option, width in (("--replicaof", 3), ("--replica-priority", 2)):
+            if option in argv:
+                del argv[argv.index(option) : argv.index(option) + width]
+        node.argv = [*argv, "--replicaof", "127.0.0.1", str(master.port), "--replica-priority", "0"]
         node.start()
+
+    def wait_in_sync_then_promotable(self, node: Node, timeout: float = 40.0) -> None:
+        """Wait until the node is a replica in sync; then give it the default priority back."""
 
         def linked() -> bool:
             if not node.alive():  # e.g. its port was taken meanwhile: the log says, try again
@@ -192,6 +205,11 @@ class SentinelGroup:
             return self._replica_linked(node)
 
         self._wait(linked, timeout, f"{node.name} to rejoin", lambda: self._explain(node))
+        client = redis.Redis(port=node.port, password=PASSWORD, socket_timeout=5)
+        try:
+            client.config_set("replica-priority", DEFAULT_REPLICA_PRIORITY)
+        finally:
+            client.close()
 
     def _explain(self, node: Node) -> str:
         """What a test prints when a node did not come back: its replication state as it and
